@@ -1,0 +1,63 @@
+"""The Litestar application: routes, dependencies, error handling, OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, get
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from backend.auth.routes import AuthController, MeController
+from backend.oauth.routes import TokenController
+from backend.platform.deps import RuntimeDep, provide_runtime
+from backend.platform.errors import EXCEPTION_HANDLERS
+from backend.platform.health import HealthController
+from backend.platform.logging import CorrelationMiddleware, configure_logging
+from backend.platform.runtime import running
+from backend.settings import Settings, get_settings
+
+ROUTES = [HealthController, AuthController, MeController, TokenController]
+
+
+@get("/.well-known/jwks.json", tags=["auth"], operation_id="jwks", include_in_schema=True)
+async def jwks(runtime: RuntimeDep) -> dict[str, object]:
+    """Public keys that verify medpay's access tokens (current and retired, by `kid`)."""
+    return runtime.tokens.jwks()
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    configure_logging(settings.app.log_level, settings.app.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with running(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    return Litestar(
+        route_handlers=[*ROUTES, jwks],
+        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
+        lifespan=[lifespan],
+        middleware=[CorrelationMiddleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=1024 * 1024,
+        openapi_config=OpenAPIConfig(
+            title="medpay",
+            version="1.0.0",
+            description="Hospital payments from the WeChat and Alipay mini-programs.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "patient": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                    "partner": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                }
+            ),
+        ),
+        debug=False,
+    )

@@ -1,0 +1,1 @@
+"""Patients' login from the mini-programs, access and refresh tokens."""

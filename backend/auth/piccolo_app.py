@@ -1,0 +1,12 @@
+import os
+
+from piccolo.conf.apps import AppConfig
+
+from backend.auth.tables import RefreshToken, SecurityEvent, User
+
+APP_CONFIG = AppConfig(
+    app_name="auth",
+    migrations_folder_path=os.path.join(os.path.dirname(__file__), "piccolo_migrations"),
+    table_classes=[User, RefreshToken, SecurityEvent],
+    migration_dependencies=["backend.platform.piccolo_app"],
+)

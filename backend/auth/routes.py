@@ -1,0 +1,58 @@
+"""Patients' login, token refresh and logout, and who they are."""
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from backend.auth import service
+from backend.auth.schemas import (
+    LoginRequest,
+    RefreshRequest,
+    SecurityEventRead,
+    TokenPair,
+    UserRead,
+)
+from backend.auth.service import Patient
+from backend.platform.deps import RuntimeDep
+
+PatientDep = NamedDependency[Patient]
+
+
+def provide_patient(request: Request, runtime: RuntimeDep) -> Patient:  # type: ignore[type-arg]
+    return service.authenticate(runtime, request.headers.get("authorization"))
+
+
+class AuthController(Controller):
+    path = "/api/v1/auth"
+    tags = ["auth"]
+
+    @post("/login", status_code=HTTP_200_OK, operation_id="login")
+    async def login(self, data: JSONBody[LoginRequest], runtime: RuntimeDep) -> TokenPair:
+        """Exchange a mini-program login code (`wx.login` / `my.getAuthCode`) for tokens."""
+        return await service.login(runtime, data.channel, data.code)
+
+    @post("/refresh", status_code=HTTP_200_OK, operation_id="refresh")
+    async def refresh(self, data: JSONBody[RefreshRequest], runtime: RuntimeDep) -> TokenPair:
+        """Spend a refresh token for a new pair; a reused one signs out its whole login."""
+        return await service.refresh(runtime, data.refresh_token)
+
+    @post("/logout", status_code=HTTP_204_NO_CONTENT, operation_id="logout")
+    async def logout(self, data: JSONBody[RefreshRequest], runtime: RuntimeDep) -> None:
+        """Revoke this login's refresh tokens."""
+        await service.logout(runtime, data.refresh_token)
+
+
+class MeController(Controller):
+    path = "/api/v1/me"
+    tags = ["auth"]
+    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
+
+    @get("/", operation_id="me")
+    async def me(self, patient: PatientDep) -> UserRead:
+        return await service.me(patient)
+
+    @get("/security-events", operation_id="securityEvents")
+    async def security_events(self, patient: PatientDep) -> list[SecurityEventRead]:
+        """Sign-outs forced by a reused refresh token, newest first."""
+        return await service.security_events(patient)

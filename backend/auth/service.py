@@ -1,0 +1,203 @@
+"""Login from the mini-programs, refresh-token rotation with reuse detection, the current user."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from backend.auth.schemas import SecurityEventRead, TokenPair, UserRead
+from backend.auth.tables import RefreshToken, SecurityEvent, User
+from backend.piccolo_conf import DB
+from backend.platform import outbox
+from backend.platform.errors import NotFound, Unauthorized
+from backend.platform.logging import current_correlation_id
+from backend.platform.runtime import Runtime
+from backend.platform.tokens import PATIENT_AUDIENCE, bearer_token
+
+log = structlog.get_logger(__name__)
+
+SESSION_REVOKED = "auth.session_revoked"
+
+
+@dataclass(frozen=True)
+class Patient:
+    """The caller of a patient endpoint, from a verified access token."""
+
+    user_id: int
+    channel: str
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def login(rt: Runtime, channel: str, code: str) -> TokenPair:
+    if channel == "wechat":
+        session = await rt.partners.wechat.jscode2session(code)
+        app_id, openid, unionid = rt.settings.wechat.appid, session.openid, session.unionid
+    else:
+        token = await rt.partners.alipay.oauth_token(code)
+        app_id = rt.settings.alipay.app_id
+        openid, unionid = str(token.get("user_id") or token["open_id"]), None
+    async with DB.transaction():
+        rows = await User.raw(
+            """
+            INSERT INTO app_user (channel, app_id, openid, unionid, created_at, last_login_at)
+            VALUES ({}, {}, {}, {}, now(), now())
+            ON CONFLICT (channel, app_id, openid) DO UPDATE
+               SET last_login_at = now(), unionid = COALESCE(EXCLUDED.unionid, app_user.unionid)
+            RETURNING id, (xmax = 0) AS created
+            """,
+            channel,
+            app_id,
+            openid,
+            unionid,
+        )
+        user_id = rows[0]["id"]
+        pair = await _issue(rt, user_id, channel, family_id=uuid.uuid4())
+    log.info("patient logged in", user_id=user_id, channel=channel, new_user=rows[0]["created"])
+    return pair
+
+
+async def _issue(rt: Runtime, user_id: int, channel: str, family_id: uuid.UUID) -> TokenPair:
+    """A new access token and a new refresh token in `family_id`; inside a transaction."""
+    auth = rt.settings.auth
+    refresh_token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    await RefreshToken.insert(
+        RefreshToken(
+            user_id=user_id,
+            family_id=family_id,
+            token_hash=_hash(refresh_token),
+            created_at=now,
+            expires_at=now + timedelta(days=auth.refresh_ttl_days),
+        )
+    )
+    access = rt.tokens.sign(
+        {"sub": str(user_id), "channel": channel}, auth.access_ttl_seconds, PATIENT_AUDIENCE
+    )
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh_token,
+        expires_in=auth.access_ttl_seconds,
+        refresh_expires_in=auth.refresh_ttl_days * 86400,
+    )
+
+
+async def refresh(rt: Runtime, refresh_token: str) -> TokenPair:
+    """Rotate: the presented token is spent and a new pair issued in the same family.
+
+    A token presented again after rotation means it was copied: the whole family is revoked,
+    which signs out both the thief and the patient.
+    """
+    invalid = Unauthorized("the refresh token is invalid or expired", code="REFRESH_TOKEN_INVALID")
+    message_id = None
+    async with DB.transaction():
+        rows = await RefreshToken.raw(
+            """
+            SELECT t.id, t.user_id, t.family_id, t.expires_at, t.rotated_at, t.revoked_at, u.channel
+            FROM refresh_token t JOIN app_user u ON u.id = t.user_id
+            WHERE t.token_hash = {} FOR UPDATE OF t
+            """,
+            _hash(refresh_token),
+        )
+        if not rows:
+            raise invalid
+        row = rows[0]
+        if row["revoked_at"] is None and row["rotated_at"] is not None:
+            message_id = await _revoke_family(row["user_id"], row["family_id"], "refresh token reused")
+        elif row["revoked_at"] is None and row["expires_at"] > datetime.now(UTC):
+            await RefreshToken.update({RefreshToken.rotated_at: datetime.now(UTC)}).where(
+                RefreshToken.id == row["id"]
+            )
+            return await _issue(rt, row["user_id"], row["channel"], row["family_id"])
+    if message_id is not None:
+        await outbox.send(rt.redis, [message_id])
+        log.warning("refresh token reuse: family revoked", user_id=row["user_id"])
+        raise Unauthorized(
+            "this refresh token was already used; every session of this login is signed out",
+            code="REFRESH_TOKEN_REUSED",
+        )
+    raise invalid
+
+
+async def _revoke_family(user_id: int, family_id: uuid.UUID, reason: str) -> int:
+    await RefreshToken.update({RefreshToken.revoked_at: datetime.now(UTC)}).where(
+        (RefreshToken.family_id == family_id) & RefreshToken.revoked_at.is_null()
+    )
+    return await outbox.add(
+        SESSION_REVOKED, {"user_id": user_id, "family_id": str(family_id), "reason": reason}
+    )
+
+
+async def logout(rt: Runtime, refresh_token: str) -> None:
+    """Revoke the family of this refresh token; unknown tokens are ignored (nothing to reveal)."""
+    async with DB.transaction():
+        row = (
+            await RefreshToken.select(RefreshToken.family_id)
+            .where((RefreshToken.token_hash == _hash(refresh_token)) & RefreshToken.revoked_at.is_null())
+            .first()
+        )
+        if row:
+            await RefreshToken.update({RefreshToken.revoked_at: datetime.now(UTC)}).where(
+                RefreshToken.family_id == row["family_id"]
+            )
+
+
+async def record_session_revoked(user_id: int, family_id: str, reason: str) -> None:
+    """Job: keep the security event for the patient and for fraud review, once per family."""
+    await SecurityEvent.raw(
+        """
+        INSERT INTO security_event (user_id, kind, subject, detail, correlation_id, created_at)
+        VALUES ({}, 'session_revoked', {}, {}, {}, now())
+        ON CONFLICT (kind, subject) DO NOTHING
+        """,
+        user_id,
+        family_id,
+        reason,
+        current_correlation_id(),
+    )
+
+
+async def security_events(patient: Patient) -> list[SecurityEventRead]:
+    rows = (
+        await SecurityEvent.select(SecurityEvent.kind, SecurityEvent.detail, SecurityEvent.created_at)
+        .where(SecurityEvent.user_id == patient.user_id)
+        .order_by(SecurityEvent.id, ascending=False)
+    )
+    return [SecurityEventRead(**row) for row in rows]
+
+
+def authenticate(rt: Runtime, authorization: str | None) -> Patient:
+    claims: dict[str, Any] = rt.tokens.verify(bearer_token(authorization), PATIENT_AUDIENCE)
+    return Patient(user_id=int(claims["sub"]), channel=str(claims.get("channel", "")))
+
+
+async def me(patient: Patient) -> UserRead:
+    user = await User.objects().where(User.id == patient.user_id).first()
+    if user is None:
+        raise NotFound("no such user")
+    return UserRead(
+        id=user.id,
+        channel=user.channel,
+        app_id=user.app_id,
+        openid=user.openid,
+        unionid=user.unionid,
+        created_at=user.created_at,
+        last_login_at=user.last_login_at,
+    )
+
+
+async def purge_expired_refresh_tokens(keep_days: int = 7) -> int:
+    rows = (
+        await RefreshToken.delete()
+        .where(RefreshToken.expires_at < datetime.now(UTC) - timedelta(days=keep_days))
+        .returning(RefreshToken.id)
+    )
+    return len(rows)

@@ -1,0 +1,196 @@
+"""The `medpay` command: run the whole system, migrate, seed, register partners."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from backend.settings import Settings, SettingsError, get_settings
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` against the configured database, or the embedded one (started if need be)."""
+    from backend.platform import database, embedded
+
+    server = None
+    url = settings.database.url
+    if not url:
+        server, url = embedded.start_postgres(settings.app.var_dir / "postgres", "medpay")
+
+    async def run() -> T:
+        database.use_database(url)
+        await database.open_pool(settings.database)
+        try:
+            return await work()
+        finally:
+            await database.close_pool()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+@click.group()
+def main() -> None:
+    """medpay: hospital payments from the WeChat and Alipay mini-programs."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply every domain's pending migrations."""
+    from backend.platform.database import migrate as run_migrations
+
+    click.echo(_with_database(_settings(), run_migrations).strip() or "nothing to migrate")
+
+
+@main.command()
+def seed() -> None:
+    """Create the demo institutions and partner clients (idempotent; not in production)."""
+    settings = _settings()
+    if settings.app.env == "production":
+        raise click.ClickException("demo data is not for production")
+    from backend.seed import seed as run_seed
+
+    created = _with_database(settings, run_seed)
+    click.echo("\n".join(f"created {item}" for item in created) or "demo data already present")
+
+
+@main.group()
+def partner() -> None:
+    """Partner clients (hospital HIS, terminals, banks)."""
+
+
+@partner.command("create")
+@click.option("--kind", type=click.Choice(["hospital", "terminal", "bank"]), required=True)
+@click.option("--name", required=True, help="Who the partner is, for people reading logs.")
+@click.option("--scopes", required=True, help="Space- or comma-separated, e.g. 'bills:write'.")
+@click.option("--institution", default=None, help="Institution code (hospitals and terminals).")
+def partner_create(kind: str, name: str, scopes: str, institution: str | None) -> None:
+    """Register a partner and print its credentials (the secret is shown this once)."""
+    from backend.oauth.service import create_client
+    from backend.platform.errors import AppError
+
+    scope_list = scopes.replace(",", " ").split()
+    try:
+        credentials = _with_database(_settings(), lambda: create_client(kind, name, scope_list, institution))
+    except AppError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"client_id:     {credentials.client_id}")
+    click.echo(f"client_secret: {credentials.client_secret}")
+    click.echo("Keep the secret now: only its hash is stored.")
+
+
+@main.command()
+def web() -> None:
+    """Serve the API with granian (MEDPAY_HOST, MEDPAY_PORT, MEDPAY_WEB_WORKERS)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    app = _settings().app
+    Granian(
+        "backend.app:create_app",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=app.host,
+        port=app.port,
+        workers=app.web_workers,
+        log_access=False,
+    ).serve()
+
+
+@main.command()
+def dev() -> None:
+    """Run the whole system: PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are
+    set), migrations and demo data, then the web server, a worker and the sandbox partners."""
+    from honcho.environ import parse_procfile
+    from honcho.manager import Manager
+
+    from backend.platform import embedded
+
+    settings = _settings()
+    var = settings.app.var_dir
+    servers = embedded.EmbeddedServers()
+    env = dict(os.environ)
+    try:
+        if not settings.database.url:
+            servers.postgres, env["DATABASE_URL"] = embedded.start_postgres(var / "postgres", "medpay")
+            click.echo(f"PostgreSQL (embedded, data in {var / 'postgres'}): {env['DATABASE_URL']}")
+        if not settings.redis.url:
+            servers.redis, env["REDIS_URL"] = embedded.start_redis(var / "redis")
+            click.echo(f"Redis (embedded, data in {var / 'redis'}): {env['REDIS_URL']}")
+        os.environ.update(DATABASE_URL=env["DATABASE_URL"], REDIS_URL=env["REDIS_URL"])
+        get_settings.cache_clear()
+        settings = _settings()
+
+        from backend.platform.database import migrate as run_migrations
+        from backend.seed import seed as run_seed
+
+        async def prepare() -> list[str]:
+            await run_migrations()
+            return await run_seed()
+
+        for item in _with_database(settings, prepare):
+            click.echo(f"seeded {item}")
+
+        procfile = parse_procfile((ROOT / "Procfile").read_text())
+        manager = Manager()
+        for name in ("web", "worker"):
+            manager.add_process(name, procfile.processes[name], env=env, cwd=str(ROOT))
+        sandbox = f"{sys.executable} -m miniprogram_stub --port {settings.sandbox.port}"
+        manager.add_process("sandbox", sandbox, env=env, cwd=str(ROOT))
+        threading.Thread(target=_announce, args=(settings,), daemon=True).start()
+        manager.loop()
+    finally:
+        servers.stop()
+    sys.exit(manager.returncode)
+
+
+def _announce(settings: Settings, timeout: float = 60.0) -> None:
+    """Print where everything is once the API answers ready."""
+    base = f"http://{settings.app.host}:{settings.app.port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as answer:  # noqa: S310
+                if answer.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        click.echo(f"medpay did not answer ready at {base} within {timeout:.0f}s", err=True)
+        return
+    sandbox = f"http://127.0.0.1:{settings.sandbox.port}"
+    lines: list[Any] = [
+        "",
+        "medpay is up:",
+        f"  API          {base}/api/v1",
+        f"  API docs     {base}/schema  (OpenAPI JSON: {base}/schema/openapi.json)",
+        f"  health       {base}/health/ready",
+        f"  sandbox      {sandbox}  (WeChat {sandbox}/wechat, Alipay {sandbox}/alipay)",
+        "  try it       python -m miniprogram_stub.client login --channel wechat --user alice",
+        "  demo partner demo-his / demo-his-secret (see README for the others)",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    click.echo("\n".join(lines))

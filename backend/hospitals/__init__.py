@@ -1,0 +1,1 @@
+"""Hospitals and other medical institutions: who bills, who scans, at which level."""

@@ -1,0 +1,19 @@
+"""Institutions: registering them and looking them up."""
+
+from datetime import UTC, datetime
+
+from backend.hospitals.tables import Institution
+
+
+async def ensure_institution(code: str, name: str, level: int, region_code: str) -> bool:
+    """Register an institution unless its code exists; True when it was created."""
+    rows = (
+        await Institution.insert(
+            Institution(
+                code=code, name=name, level=level, region_code=region_code, created_at=datetime.now(UTC)
+            )
+        )
+        .on_conflict(action="DO NOTHING")
+        .returning(Institution.id)
+    )
+    return bool(rows)

@@ -1,0 +1,10 @@
+"""Every scope a partner can hold, and what it allows."""
+
+SCOPES = {
+    "ecert:decode": "turn a patient's e-certificate QR code or face check into a visit",
+    "bills:write": "create bills and refunds for the partner's institution",
+    "bookings:write": "publish schedules and check patients in",
+    "credit:callback": "post a bank's credit-line and disbursement callbacks",
+}
+
+KINDS = ("hospital", "terminal", "bank")

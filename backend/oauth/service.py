@@ -1,0 +1,166 @@
+"""Partner clients: registering them, and exchanging their credentials for scoped tokens."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from backend.hospitals.tables import Institution
+from backend.oauth.scopes import KINDS, SCOPES
+from backend.oauth.server import (
+    PartnerAuthorizationServer,
+    PartnerClientModel,
+    TokenRequest,
+    hash_secret,
+)
+from backend.oauth.tables import PartnerClient
+from backend.piccolo_conf import DB
+from backend.platform.errors import AppError, Forbidden
+from backend.platform.runtime import Runtime
+from backend.platform.tokens import PARTNER_AUDIENCE, bearer_token
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Partner:
+    """The caller of a partner endpoint, from a verified access token."""
+
+    client_id: str
+    kind: str
+    scopes: frozenset[str]
+    institution_code: str | None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    client_id: str
+    client_secret: str
+
+
+async def create_client(
+    kind: str,
+    name: str,
+    scopes: list[str],
+    institution_code: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+) -> Credentials:
+    """Register a partner; the secret is returned here once and only its hash is kept."""
+    if kind not in KINDS:
+        raise AppError(f"kind must be one of {', '.join(KINDS)}", detail={"field": "kind"})
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise AppError(
+            f"unknown or missing scopes: {', '.join(unknown) or '(none)'}; known: {', '.join(SCOPES)}",
+            detail={"field": "scopes"},
+        )
+    institution_id = None
+    if institution_code:
+        institution = (
+            await Institution.select(Institution.id).where(Institution.code == institution_code).first()
+        )
+        if institution is None:
+            raise AppError(f"no institution {institution_code}", detail={"field": "institution"})
+        institution_id = institution["id"]
+    elif kind in ("hospital", "terminal"):
+        raise AppError("hospitals and terminals belong to an institution", detail={"field": "institution"})
+    credentials = Credentials(
+        client_id=client_id or f"{kind}-{secrets.token_hex(8)}",
+        client_secret=client_secret or secrets.token_urlsafe(32),
+    )
+    await PartnerClient.insert(
+        PartnerClient(
+            client_id=credentials.client_id,
+            secret_hash=hash_secret(credentials.client_secret),
+            kind=kind,
+            name=name,
+            scopes=sorted(set(scopes)),
+            institution=institution_id,
+            created_at=datetime.now(UTC),
+        )
+    )
+    return credentials
+
+
+def _claimed_client_id(headers: dict[str, str], form: dict[str, str]) -> str | None:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value).decode().partition(":")[0] or None
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return form.get("client_id")
+
+
+async def _load_client(client_id: str | None) -> PartnerClientModel | None:
+    if not client_id:
+        return None
+    row = (
+        await PartnerClient.select(
+            PartnerClient.client_id,
+            PartnerClient.secret_hash,
+            PartnerClient.kind,
+            PartnerClient.scopes,
+            PartnerClient.institution.code.as_alias("institution_code"),
+        )
+        .where((PartnerClient.client_id == client_id) & (PartnerClient.active.eq(True)))
+        .first()
+    )
+    if row is None:
+        return None
+    return PartnerClientModel(**{**row, "scopes": tuple(row["scopes"])})
+
+
+async def issue_token(
+    rt: Runtime, uri: str, headers: dict[str, str], form: dict[str, str]
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    client = await _load_client(_claimed_client_id(headers, form))
+    server = PartnerAuthorizationServer(rt.tokens, rt.settings.auth.partner_token_ttl_seconds, client)
+    status, body, answer_headers = server.create_token_response(TokenRequest(uri, headers, form))
+    log.info(
+        "partner token request",
+        client_id=client.client_id if client else None,
+        status=status,
+        scope=body.get("scope"),
+        error=body.get("error"),
+    )
+    return status, body, answer_headers
+
+
+def authenticate(rt: Runtime, authorization: str | None, scope: str) -> Partner:
+    claims = rt.tokens.verify(bearer_token(authorization), PARTNER_AUDIENCE)
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    if scope not in scopes:
+        raise Forbidden(
+            f"this endpoint needs the scope '{scope}'",
+            code="INSUFFICIENT_SCOPE",
+            detail={"required_scope": scope},
+        )
+    return Partner(
+        client_id=str(claims["client_id"]),
+        kind=str(claims.get("kind", "")),
+        scopes=scopes,
+        institution_code=claims.get("institution"),
+    )
+
+
+async def seed_client(
+    kind: str,
+    name: str,
+    scopes: list[str],
+    institution_code: str | None,
+    client_id: str,
+    client_secret: str,
+) -> bool:
+    """Register a demo client unless it exists; True when it was created."""
+    async with DB.transaction():
+        if await PartnerClient.exists().where(PartnerClient.client_id == client_id):
+            return False
+        await create_client(kind, name, scopes, institution_code, client_id, client_secret)
+    return True

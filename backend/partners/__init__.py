@@ -1,0 +1,1 @@
+"""Clients for the outside world: chat platforms, the e-certificate platform, banks."""

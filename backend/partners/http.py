@@ -1,0 +1,63 @@
+"""What every partner client shares: one HTTP client, timeouts, and retries of transient failures."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from backend.platform.errors import PartnerUnavailable
+from backend.settings import PartnerHttpSettings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+class TransientPartnerError(Exception):
+    """A failure worth retrying: the partner was busy, timed out or answered 5xx."""
+
+    def __init__(self, partner: str, reason: str) -> None:
+        super().__init__(f"{partner}: {reason}")
+        self.partner = partner
+        self.reason = reason
+
+
+def new_http_client(settings: PartnerHttpSettings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout_seconds),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        headers={"User-Agent": "medpay/1"},
+    )
+
+
+async def with_retries(settings: PartnerHttpSettings, partner: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run `call`, retrying transient failures; when they persist, answer 503 PARTNER_UNAVAILABLE."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(settings.retries + 1),
+        wait=wait_exponential_jitter(initial=0.05, max=1.0),
+        retry=retry_if_exception_type(TransientPartnerError),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    return await call()
+                except httpx.TransportError as exc:
+                    raise TransientPartnerError(partner, type(exc).__name__) from exc
+    except TransientPartnerError as exc:
+        log.warning("partner unavailable", partner=partner, reason=exc.reason)
+        raise PartnerUnavailable(
+            f"{partner} is not answering; try again shortly",
+            detail={"partner": partner, "reason": exc.reason},
+            headers={"Retry-After": "5"},
+        ) from exc
+    raise AssertionError("unreachable: tenacity either returns or raises")

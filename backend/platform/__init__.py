@@ -1,0 +1,1 @@
+"""The platform every domain stands on: database, Redis, errors, logging, outbox, health."""

@@ -1,0 +1,42 @@
+"""Liveness and readiness: is the process up, and can it reach PostgreSQL and Redis."""
+
+import asyncio
+from typing import Any
+
+from litestar import Controller, Response, get
+
+from backend.platform import database
+from backend.platform.deps import RuntimeDep
+from backend.platform.errors import envelope
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+async def _check(probe: Any) -> str:
+    try:
+        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]
+
+    @get("/live", operation_id="live")
+    async def live(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/ready", operation_id="ready")
+    async def ready(self, runtime: RuntimeDep) -> Response[Any]:
+        checks = dict(
+            zip(
+                ("postgres", "redis"),
+                await asyncio.gather(_check(database.ping()), _check(runtime.redis.ping())),
+                strict=True,
+            )
+        )
+        if all(value == "ok" for value in checks.values()):
+            return Response({"status": "ok", "checks": checks})
+        return envelope(503, "NOT_READY", "a dependency is unavailable", {"checks": checks})

@@ -1,0 +1,119 @@
+"""The transactional outbox: jobs written with the change that causes them, sent after commit.
+
+A service calls `add` inside its transaction, then `send` after commit. If Redis is down or loses
+the job, the sweeper (`send_pending`, run by a worker cron) sends it again; jobs are idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import structlog
+from arq import ArqRedis
+
+from backend.piccolo_conf import DB
+from backend.platform.logging import current_correlation_id
+from backend.platform.tables import OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+JOB = "run_outbox_message"
+
+
+def job_id(message_id: int) -> str:
+    return f"outbox:{message_id}"
+
+
+async def add(task: str, payload: dict[str, Any]) -> int:
+    """Record a job; call inside the business transaction."""
+    rows = await OutboxMessage.insert(
+        OutboxMessage(
+            task=task,
+            payload=payload,
+            correlation_id=current_correlation_id(),
+            created_at=datetime.now(UTC),
+        )
+    ).returning(OutboxMessage.id)
+    return int(rows[0]["id"])
+
+
+async def send(redis: ArqRedis, message_ids: list[int]) -> None:
+    """Enqueue committed messages now; whatever fails here the sweeper sends later."""
+    try:
+        for message_id in message_ids:
+            await redis.enqueue_job(JOB, message_id, _job_id=job_id(message_id))
+        await OutboxMessage.update({OutboxMessage.enqueued_at: datetime.now(UTC)}).where(
+            OutboxMessage.id.is_in(message_ids)
+        )
+    except Exception as exc:
+        log.warning("outbox send deferred to the sweeper", error=str(exc), ids=message_ids)
+
+
+async def send_pending(redis: ArqRedis, redeliver_after: timedelta, limit: int = 500) -> int:
+    """Enqueue messages never sent, or sent long ago and still not done (Redis lost them)."""
+    cutoff = datetime.now(UTC) - redeliver_after
+    async with DB.transaction():
+        rows = await OutboxMessage.raw(
+            """
+            SELECT id FROM outbox_message
+            WHERE done_at IS NULL AND failed_at IS NULL
+              AND (enqueued_at IS NULL OR enqueued_at < {})
+            ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED
+            """,
+            cutoff,
+            limit,
+        )
+        ids = [row["id"] for row in rows]
+        for message_id in ids:
+            # arq refuses a job id it still holds (queued, running or with a result): no doubles.
+            await redis.enqueue_job(JOB, message_id, _job_id=job_id(message_id))
+        if ids:
+            await OutboxMessage.update({OutboxMessage.enqueued_at: datetime.now(UTC)}).where(
+                OutboxMessage.id.is_in(ids)
+            )
+    if ids:
+        log.info("outbox sweeper sent messages", count=len(ids))
+    return len(ids)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    task: str
+    payload: dict[str, Any]
+    correlation_id: str | None
+
+
+async def claim(message_id: int) -> Claimed | None:
+    """The message if it still needs doing, counting the attempt."""
+    rows = await OutboxMessage.raw(
+        """
+        UPDATE outbox_message SET attempts = attempts + 1
+        WHERE id = {} AND done_at IS NULL AND failed_at IS NULL
+        RETURNING *
+        """,
+        message_id,
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    return Claimed(row["id"], row["task"], msgspec.json.decode(row["payload"]), row["correlation_id"])
+
+
+async def mark_done(message_id: int) -> None:
+    await OutboxMessage.update({OutboxMessage.done_at: datetime.now(UTC)}).where(
+        OutboxMessage.id == message_id
+    )
+
+
+async def mark_failed(message_id: int, error: str) -> None:
+    await OutboxMessage.update(
+        {OutboxMessage.failed_at: datetime.now(UTC), OutboxMessage.last_error: error[:2000]}
+    ).where(OutboxMessage.id == message_id)
+
+
+async def record_error(message_id: int, error: str) -> None:
+    await OutboxMessage.update({OutboxMessage.last_error: error[:2000]}).where(OutboxMessage.id == message_id)

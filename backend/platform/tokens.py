@@ -1,0 +1,89 @@
+"""JWT access tokens for patients and partners, signed with an asymmetric key that carries a `kid`.
+
+Rotation: put the new key in `MEDPAY_AUTH_SIGNING_KEY_FILE` and the old public key in
+`MEDPAY_AUTH_PREVIOUS_PUBLIC_KEYS` until the last token it signed has expired.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, RSAKey
+
+from backend.platform.errors import Unauthorized
+from backend.settings import AuthSettings
+
+PATIENT_AUDIENCE = "medpay:patient"
+PARTNER_AUDIENCE = "medpay:partner"
+ALGORITHMS = ["ES256", "RS256"]
+
+
+def _load(pem: bytes) -> ECKey | RSAKey:
+    loaded: Any = (
+        serialization.load_pem_private_key(pem, password=None)
+        if b"PRIVATE KEY" in pem
+        else serialization.load_pem_public_key(pem)
+    )
+    key_type = RSAKey if isinstance(loaded, rsa.RSAPrivateKey | rsa.RSAPublicKey) else ECKey
+    key = key_type.import_key(pem, parameters={"use": "sig"})
+    key.ensure_kid()  # the RFC 7638 thumbprint: stable for a key, distinct across keys
+    return key
+
+
+class TokenKeys:
+    def __init__(self, settings: AuthSettings) -> None:
+        self.issuer = settings.issuer
+        self.signing_key = _load(settings.signing_key_file.read_bytes())
+        self.algorithm = "ES256" if isinstance(self.signing_key, ECKey) else "RS256"
+        previous = [
+            _load(Path(p).read_bytes()) for p in settings.previous_public_keys.split(",") if p.strip()
+        ]
+        self.verify_keys = KeySet([self.signing_key, *previous])
+
+    @property
+    def kid(self) -> str:
+        return str(self.signing_key.kid)
+
+    def jwks(self) -> dict[str, Any]:
+        return dict(self.verify_keys.as_dict(private=False))
+
+    def sign(self, claims: dict[str, Any], ttl_seconds: int, audience: str) -> str:
+        now = int(time.time())
+        payload = {
+            "iss": self.issuer,
+            "aud": audience,
+            "iat": now,
+            "exp": now + ttl_seconds,
+            "jti": uuid.uuid4().hex,
+            **claims,
+        }
+        header = {"alg": self.algorithm, "kid": self.kid, "typ": "at+jwt"}
+        return jwt.encode(header, payload, self.signing_key)
+
+    def verify(self, token: str, audience: str) -> dict[str, Any]:
+        """The claims of a valid, unexpired token for `audience`; otherwise 401."""
+        try:
+            decoded = jwt.decode(token, self.verify_keys, algorithms=ALGORITHMS)
+            jwt.JWTClaimsRegistry(
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": audience},
+                exp={"essential": True},
+                sub={"essential": True},
+            ).validate(decoded.claims)
+        except (JoseError, ValueError) as exc:
+            raise Unauthorized("the access token is invalid or expired", code="TOKEN_INVALID") from exc
+        return decoded.claims
+
+
+def bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("an access token is required: `Authorization: Bearer <token>`")
+    return token.strip()

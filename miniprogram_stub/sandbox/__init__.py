@@ -1,0 +1,1 @@
+"""Sandbox servers imitating the partner platforms (WeChat, Alipay, ...) in one Litestar app."""

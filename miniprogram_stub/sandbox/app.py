@@ -1,0 +1,29 @@
+"""The sandbox app: every partner's router, the shared `/_sandbox` facility, and `/health`."""
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from miniprogram_stub.sandbox import alipay, faults, wechat
+
+# Adding a partner sandbox: write its module with a PARTNER, then list it here.
+PARTNERS = (wechat.PARTNER, alipay.PARTNER)
+
+
+@get("/health", operation_id="health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app() -> Litestar:
+    # State lives in the app (not in modules) so each app, e.g. one per test, starts clean.
+    state = State({"faults": faults.FaultBook(PARTNERS)})
+    for partner in PARTNERS:
+        state[partner.name] = partner.new_state()
+    return Litestar(
+        route_handlers=[health, faults.router, *(p.router for p in PARTNERS)],
+        dependencies={"book": Provide(faults.provide_book, sync_to_thread=False)},
+        state=state,
+        openapi_config=None,
+        debug=False,
+    )

@@ -1,0 +1,123 @@
+"""Real PostgreSQL, Redis and sandbox partners for the whole session; a clean slate per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from arq.worker import Worker
+from litestar import Litestar
+
+from backend.app import create_app
+from backend.piccolo_conf import APP_REGISTRY, DB
+from backend.platform import database
+from backend.platform.runtime import Runtime, running
+from backend.settings import Settings
+from tests import servers
+from workers.settings import worker_settings
+
+
+@pytest.fixture(scope="session")
+def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    tmp: Path = tmp_path_factory.mktemp("servers")
+    with servers.postgres(tmp) as pg, servers.redis(tmp) as redis, servers.sandbox() as sandbox:
+        yield {"database": pg, "redis": redis, "sandbox": sandbox}
+
+
+@pytest.fixture(scope="session")
+def settings(urls: dict[str, str]) -> Settings:
+    env = {
+        **os.environ,
+        "MEDPAY_ENV": "test",
+        "DATABASE_URL": urls["database"],
+        "REDIS_URL": urls["redis"],
+        "MEDPAY_WECHAT_API_BASE": f"{urls['sandbox']}/wechat",
+        "MEDPAY_ALIPAY_GATEWAY": f"{urls['sandbox']}/alipay/gateway.do",
+        "MEDPAY_PARTNER_TIMEOUT_SECONDS": "2",
+        "MEDPAY_LOG_LEVEL": "INFO",
+    }
+    return Settings.from_env(env)
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings: Settings) -> None:
+    database.use_database(settings.database.url)
+    await database.migrate()
+
+
+@pytest.fixture(scope="session")
+async def runtime(settings: Settings, migrated: None) -> AsyncIterator[Runtime]:
+    async with running(settings) as rt:
+        yield rt
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, runtime: Runtime) -> Litestar:
+    """The app, served in the tests' own event loop; its resources are the session's runtime."""
+    application = create_app(settings)
+    application.state.runtime = runtime
+    return application
+
+
+@pytest.fixture(scope="session")
+async def session_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://medpay.test") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def sandbox_http(urls: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=urls["sandbox"], timeout=10) as client:
+        yield client
+
+
+TABLES = ", ".join(
+    f'"{table._meta.tablename}"' for app in APP_REGISTRY.app_configs.values() for table in app.table_classes
+)
+
+
+@pytest.fixture(autouse=True)
+async def clean_slate(
+    request: pytest.FixtureRequest, runtime: Runtime, sandbox_http: httpx.AsyncClient
+) -> None:
+    """Every test starts with empty tables, an empty Redis and a sandbox with no faults."""
+    await DB.run_ddl(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    await runtime.redis.flushdb()
+    await sandbox_http.delete("/_sandbox/faults")
+    await sandbox_http.delete("/_sandbox/calls")
+
+
+@pytest.fixture
+def client(session_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    return session_client
+
+
+@pytest.fixture
+def run_worker(settings: Settings, runtime: Runtime) -> Any:
+    """Run a burst worker until the queue is empty; returns it (see `jobs_complete` etc.)."""
+
+    async def run(**overrides: Any) -> Worker:
+        kwargs = {
+            **worker_settings(settings),
+            "ctx": {"settings": settings, "runtime": runtime},
+            "on_startup": None,
+            "on_shutdown": None,
+            "cron_jobs": [],
+            "burst": True,
+            "poll_delay": 0,
+            "handle_signals": False,
+            **overrides,
+        }
+        worker = Worker(**kwargs)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        return worker
+
+    return run

@@ -1,0 +1,90 @@
+"""The real servers a test session needs: PostgreSQL, Redis and the sandbox partners."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from backend.platform import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def postgres(tmp: Path) -> Iterator[str]:
+    """A fresh database: on the server of DATABASE_URL if set, else on an embedded server."""
+    given = os.environ.get("DATABASE_URL")
+    if not given:
+        server, url = embedded.start_postgres(tmp / "postgres", "medpay_test", keep=False)
+        try:
+            yield url
+        finally:
+            server.cleanup()
+        return
+    parts = urlsplit(given)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_medpay_tests"
+    url = urlunsplit(parts._replace(path=f"/{name}"))
+    asyncio.run(embedded.drop_database(given, name))
+    asyncio.run(embedded.ensure_database(given, name))
+    try:
+        yield url
+    finally:
+        asyncio.run(embedded.drop_database(given, name))
+
+
+@contextmanager
+def redis(tmp: Path) -> Iterator[str]:
+    """The Redis of REDIS_URL if set (its database is flushed between tests), else an embedded one."""
+    given = os.environ.get("REDIS_URL")
+    if given:
+        yield given
+        return
+    server, url = embedded.start_redis(tmp / "redis", persist=False)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def sandbox() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own module
+        [sys.executable, "-m", "miniprogram_stub", "--port", str(port)], cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/health")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def wait_until_up(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up in {timeout}s")
+        time.sleep(0.1)

@@ -1,0 +1,64 @@
+"""Outbox jobs: one arq function runs every outbox message through the handler of its task."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from arq import Retry
+
+from backend.auth import service as auth
+from backend.platform import outbox
+from backend.platform.logging import correlated
+from backend.platform.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+MAX_TRIES = 8
+Handler = Callable[[Runtime, dict[str, Any]], Awaitable[None]]
+
+
+async def _session_revoked(_: Runtime, payload: dict[str, Any]) -> None:
+    await auth.record_session_revoked(**payload)
+
+
+HANDLERS: dict[str, Handler] = {
+    auth.SESSION_REVOKED: _session_revoked,
+}
+
+
+async def run_outbox_message(ctx: dict[str, Any], message_id: int) -> str:
+    """Run one message's handler; handlers are idempotent, as arq may run a job twice."""
+    message = await outbox.claim(message_id)
+    if message is None:
+        return "already done"
+    with correlated(message.correlation_id, outbox_id=message_id, task=message.task):
+        handler = HANDLERS.get(message.task)
+        if handler is None:
+            await outbox.mark_failed(message_id, f"no handler for task {message.task!r}")
+            log.error("outbox task has no handler")
+            return "no handler"
+        try:
+            await handler(ctx["runtime"], message.payload)
+        except Exception as exc:
+            if ctx["job_try"] >= MAX_TRIES:
+                await outbox.mark_failed(message_id, repr(exc))
+                log.exception("outbox task failed for good")
+                raise
+            await outbox.record_error(message_id, repr(exc))
+            log.warning("outbox task failed; retrying", error=repr(exc), job_try=ctx["job_try"])
+            raise Retry(defer=min(2 ** ctx["job_try"], 300)) from exc
+        await outbox.mark_done(message_id)
+        log.info("outbox task done")
+        return "done"
+
+
+async def sweep_outbox(ctx: dict[str, Any]) -> int:
+    """Cron: send what was never sent, or what Redis lost."""
+    runtime: Runtime = ctx["runtime"]
+    with correlated(None, cron="sweep_outbox"):
+        return await outbox.send_pending(
+            runtime.redis, timedelta(seconds=runtime.settings.worker.outbox_redeliver_seconds)
+        )

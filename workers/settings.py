@@ -1,0 +1,49 @@
+"""How a worker is made: its jobs, crons, serializer and the resources it opens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from arq import cron, func
+
+from backend.auth.service import purge_expired_refresh_tokens
+from backend.platform.logging import configure_logging, correlated
+from backend.platform.runtime import arq_redis_settings, running
+from backend.settings import Settings
+from workers.outbox import MAX_TRIES, run_outbox_message, sweep_outbox
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    configure_logging(settings.app.log_level, settings.app.log_json)
+    ctx["running"] = running(settings)
+    ctx["runtime"] = await ctx["running"].__aenter__()
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["running"].__aexit__(None, None, None)
+
+
+async def purge_refresh_tokens(ctx: dict[str, Any]) -> int:
+    """Cron: drop refresh tokens long expired (kept a week past expiry for reuse detection)."""
+    with correlated(None, cron="purge_refresh_tokens"):
+        return await purge_expired_refresh_tokens()
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    return {
+        "functions": [func(run_outbox_message, max_tries=MAX_TRIES, timeout=120)],
+        "cron_jobs": [
+            cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True, timeout=60),
+            cron(purge_refresh_tokens, hour={3}, minute={17}, second={0}, timeout=300),
+        ],
+        "redis_settings": arq_redis_settings(settings.redis.url),
+        "job_serializer": msgspec.msgpack.encode,
+        "job_deserializer": msgspec.msgpack.decode,
+        "max_jobs": settings.worker.concurrency,
+        "health_check_interval": 30,
+        "ctx": {"settings": settings},
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+    }
