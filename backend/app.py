@@ -12,7 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.auth.routes import AuthController, MeController
-from backend.oauth.routes import TokenController
+from backend.oauth.routes import PartnerController, TokenController
 from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
 from backend.platform.health import HealthController
@@ -20,7 +20,7 @@ from backend.platform.logging import CorrelationMiddleware, configure_logging
 from backend.platform.runtime import running
 from backend.settings import Settings, get_settings
 
-ROUTES = [HealthController, AuthController, MeController, TokenController]
+ROUTES = [HealthController, AuthController, MeController, TokenController, PartnerController]
 
 
 @get("/.well-known/jwks.json", tags=["auth"], operation_id="jwks", include_in_schema=True)

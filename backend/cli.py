@@ -194,3 +194,7 @@ def _announce(settings: Settings, timeout: float = 60.0) -> None:
         "",
     ]
     click.echo("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

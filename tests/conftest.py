@@ -15,6 +15,7 @@ from litestar import Litestar
 from backend.app import create_app
 from backend.piccolo_conf import APP_REGISTRY, DB
 from backend.platform import database
+from backend.platform.logging import configure_logging
 from backend.platform.runtime import Runtime, running
 from backend.settings import Settings
 from tests import servers
@@ -51,6 +52,7 @@ async def migrated(settings: Settings) -> None:
 
 @pytest.fixture(scope="session")
 async def runtime(settings: Settings, migrated: None) -> AsyncIterator[Runtime]:
+    configure_logging(settings.app.log_level)
     async with running(settings) as rt:
         yield rt
 

@@ -65,9 +65,7 @@ def redis(tmp: Path) -> Iterator[str]:
 @contextmanager
 def sandbox() -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own module
-        [sys.executable, "-m", "miniprogram_stub", "--port", str(port)], cwd=ROOT
-    )
+    process = subprocess.Popen([sys.executable, "-m", "miniprogram_stub", "--port", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{url}/health")

@@ -17,6 +17,8 @@ from backend.platform.runtime import Runtime
 log = structlog.get_logger(__name__)
 
 MAX_TRIES = 8
+JOB_TIMEOUT_SECONDS = 120
+LEASE = timedelta(seconds=JOB_TIMEOUT_SECONDS + 30)
 Handler = Callable[[Runtime, dict[str, Any]], Awaitable[None]]
 
 
@@ -31,9 +33,9 @@ HANDLERS: dict[str, Handler] = {
 
 async def run_outbox_message(ctx: dict[str, Any], message_id: int) -> str:
     """Run one message's handler; handlers are idempotent, as arq may run a job twice."""
-    message = await outbox.claim(message_id)
+    message = await outbox.claim(message_id, LEASE)
     if message is None:
-        return "already done"
+        return "done or held by another worker"
     with correlated(message.correlation_id, outbox_id=message_id, task=message.task):
         handler = HANDLERS.get(message.task)
         if handler is None:
@@ -47,7 +49,7 @@ async def run_outbox_message(ctx: dict[str, Any], message_id: int) -> str:
                 await outbox.mark_failed(message_id, repr(exc))
                 log.exception("outbox task failed for good")
                 raise
-            await outbox.record_error(message_id, repr(exc))
+            await outbox.release(message_id, repr(exc))
             log.warning("outbox task failed; retrying", error=repr(exc), job_try=ctx["job_try"])
             raise Retry(defer=min(2 ** ctx["job_try"], 300)) from exc
         await outbox.mark_done(message_id)

@@ -11,7 +11,7 @@ from backend.auth.service import purge_expired_refresh_tokens
 from backend.platform.logging import configure_logging, correlated
 from backend.platform.runtime import arq_redis_settings, running
 from backend.settings import Settings
-from workers.outbox import MAX_TRIES, run_outbox_message, sweep_outbox
+from workers.outbox import JOB_TIMEOUT_SECONDS, MAX_TRIES, run_outbox_message, sweep_outbox
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -33,7 +33,7 @@ async def purge_refresh_tokens(ctx: dict[str, Any]) -> int:
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     return {
-        "functions": [func(run_outbox_message, max_tries=MAX_TRIES, timeout=120)],
+        "functions": [func(run_outbox_message, max_tries=MAX_TRIES, timeout=JOB_TIMEOUT_SECONDS)],
         "cron_jobs": [
             cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True, timeout=60),
             cron(purge_refresh_tokens, hour={3}, minute={17}, second={0}, timeout=300),

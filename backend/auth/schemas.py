@@ -25,7 +25,7 @@ class TokenPair(Wire):
     refresh_token: str
     expires_in: int
     refresh_expires_in: int
-    token_type: str = "Bearer"
+    token_type: str
 
 
 class UserRead(Wire):

@@ -87,6 +87,7 @@ async def _issue(rt: Runtime, user_id: int, channel: str, family_id: uuid.UUID) 
         refresh_token=refresh_token,
         expires_in=auth.access_ttl_seconds,
         refresh_expires_in=auth.refresh_ttl_days * 86400,
+        token_type="Bearer",
     )
 
 

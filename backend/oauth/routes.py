@@ -2,19 +2,23 @@
 
 from typing import Any
 
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.types import Guard
 
 from backend.oauth import service
+from backend.oauth.schemas import PartnerRead
 from backend.platform.deps import RuntimeDep
 from backend.platform.errors import envelope
 from backend.platform.runtime import Runtime
 
 
-def requires_scope(scope: str) -> Guard:
-    """A guard admitting partners whose token holds `scope`; the partner lands in `request.state`."""
+def requires_scope(scope: str | None) -> Guard:
+    """A guard admitting partners whose token holds `scope` (any partner for None).
+
+    The partner lands in `request.state.partner`.
+    """
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         runtime: Runtime = connection.app.state.runtime
@@ -38,7 +42,7 @@ class TokenController(Controller):
         """
         form = {k: str(v) for k, v in (await request.form()).items()}
         uri = f"{runtime.settings.app.base_url}{request.url.path}"
-        status, body, headers = await service.issue_token(runtime, uri, dict(request.headers), form)
+        status, body, headers = await service.issue_token(runtime, uri, request.headers, form)
         if "error" in body:
             oauth_error = str(body["error"])
             return envelope(
@@ -49,3 +53,20 @@ class TokenController(Controller):
                 headers={k: v for k, v in headers.items() if k.lower() == "www-authenticate"},
             )
         return Response(body, status_code=status, headers=headers)
+
+
+class PartnerController(Controller):
+    path = "/api/v1/partner"
+    tags = ["partners"]
+    guards = [requires_scope(None)]
+
+    @get("/me", operation_id="partnerMe")
+    async def me(self, request: Request[Any, Any, Any]) -> PartnerRead:
+        """Who the token belongs to: client, kind, scopes and institution."""
+        partner: service.Partner = request.state.partner
+        return PartnerRead(
+            client_id=partner.client_id,
+            kind=partner.kind,
+            scopes=sorted(partner.scopes),
+            institution=partner.institution_code,
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,10 @@ class PartnerClientModel(ClientMixin):  # type: ignore[misc]
         return grant_type == "client_credentials"
 
 
+class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
 class _TokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     def __init__(self, keys: TokenKeys, ttl_seconds: int) -> None:
         super().__init__(
@@ -84,7 +89,7 @@ class _TokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
 
 
 class TokenRequest(OAuth2Request):  # type: ignore[misc]
-    def __init__(self, uri: str, headers: dict[str, str], form: dict[str, str]) -> None:
+    def __init__(self, uri: str, headers: Mapping[str, str], form: dict[str, str]) -> None:
         super().__init__(method="POST", uri=uri, headers=headers)
         self.payload = BasicOAuth2Payload(form)
         self._form = form
@@ -102,13 +107,16 @@ class PartnerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, keys: TokenKeys, ttl_seconds: int, client: PartnerClientModel | None):
         super().__init__(scopes_supported=list(SCOPES))
         self._client = client
-        self.register_grant(ClientCredentialsGrant)
+        self.register_grant(_ClientCredentialsGrant)
         self.register_token_generator("default", _TokenGenerator(keys, ttl_seconds))
 
     def query_client(self, client_id: str) -> PartnerClientModel | None:
         if self._client is not None and self._client.client_id == client_id:
             return self._client
         return None
+
+    def create_oauth2_request(self, request: TokenRequest) -> TokenRequest:
+        return request
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         """Tokens are self-contained JWTs: nothing to store."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -88,7 +89,7 @@ async def create_client(
     return credentials
 
 
-def _claimed_client_id(headers: dict[str, str], form: dict[str, str]) -> str | None:
+def _claimed_client_id(headers: Mapping[str, str], form: dict[str, str]) -> str | None:
     scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "basic":
         try:
@@ -118,7 +119,7 @@ async def _load_client(client_id: str | None) -> PartnerClientModel | None:
 
 
 async def issue_token(
-    rt: Runtime, uri: str, headers: dict[str, str], form: dict[str, str]
+    rt: Runtime, uri: str, headers: Mapping[str, str], form: dict[str, str]
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     client = await _load_client(_claimed_client_id(headers, form))
     server = PartnerAuthorizationServer(rt.tokens, rt.settings.auth.partner_token_ttl_seconds, client)
@@ -133,10 +134,11 @@ async def issue_token(
     return status, body, answer_headers
 
 
-def authenticate(rt: Runtime, authorization: str | None, scope: str) -> Partner:
+def authenticate(rt: Runtime, authorization: str | None, scope: str | None) -> Partner:
+    """The partner behind a valid token, which must hold `scope` (if one is named)."""
     claims = rt.tokens.verify(bearer_token(authorization), PARTNER_AUDIENCE)
     scopes = frozenset(str(claims.get("scope", "")).split())
-    if scope not in scopes:
+    if scope is not None and scope not in scopes:
         raise Forbidden(
             f"this endpoint needs the scope '{scope}'",
             code="INSUFFICIENT_SCOPE",

@@ -17,13 +17,14 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
+from authlib.deprecate import AuthlibDeprecationWarning  # installs a filter ours must follow
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 with warnings.catch_warnings():
     # authlib nudges towards the httpx2 fork when it is absent; httpx is what we ship.
-    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
+    warnings.filterwarnings("ignore", "The httpx module", AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from backend.partners.http import TransientPartnerError, with_retries
@@ -114,9 +115,10 @@ class AlipayClient:
             ) from exc
 
     def _sign_request(
-        self, _auth: Any, method: str, uri: str, headers: dict[str, str], body: str
+        self, _auth: Any, method: str, uri: str, headers: dict[str, str], body: str | bytes
     ) -> tuple[str, dict[str, str], str]:
-        params = {k: v for k, v in parse_qsl(body) if k != "client_id"}
+        text = body.decode() if isinstance(body, bytes) else body
+        params = {k: v for k, v in parse_qsl(text) if k != "client_id"}
         params.update(
             app_id=self.settings.app_id,
             method=OAUTH_TOKEN,
@@ -127,7 +129,7 @@ class AlipayClient:
             version="1.0",
         )
         params["sign"] = rsa2_sign(self._private_key, signing_content(params))
-        headers = {**headers, "Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
+        headers["Content-Type"] = "application/x-www-form-urlencoded;charset=utf-8"
         return uri, headers, urlencode(params)
 
     def _unwrap_answer(self, response: httpx.Response) -> httpx.Response:

@@ -42,7 +42,7 @@ async def with_retries(settings: PartnerHttpSettings, partner: str, call: Callab
     """Run `call`, retrying transient failures; when they persist, answer 503 PARTNER_UNAVAILABLE."""
     retrying = AsyncRetrying(
         stop=stop_after_attempt(settings.retries + 1),
-        wait=wait_exponential_jitter(initial=0.05, max=1.0),
+        wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
         retry=retry_if_exception_type(TransientPartnerError),
         reraise=True,
     )

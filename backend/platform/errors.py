@@ -92,7 +92,8 @@ def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[dict
     return envelope(exc.status_code, exc.code, exc.message, exc.detail, exc.headers)
 
 
-_FIELD_IN_MESSAGE = re.compile(r"at `\$\.([\w.\[\]]+)`")
+# msgspec names the field in its message: "... - at `$.items[0].code`", "missing required field `code`".
+_FIELD_IN_MESSAGE = re.compile(r"at `\$\.([\w.\[\]]+)`|field `(\w+)`")
 
 
 def _validation_detail(exc: ValidationException) -> dict[str, Any]:
@@ -102,10 +103,9 @@ def _validation_detail(exc: ValidationException) -> dict[str, Any]:
         if not isinstance(item, dict):
             continue
         message = str(item.get("message", ""))
-        field = item.get("key")
-        if not field:
-            match = _FIELD_IN_MESSAGE.search(message)
-            field = match.group(1) if match else None
+        match = _FIELD_IN_MESSAGE.search(message)
+        # Litestar names the parameter; for a body that is "data", so the message says more.
+        field = (match.group(1) or match.group(2)) if match else item.get("key")
         errors.append({"field": field, "source": item.get("source"), "message": message})
     detail: dict[str, Any] = {"errors": errors}
     named = [e["field"] for e in errors if e["field"]]

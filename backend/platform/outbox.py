@@ -87,14 +87,16 @@ class Claimed:
     correlation_id: str | None
 
 
-async def claim(message_id: int) -> Claimed | None:
-    """The message if it still needs doing, counting the attempt."""
+async def claim(message_id: int, lease: timedelta) -> Claimed | None:
+    """The message, leased to this worker, if it still needs doing and nobody else holds it."""
     rows = await OutboxMessage.raw(
         """
-        UPDATE outbox_message SET attempts = attempts + 1
+        UPDATE outbox_message SET attempts = attempts + 1, locked_until = now() + {}
         WHERE id = {} AND done_at IS NULL AND failed_at IS NULL
-        RETURNING *
+          AND (locked_until IS NULL OR locked_until < now())
+        RETURNING id, task, payload, correlation_id
         """,
+        lease,
         message_id,
     )
     if not rows:
@@ -104,9 +106,9 @@ async def claim(message_id: int) -> Claimed | None:
 
 
 async def mark_done(message_id: int) -> None:
-    await OutboxMessage.update({OutboxMessage.done_at: datetime.now(UTC)}).where(
-        OutboxMessage.id == message_id
-    )
+    await OutboxMessage.update(
+        {OutboxMessage.done_at: datetime.now(UTC), OutboxMessage.locked_until: None}
+    ).where(OutboxMessage.id == message_id)
 
 
 async def mark_failed(message_id: int, error: str) -> None:
@@ -115,5 +117,8 @@ async def mark_failed(message_id: int, error: str) -> None:
     ).where(OutboxMessage.id == message_id)
 
 
-async def record_error(message_id: int, error: str) -> None:
-    await OutboxMessage.update({OutboxMessage.last_error: error[:2000]}).where(OutboxMessage.id == message_id)
+async def release(message_id: int, error: str) -> None:
+    """Give the lease back after a failed attempt, so the retry can take it."""
+    await OutboxMessage.update(
+        {OutboxMessage.last_error: error[:2000], OutboxMessage.locked_until: None}
+    ).where(OutboxMessage.id == message_id)

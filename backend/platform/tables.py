@@ -14,6 +14,8 @@ class OutboxMessage(Table, tablename="outbox_message"):
     created_at = Timestamptz()
     enqueued_at = Timestamptz(null=True, default=None, index=True)
     attempts = Integer(default=0)
+    # A worker running the message holds it until then; after a crash the lease lapses.
+    locked_until = Timestamptz(null=True, default=None)
     done_at = Timestamptz(null=True, default=None)
     failed_at = Timestamptz(null=True, default=None)
     last_error = Text(null=True, default=None)
