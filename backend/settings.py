@@ -158,6 +158,8 @@ def refuse_sandbox_in_production(settings: Settings) -> None:
         if not path.is_file() or path.read_bytes().strip() in dev_keys:
             variable = type(getattr(settings, group)).variable(field)
             problems.append(f"{variable} is missing or a development key")
+    if settings.wechat.secret == SANDBOX_WECHAT_SECRET:
+        problems.append("MEDPAY_WECHAT_SECRET is the sandbox's")
     for url, variable in ((settings.database.url, "DATABASE_URL"), (settings.redis.url, "REDIS_URL")):
         if not url:
             problems.append(f"{variable} is not set (embedded servers are for development)")

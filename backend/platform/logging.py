@@ -47,6 +47,9 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # arq's command line gives its logger a handler of its own; one line per event is enough.
+    logging.getLogger("arq").handlers.clear()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def new_correlation_id() -> str:
