@@ -65,6 +65,7 @@ class AppSettings(Group):
 
 
 class DatabaseSettings(Group):
+    prefix: ClassVar[str] = "MEDPAY_DB_"
     names: ClassVar[dict[str, str]] = {"url": "DATABASE_URL"}
     url: str = ""  # empty: an embedded PostgreSQL under var/
     pool_min: int = 2

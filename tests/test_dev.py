@@ -19,8 +19,13 @@ def start_dev(workdir: Path, port: int, sandbox_port: int) -> subprocess.Popen[s
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
     env.update(MEDPAY_PORT=str(port), MEDPAY_SANDBOX_PORT=str(sandbox_port), PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [str(BIN / "medpay"), "dev"], cwd=workdir, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [str(BIN / "medpay"), "dev"],
+        cwd=workdir,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -36,9 +41,7 @@ def login(base: str, sandbox: str, user: str) -> int:
     ).json()["code"]
     tokens = httpx.post(f"{base}/api/v1/auth/login", json={"channel": "wechat", "code": code})
     assert tokens.status_code == 200, tokens.text
-    me = httpx.get(
-        f"{base}/api/v1/me", headers={"Authorization": f"Bearer {tokens.json()['access_token']}"}
-    )
+    me = httpx.get(f"{base}/api/v1/me", headers={"Authorization": f"Bearer {tokens.json()['access_token']}"})
     return int(me.json()["id"])
 
 
@@ -53,7 +56,8 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_its_data(tmp_path: Path) ->
         assert httpx.get(f"{base}/health/ready").json()["checks"] == {"postgres": "ok", "redis": "ok"}
         user_id = login(base, sandbox, "dev-user")
         token = httpx.post(
-            f"{base}/oauth/token", data={"grant_type": "client_credentials"},
+            f"{base}/oauth/token",
+            data={"grant_type": "client_credentials"},
             auth=("demo-terminal", "demo-terminal-secret"),
         )
         assert token.status_code == 200
@@ -70,12 +74,20 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_its_data(tmp_path: Path) ->
     try:
         wait_until_up(f"{base}/health/ready", timeout=90)
         assert login(base, sandbox, "dev-user") == user_id  # the same database, reused
-        env = {**os.environ, "REDIS_URL": re.search(
-            r"Redis \(embedded.*\): (\S+)", second.stdout.readline() + second.stdout.readline()
-        ).group(1)}
+        env = {
+            **os.environ,
+            "REDIS_URL": re.search(
+                r"Redis \(embedded.*\): (\S+)", second.stdout.readline() + second.stdout.readline()
+            ).group(1),
+        }
         check = subprocess.run(
             [str(BIN / "arq"), "--check", "workers.main.WorkerSettings"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert check.returncode == 0, check.stdout + check.stderr
     finally:

@@ -19,8 +19,14 @@ def test_defaults_run_against_the_sandbox() -> None:
 
 
 def test_values_are_converted_and_grouped() -> None:
-    settings = Settings.from_env({"MEDPAY_PORT": "9000", "MEDPAY_AUTH_ACCESS_TTL_SECONDS": "600",
-                                  "REDIS_URL": "redis://cache:6379/2", "MEDPAY_LOG_JSON": "true"})
+    settings = Settings.from_env(
+        {
+            "MEDPAY_PORT": "9000",
+            "MEDPAY_AUTH_ACCESS_TTL_SECONDS": "600",
+            "REDIS_URL": "redis://cache:6379/2",
+            "MEDPAY_LOG_JSON": "true",
+        }
+    )
     assert settings.app.port == 9000
     assert settings.auth.access_ttl_seconds == 600
     assert settings.redis.url == "redis://cache:6379/2"
@@ -45,9 +51,15 @@ def test_production_refuses_sandbox_urls_and_development_keys() -> None:
     with pytest.raises(SettingsError) as refused:
         Settings.from_env({"MEDPAY_ENV": "production"})
     message = str(refused.value)
-    for variable in ("MEDPAY_WECHAT_API_BASE", "MEDPAY_ALIPAY_GATEWAY", "MEDPAY_WECHAT_SECRET",
-                     "MEDPAY_AUTH_SIGNING_KEY_FILE", "MEDPAY_ALIPAY_APP_PRIVATE_KEY_FILE",
-                     "DATABASE_URL", "REDIS_URL"):
+    for variable in (
+        "MEDPAY_WECHAT_API_BASE",
+        "MEDPAY_ALIPAY_GATEWAY",
+        "MEDPAY_WECHAT_SECRET",
+        "MEDPAY_AUTH_SIGNING_KEY_FILE",
+        "MEDPAY_ALIPAY_APP_PRIVATE_KEY_FILE",
+        "DATABASE_URL",
+        "REDIS_URL",
+    ):
         assert variable in message
 
 
@@ -61,8 +73,13 @@ def test_production_refuses_a_copy_of_a_development_key(tmp_path: Path) -> None:
 def test_the_command_stops_with_the_message(tmp_path: Path) -> None:
     env = {**os.environ, "MEDPAY_PORT": "eighty"}
     done = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "migrate"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "backend.cli", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode != 0
     assert "MEDPAY_PORT='eighty'" in done.stderr
