@@ -9,7 +9,7 @@ from backend.piccolo_conf import DB
 from backend.platform import outbox
 from backend.platform.logging import correlated
 from backend.platform.tables import OutboxMessage
-from workers.outbox import sweep_outbox
+from workers.outbox import HANDLERS, sweep_outbox
 
 
 async def revoked_session_message(correlation_id: str = "outbox-test-0001") -> int:
@@ -105,3 +105,26 @@ async def test_a_task_without_a_handler_is_marked_failed_not_retried(runtime, ru
     message = await OutboxMessage.objects().first()
     assert message.failed_at is not None and "no handler" in message.last_error
     assert await outbox.send_pending(runtime.redis, timedelta(0)) == 0
+
+
+async def test_a_failing_handler_is_retried_with_backoff_then_done(runtime, run_worker, monkeypatch) -> None:
+    calls = []
+
+    async def flaky(_rt, payload) -> None:
+        calls.append(payload)
+        if len(calls) == 1:
+            raise ConnectionError("partner down")
+
+    monkeypatch.setitem(HANDLERS, "test.flaky", flaky)
+    async with DB.transaction():
+        message_id = await outbox.add("test.flaky", {"n": 1})
+    await outbox.send(runtime.redis, [message_id])
+
+    worker = await run_worker()
+
+    assert len(calls) == 2
+    assert worker.jobs_retried == 1
+    message = await OutboxMessage.objects().first()
+    assert message.done_at is not None
+    assert message.attempts == 2
+    assert "partner down" in message.last_error
