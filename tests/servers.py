@@ -86,3 +86,18 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not come up in {timeout}s")
         time.sleep(0.1)
+
+
+def medpay(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """Run the `medpay` command as an operator would; its output is captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

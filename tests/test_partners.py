@@ -1,9 +1,6 @@
 """Partners: client credentials with scopes at /oauth/token, and a guard per scope."""
 
 import base64
-import os
-import subprocess
-import sys
 
 import pytest
 from litestar import get
@@ -13,7 +10,7 @@ from backend.oauth.service import create_client
 from backend.oauth.tables import PartnerClient
 from backend.seed import seed
 from tests.helpers import Client, bearer, partner_token
-from tests.servers import ROOT
+from tests.servers import medpay
 
 
 @get("/test/bills-only", guards=[requires_scope("bills:write")], include_in_schema=False)
@@ -107,30 +104,9 @@ async def test_unknown_client_is_invalid_client(client: Client) -> None:
 
 async def test_partner_create_command_prints_credentials_once(client: Client, settings) -> None:
     await seed()
-    env = {**os.environ, "DATABASE_URL": settings.database.url, "REDIS_URL": settings.redis.url}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "partner",
-            "create",
-            "--kind",
-            "terminal",
-            "--name",
-            "自助机 3",
-            "--scopes",
-            "ecert:decode",
-            "--institution",
-            "H33010001",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {"DATABASE_URL": settings.database.url, "REDIS_URL": settings.redis.url}
+    create = ["partner", "create", "--kind", "terminal", "--scopes", "ecert:decode"]
+    done = medpay(*create, "--name", "自助机 3", "--institution", "H33010001", env=env)
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
     client_id, secret = lines["client_id"].strip(), lines["client_secret"].strip()
@@ -140,26 +116,6 @@ async def test_partner_create_command_prints_credentials_once(client: Client, se
     )
     assert answer.status_code == 200
 
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "partner",
-            "create",
-            "--kind",
-            "terminal",
-            "--name",
-            "x",
-            "--scopes",
-            "ecert:decode",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = medpay(*create, "--name", "no institution", env=env)
     assert refused.returncode != 0
     assert "institution" in refused.stderr

@@ -1,14 +1,11 @@
 """Settings: read once from the environment; a bad value or a sandbox in production stops the start."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from backend.settings import Settings, SettingsError
-from tests.servers import ROOT
+from tests.servers import ROOT, medpay
 
 
 def test_defaults_run_against_the_sandbox() -> None:
@@ -71,16 +68,7 @@ def test_production_refuses_a_copy_of_a_development_key(tmp_path: Path) -> None:
 
 
 def test_the_command_stops_with_the_message(tmp_path: Path) -> None:
-    env = {**os.environ, "MEDPAY_PORT": "eighty"}
-    done = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "migrate"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = medpay("migrate", env={"MEDPAY_PORT": "eighty"}, cwd=tmp_path)
     assert done.returncode != 0
     assert "MEDPAY_PORT='eighty'" in done.stderr
     assert "Traceback" not in done.stderr
