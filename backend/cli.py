@@ -144,12 +144,7 @@ def dev() -> None:
         if not settings.redis.url:
             servers.redis, env["REDIS_URL"] = embedded.start_redis(var / "redis")
             click.echo(f"Redis (embedded, data in {var / 'redis'}): {env['REDIS_URL']}")
-        sandbox_url = f"http://127.0.0.1:{settings.sandbox.port}"
-        env.setdefault("MEDPAY_WECHAT_API_BASE", f"{sandbox_url}/wechat")
-        env.setdefault("MEDPAY_ALIPAY_GATEWAY", f"{sandbox_url}/alipay/gateway.do")
-        os.environ.update(DATABASE_URL=env["DATABASE_URL"], REDIS_URL=env["REDIS_URL"])
-        get_settings.cache_clear()
-        settings = _settings()
+        settings = Settings.from_env(env)  # what the children will read
 
         from backend.platform.database import migrate as run_migrations
         from backend.seed import seed as run_seed
@@ -171,7 +166,7 @@ def dev() -> None:
         manager.loop()
     finally:
         servers.stop()
-    sys.exit(manager.returncode)
+    sys.exit(manager.returncode or 0)
 
 
 def _announce(settings: Settings, timeout: float = 60.0) -> None:

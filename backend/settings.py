@@ -10,11 +10,17 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import msgspec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from dotenv import dotenv_values
 
 DEV_KEYS = Path(__file__).parent / "devkeys"
-SANDBOX = "http://127.0.0.1:8100"
+SANDBOX_PORT = 8100
+SANDBOX = f"http://127.0.0.1:{SANDBOX_PORT}"
+# The sandbox partners' app (see miniprogram_stub/sandbox/config.py); refused in production.
+SANDBOX_WECHAT_APPID = "wx5a1d0c0ffee00001"
 SANDBOX_WECHAT_SECRET = "sandbox-wechat-secret"
+SANDBOX_ALIPAY_APP_ID = "2021000000000001"
 
 
 class SettingsError(Exception):
@@ -39,7 +45,7 @@ class Group(msgspec.Struct, kw_only=True):
             if env.get(cls.variable(field), "") != ""
         }
         try:
-            return msgspec.convert(raw, type=cls, strict=False)
+            return msgspec.convert(raw, type=cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as exc:
             match = re.search(r"at `\$\.(\w+)`", str(exc))
             if not match:
@@ -47,6 +53,12 @@ class Group(msgspec.Struct, kw_only=True):
             name = cls.variable(match.group(1))
             reason = str(exc).split(" - at ")[0].replace("got `str`", "got this text")
             raise SettingsError(f"{name}={env[name]!r}: {reason}") from None
+
+
+def _decode(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
 
 
 class AppSettings(Group):
@@ -91,14 +103,14 @@ class AuthSettings(Group):
 class WechatSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_WECHAT_"
     api_base: str = f"{SANDBOX}/wechat"
-    appid: str = "wx5a1d0c0ffee00001"
+    appid: str = SANDBOX_WECHAT_APPID
     secret: str = SANDBOX_WECHAT_SECRET
 
 
 class AlipaySettings(Group):
     prefix: ClassVar[str] = "MEDPAY_ALIPAY_"
     gateway: str = f"{SANDBOX}/alipay/gateway.do"
-    app_id: str = "2021000000000001"
+    app_id: str = SANDBOX_ALIPAY_APP_ID
     app_private_key_file: Path = DEV_KEYS / "alipay-app-private.pem"
     platform_public_key_file: Path = DEV_KEYS / "alipay-platform-public.pem"
 
@@ -117,7 +129,7 @@ class WorkerSettings(Group):
 
 class DevSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_SANDBOX_"
-    port: int = 8100
+    port: int = SANDBOX_PORT
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,6 +148,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if env is None:
             env = {k: v for k, v in dotenv_values(".env").items() if v is not None}
             env.update(os.environ)
+        # Partner URLs default to the sandbox wherever `MEDPAY_SANDBOX_PORT` puts it.
+        sandbox = f"http://127.0.0.1:{env.get('MEDPAY_SANDBOX_PORT') or SANDBOX_PORT}"
+        env = {
+            "MEDPAY_WECHAT_API_BASE": f"{sandbox}/wechat",
+            "MEDPAY_ALIPAY_GATEWAY": f"{sandbox}/alipay/gateway.do",
+            **env,
+        }
         settings = cls(**{f.name: f.type.load(env) for f in msgspec.structs.fields(cls)})
         if settings.app.env == "production":
             refuse_sandbox_in_production(settings)
@@ -143,29 +162,53 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def refuse_sandbox_in_production(settings: Settings) -> None:
-    """Production must name real partners, real servers and its own keys."""
+    """Production must name real partners over HTTPS, real servers, and keys of its own."""
     problems = []
     for group, field in (("wechat", "api_base"), ("alipay", "gateway")):
         url = getattr(getattr(settings, group), field)
-        if urlsplit(url).hostname in {"127.0.0.1", "localhost", "::1"}:
-            problems.append(f"{type(getattr(settings, group)).variable(field)} is a sandbox URL")
-    dev_keys = {path.read_bytes().strip() for path in DEV_KEYS.glob("*.pem")}
-    for group, field in (
-        ("auth", "signing_key_file"),
-        ("alipay", "app_private_key_file"),
-        ("alipay", "platform_public_key_file"),
+        if urlsplit(url).scheme != "https":
+            problems.append(f"{type(getattr(settings, group)).variable(field)} is not an https URL")
+    for value, sandbox, variable in (
+        (settings.wechat.appid, SANDBOX_WECHAT_APPID, "MEDPAY_WECHAT_APPID"),
+        (settings.wechat.secret, SANDBOX_WECHAT_SECRET, "MEDPAY_WECHAT_SECRET"),
+        (settings.alipay.app_id, SANDBOX_ALIPAY_APP_ID, "MEDPAY_ALIPAY_APP_ID"),
     ):
-        path = Path(getattr(getattr(settings, group), field))
-        if not path.is_file() or path.read_bytes().strip() in dev_keys:
-            variable = type(getattr(settings, group)).variable(field)
-            problems.append(f"{variable} is missing or a development key")
-    if settings.wechat.secret == SANDBOX_WECHAT_SECRET:
-        problems.append("MEDPAY_WECHAT_SECRET is the sandbox's")
+        if value == sandbox:
+            problems.append(f"{variable} is the sandbox's")
+    dev_keys = {_public_der(path) for path in DEV_KEYS.glob("*.pem")}
+    keys = [
+        (settings.auth.signing_key_file, "MEDPAY_AUTH_SIGNING_KEY_FILE"),
+        (settings.alipay.app_private_key_file, "MEDPAY_ALIPAY_APP_PRIVATE_KEY_FILE"),
+        (settings.alipay.platform_public_key_file, "MEDPAY_ALIPAY_PLATFORM_PUBLIC_KEY_FILE"),
+        *(
+            (Path(p.strip()), "MEDPAY_AUTH_PREVIOUS_PUBLIC_KEYS")
+            for p in settings.auth.previous_public_keys.split(",")
+            if p.strip()
+        ),
+    ]
+    for path, variable in keys:
+        der = _public_der(path) if path.is_file() else None
+        if der is None or der in dev_keys:
+            problems.append(f"{variable} is missing, unreadable or a development key")
     for url, variable in ((settings.database.url, "DATABASE_URL"), (settings.redis.url, "REDIS_URL")):
         if not url:
             problems.append(f"{variable} is not set (embedded servers are for development)")
     if problems:
         raise SettingsError("refusing to start in production: " + "; ".join(problems))
+
+
+def _public_der(path: Path) -> bytes | None:
+    """The public half of a PEM key, as DER: the same key in any encoding compares equal."""
+    pem = path.read_bytes()
+    try:
+        key: Any = (
+            serialization.load_pem_private_key(pem, password=None).public_key()
+            if b"PRIVATE KEY" in pem
+            else serialization.load_pem_public_key(pem)
+        )
+    except (ValueError, TypeError):
+        return None
+    return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
 
 
 @functools.cache

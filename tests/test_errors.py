@@ -91,3 +91,11 @@ async def test_an_internal_error_is_500_with_no_trace_and_a_correlation_id(clien
     assert error == {"code": "INTERNAL_ERROR", "message": "something went wrong on our side", "detail": {}}
     assert "passwd" not in answer.text and "Traceback" not in answer.text
     assert answer.headers["x-request-id"] == "trace-me-please-1"
+
+
+async def test_a_deeply_nested_body_is_400(client: Client) -> None:
+    answer = await client.post(
+        "/api/v1/auth/login", content=b"[" * 100_000, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert error_of(answer)["code"] == "BAD_REQUEST"

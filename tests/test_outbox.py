@@ -3,13 +3,15 @@
 import asyncio
 from datetime import timedelta
 
+from arq import func
+
 from backend.auth.service import SESSION_REVOKED
 from backend.auth.tables import SecurityEvent, User
 from backend.piccolo_conf import DB
 from backend.platform import outbox
 from backend.platform.logging import correlated
 from backend.platform.tables import OutboxMessage
-from workers.outbox import HANDLERS, sweep_outbox
+from workers.outbox import HANDLERS, run_outbox_message, sweep_outbox
 
 
 async def revoked_session_message(correlation_id: str = "outbox-test-0001") -> int:
@@ -128,3 +130,31 @@ async def test_a_failing_handler_is_retried_with_backoff_then_done(runtime, run_
     assert message.done_at is not None
     assert message.attempts == 2
     assert "partner down" in message.last_error
+
+
+async def test_a_job_cut_off_by_its_timeout_frees_its_lease_and_is_sent_again(
+    runtime, run_worker, monkeypatch
+) -> None:
+    slow = True
+
+    async def handler(_rt, payload) -> None:
+        if slow:
+            await asyncio.sleep(30)
+
+    monkeypatch.setitem(HANDLERS, "test.slow", handler)
+    async with DB.transaction():
+        message_id = await outbox.add("test.slow", {})
+    await outbox.send(runtime.redis, [message_id])
+
+    await run_worker(functions=[func(run_outbox_message, timeout=0.3, max_tries=1, keep_result=0)])
+
+    message = await OutboxMessage.objects().first()
+    assert message.done_at is None
+    assert message.locked_until is None
+    assert message.last_error == "interrupted"
+    slow = False
+    assert await outbox.send_pending(runtime.redis, timedelta(0)) == 1
+    await run_worker()
+    message = await OutboxMessage.objects().first()
+    assert message.done_at is not None
+    assert message.attempts == 2

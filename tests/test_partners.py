@@ -119,3 +119,14 @@ async def test_partner_create_command_prints_credentials_once(client: Client, se
     refused = medpay(*create, "--name", "no institution", env=env)
     assert refused.returncode != 0
     assert "institution" in refused.stderr
+
+
+async def test_basic_credentials_that_are_not_utf8_are_invalid_client(client: Client) -> None:
+    basic = base64.b64encode(b"\xff\xfe:\xfa").decode()
+    answer = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "INVALID_CLIENT"

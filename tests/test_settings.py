@@ -3,6 +3,14 @@
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from backend.settings import Settings, SettingsError
 from tests.servers import ROOT, medpay
@@ -60,15 +68,64 @@ def test_production_refuses_sandbox_urls_and_development_keys() -> None:
         assert variable in message
 
 
-def test_production_refuses_a_copy_of_a_development_key(tmp_path: Path) -> None:
-    copy = tmp_path / "signing.pem"
-    copy.write_bytes((ROOT / "backend/devkeys/jwt-signing.pem").read_bytes())
-    with pytest.raises(SettingsError, match="MEDPAY_AUTH_SIGNING_KEY_FILE"):
-        Settings.from_env({"MEDPAY_ENV": "production", "MEDPAY_AUTH_SIGNING_KEY_FILE": str(copy)})
-
-
 def test_the_command_stops_with_the_message(tmp_path: Path) -> None:
     done = medpay("migrate", env={"MEDPAY_PORT": "eighty"}, cwd=tmp_path)
     assert done.returncode != 0
     assert "MEDPAY_PORT='eighty'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _write_key(path: Path, key, private: bool = True) -> Path:
+    if private:
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    else:
+        path.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+def production_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "MEDPAY_ENV": "production",
+        "DATABASE_URL": "postgresql://medpay@db/medpay",
+        "REDIS_URL": "redis://cache:6379/0",
+        "MEDPAY_WECHAT_API_BASE": "https://api.weixin.qq.com",
+        "MEDPAY_WECHAT_APPID": "wx0123456789abcdef",
+        "MEDPAY_WECHAT_SECRET": "a-real-secret",
+        "MEDPAY_ALIPAY_GATEWAY": "https://openapi.alipay.com/gateway.do",
+        "MEDPAY_ALIPAY_APP_ID": "2021009999999999",
+        "MEDPAY_AUTH_SIGNING_KEY_FILE": str(
+            _write_key(tmp_path / "jwt.pem", ec.generate_private_key(ec.SECP256R1()))
+        ),
+        "MEDPAY_ALIPAY_APP_PRIVATE_KEY_FILE": str(
+            _write_key(tmp_path / "app.pem", rsa.generate_private_key(65537, 2048))
+        ),
+        "MEDPAY_ALIPAY_PLATFORM_PUBLIC_KEY_FILE": str(
+            _write_key(tmp_path / "alipay.pem", rsa.generate_private_key(65537, 2048), private=False)
+        ),
+    }
+
+
+def test_production_starts_with_real_partners_servers_and_keys(tmp_path: Path) -> None:
+    settings = Settings.from_env(production_env(tmp_path))
+    assert settings.app.env == "production"
+    assert settings.auth.signing_key_file == tmp_path / "jwt.pem"
+
+
+def test_production_refuses_a_development_key_in_another_encoding(tmp_path: Path) -> None:
+    dev = serialization.load_pem_private_key((ROOT / "backend/devkeys/jwt-signing.pem").read_bytes(), None)
+    reencoded = tmp_path / "dev-again.pem"
+    reencoded.write_bytes(dev.private_bytes(Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption()))
+    public = _write_key(tmp_path / "dev.pub.pem", dev, private=False)
+    for variable, value in (
+        ("MEDPAY_AUTH_SIGNING_KEY_FILE", reencoded),
+        ("MEDPAY_AUTH_PREVIOUS_PUBLIC_KEYS", public),
+    ):
+        env = {**production_env(tmp_path), variable: str(value)}
+        with pytest.raises(SettingsError, match=variable):
+            Settings.from_env(env)
+
+
+def test_production_refuses_plain_http_partners(tmp_path: Path) -> None:
+    env = {**production_env(tmp_path), "MEDPAY_WECHAT_API_BASE": "http://sandbox:8100/wechat"}
+    with pytest.raises(SettingsError, match="MEDPAY_WECHAT_API_BASE"):
+        Settings.from_env(env)

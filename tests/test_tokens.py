@@ -1,8 +1,25 @@
 """Access tokens, refresh-token rotation and reuse detection."""
 
-from backend.auth.tables import RefreshToken, SecurityEvent
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from backend.auth.tables import RefreshFamily, RefreshToken, SecurityEvent
+from backend.oauth.service import create_client
+from backend.platform.errors import Unauthorized
 from backend.platform.outbox import OutboxMessage
-from backend.platform.tokens import PARTNER_AUDIENCE, PATIENT_AUDIENCE
+from backend.platform.tokens import PARTNER_AUDIENCE, PATIENT_AUDIENCE, TokenKeys
 from tests.helpers import Client, bearer, login
 
 
@@ -49,7 +66,7 @@ async def test_a_reused_refresh_token_revokes_the_family_and_records_why(
     assert await OutboxMessage.count().where(OutboxMessage.done_at.is_not_null()) == 1
 
 
-async def test_two_refreshes_with_one_token_at_once_rotate_only_once(
+async def test_two_refreshes_with_one_token_at_once_are_a_reuse(
     client: Client, sandbox_http, settings
 ) -> None:
     import asyncio
@@ -59,8 +76,9 @@ async def test_two_refreshes_with_one_token_at_once_rotate_only_once(
 
     answers = await asyncio.gather(*(client.post("/api/v1/auth/refresh", json=body) for _ in range(2)))
 
+    # One rotates; the other presents a spent token, which is what a thief's copy looks like.
     assert sorted(a.status_code for a in answers) == [200, 401]
-    assert await RefreshToken.count().where(RefreshToken.revoked_at.is_null()) == 0
+    assert await RefreshFamily.count().where(RefreshFamily.revoked_at.is_null()) == 0
 
 
 async def test_logout_revokes_the_refresh_token(client: Client, sandbox_http, settings) -> None:
@@ -87,3 +105,55 @@ async def test_expired_forged_and_wrong_audience_tokens_are_refused(client: Clie
     missing = await client.get("/api/v1/me")
     assert missing.status_code == 401
     assert missing.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_an_expired_refresh_token_is_refused(client: Client, sandbox_http, settings) -> None:
+    tokens = await login(client, sandbox_http, settings)
+    await RefreshToken.update({RefreshToken.expires_at: datetime.now(UTC) - timedelta(seconds=1)}, force=True)
+
+    answer = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "REFRESH_TOKEN_INVALID"
+
+
+def test_after_rotation_tokens_of_the_retired_key_still_verify(tmp_path, settings) -> None:
+    new_key = tmp_path / "new.pem"
+    new_key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+        )
+    )
+    retired_public = tmp_path / "retired.pub.pem"
+    retired_public.write_bytes(
+        serialization.load_pem_private_key(settings.auth.signing_key_file.read_bytes(), None)
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    old = TokenKeys(settings.auth)
+    new = TokenKeys(
+        msgspec.structs.replace(
+            settings.auth, signing_key_file=new_key, previous_public_keys=str(retired_public)
+        )
+    )
+    issued_before = old.sign({"sub": "7"}, 60, PARTNER_AUDIENCE)
+    issued_after = new.sign({"sub": "7"}, 60, PARTNER_AUDIENCE)
+
+    assert new.kid != old.kid
+    assert new.verify(issued_before, PARTNER_AUDIENCE)["sub"] == "7"
+    assert new.verify(issued_after, PARTNER_AUDIENCE)["sub"] == "7"
+    assert {key["kid"] for key in new.jwks()["keys"]} == {new.kid, old.kid}
+    with pytest.raises(Unauthorized):
+        old.verify(issued_after, PARTNER_AUDIENCE)
+
+
+async def test_partner_tokens_name_their_key(client: Client, runtime) -> None:
+    credentials = await create_client("bank", "bank 2", ["credit:callback"])
+    answer = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(credentials.client_id, credentials.client_secret),
+    )
+    header = json.loads(base64.urlsafe_b64decode(answer.json()["access_token"].split(".")[0] + "=="))
+    assert header["kid"] == runtime.tokens.kid
+    assert header["typ"] == "at+jwt"

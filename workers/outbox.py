@@ -16,7 +16,7 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-MAX_TRIES = 8
+MAX_ATTEMPTS = 8  # across retries and redeliveries; then the message is marked failed
 JOB_TIMEOUT_SECONDS = 120
 LEASE = timedelta(seconds=JOB_TIMEOUT_SECONDS + 30)
 Handler = Callable[[Runtime, dict[str, Any]], Awaitable[None]]
@@ -32,7 +32,7 @@ HANDLERS: dict[str, Handler] = {
 
 
 async def run_outbox_message(ctx: dict[str, Any], message_id: int) -> str:
-    """Run one message's handler; handlers are idempotent, as arq may run a job twice."""
+    """Run one message's handler under a lease; handlers are idempotent, as jobs may run twice."""
     message = await outbox.claim(message_id, LEASE)
     if message is None:
         return "done or held by another worker"
@@ -45,13 +45,17 @@ async def run_outbox_message(ctx: dict[str, Any], message_id: int) -> str:
         try:
             await handler(ctx["runtime"], message.payload)
         except Exception as exc:
-            if ctx["job_try"] >= MAX_TRIES:
+            if message.attempts >= MAX_ATTEMPTS:
                 await outbox.mark_failed(message_id, repr(exc))
-                log.exception("outbox task failed for good")
-                raise
+                log.exception("outbox task failed for good", attempts=message.attempts)
+                return "failed"
             await outbox.release(message_id, repr(exc))
-            log.warning("outbox task failed; retrying", error=repr(exc), job_try=ctx["job_try"])
-            raise Retry(defer=min(2 ** ctx["job_try"], 300)) from exc
+            log.warning("outbox task failed; retrying", error=repr(exc), attempts=message.attempts)
+            raise Retry(defer=min(2**message.attempts, 300)) from exc
+        except BaseException:
+            # Cancelled (job timeout, worker shutdown): free the lease for the next attempt.
+            await outbox.release(message_id, "interrupted")
+            raise
         await outbox.mark_done(message_id)
         log.info("outbox task done")
         return "done"

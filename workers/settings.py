@@ -9,9 +9,9 @@ from arq import cron, func
 
 from backend.auth.service import purge_expired_refresh_tokens
 from backend.platform.logging import configure_logging, correlated
-from backend.platform.runtime import arq_redis_settings, running
+from backend.platform.runtime import arq_redis_settings, running, serialize_job
 from backend.settings import Settings
-from workers.outbox import JOB_TIMEOUT_SECONDS, MAX_TRIES, run_outbox_message, sweep_outbox
+from workers.outbox import JOB_TIMEOUT_SECONDS, MAX_ATTEMPTS, run_outbox_message, sweep_outbox
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -33,13 +33,20 @@ async def purge_refresh_tokens(ctx: dict[str, Any]) -> int:
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     return {
-        "functions": [func(run_outbox_message, max_tries=MAX_TRIES, timeout=JOB_TIMEOUT_SECONDS)],
+        "functions": [
+            func(
+                run_outbox_message,
+                max_tries=MAX_ATTEMPTS + 1,  # the outbox row counts attempts and stops first
+                timeout=JOB_TIMEOUT_SECONDS,
+                keep_result=0,  # keep no result, so the sweeper may send the job id again
+            )
+        ],
         "cron_jobs": [
             cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True, timeout=60),
             cron(purge_refresh_tokens, hour={3}, minute={17}, second={0}, timeout=300),
         ],
         "redis_settings": arq_redis_settings(settings.redis.url),
-        "job_serializer": msgspec.msgpack.encode,
+        "job_serializer": serialize_job,
         "job_deserializer": msgspec.msgpack.decode,
         "max_jobs": settings.worker.concurrency,
         "health_check_interval": 30,

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from backend.auth.schemas import SecurityEventRead, TokenPair, UserRead
-from backend.auth.tables import RefreshToken, SecurityEvent, User
+from backend.auth.tables import RefreshFamily, RefreshToken, SecurityEvent, User
 from backend.piccolo_conf import DB
 from backend.platform import outbox
 from backend.platform.errors import NotFound, Unauthorized
@@ -60,7 +60,9 @@ async def login(rt: Runtime, channel: str, code: str) -> TokenPair:
             unionid,
         )
         user_id = rows[0]["id"]
-        pair = await _issue(rt, user_id, channel, family_id=uuid.uuid4())
+        family_id = uuid.uuid4()
+        await RefreshFamily.insert(RefreshFamily(id=family_id, user_id=user_id, created_at=datetime.now(UTC)))
+        pair = await _issue(rt, user_id, channel, family_id)
     log.info("patient logged in", user_id=user_id, channel=channel, new_user=rows[0]["created"])
     return pair
 
@@ -72,7 +74,6 @@ async def _issue(rt: Runtime, user_id: int, channel: str, family_id: uuid.UUID) 
     now = datetime.now(UTC)
     await RefreshToken.insert(
         RefreshToken(
-            user_id=user_id,
             family_id=family_id,
             token_hash=_hash(refresh_token),
             created_at=now,
@@ -95,60 +96,72 @@ async def refresh(rt: Runtime, refresh_token: str) -> TokenPair:
     """Rotate: the presented token is spent and a new pair issued in the same family.
 
     A token presented again after rotation means it was copied: the whole family is revoked,
-    which signs out both the thief and the patient.
+    which signs out both the thief and the patient (a client must not refresh twice at once).
     """
     invalid = Unauthorized("the refresh token is invalid or expired", code="REFRESH_TOKEN_INVALID")
-    message_id = None
     async with DB.transaction():
-        rows = await RefreshToken.raw(
-            """
-            SELECT t.id, t.user_id, t.family_id, t.expires_at, t.rotated_at, t.revoked_at, u.channel
-            FROM refresh_token t JOIN app_user u ON u.id = t.user_id
-            WHERE t.token_hash = {} FOR UPDATE OF t
-            """,
-            _hash(refresh_token),
-        )
-        if not rows:
+        family = await _lock_family(refresh_token)
+        if family is None or family["revoked_at"] is not None:
             raise invalid
-        row = rows[0]
-        if row["revoked_at"] is None and row["rotated_at"] is not None:
-            message_id = await _revoke_family(row["user_id"], row["family_id"], "refresh token reused")
-        elif row["revoked_at"] is None and row["expires_at"] > datetime.now(UTC):
-            await RefreshToken.update({RefreshToken.rotated_at: datetime.now(UTC)}).where(
-                RefreshToken.id == row["id"]
-            )
-            return await _issue(rt, row["user_id"], row["channel"], row["family_id"])
-    if message_id is not None:
-        await outbox.send(rt.redis, [message_id])
-        log.warning("refresh token reuse: family revoked", user_id=row["user_id"])
-        raise Unauthorized(
-            "this refresh token was already used; every session of this login is signed out",
-            code="REFRESH_TOKEN_REUSED",
+        # Read after the family lock: a rotation that raced us is committed and visible now.
+        token = (
+            await RefreshToken.select(RefreshToken.id, RefreshToken.expires_at, RefreshToken.rotated_at)
+            .where(RefreshToken.token_hash == _hash(refresh_token))
+            .first()
         )
-    raise invalid
-
-
-async def _revoke_family(user_id: int, family_id: uuid.UUID, reason: str) -> int:
-    await RefreshToken.update({RefreshToken.revoked_at: datetime.now(UTC)}).where(
-        (RefreshToken.family_id == family_id) & RefreshToken.revoked_at.is_null()
+        assert token is not None
+        reused = token["rotated_at"] is not None
+        if reused:
+            message_id = await _revoke(family, "refresh token reused")
+        elif token["expires_at"] > datetime.now(UTC):
+            await RefreshToken.update({RefreshToken.rotated_at: datetime.now(UTC)}).where(
+                RefreshToken.id == token["id"]
+            )
+            return await _issue(rt, family["user_id"], family["channel"], family["id"])
+    if not reused or family is None:
+        raise invalid
+    await outbox.send(rt.redis, [message_id])
+    log.warning("refresh token reuse: family revoked", user_id=family["user_id"])
+    raise Unauthorized(
+        "this refresh token was already used; every session of this login is signed out",
+        code="REFRESH_TOKEN_REUSED",
     )
+
+
+async def _lock_family(refresh_token: str) -> dict[str, Any] | None:
+    """The family of `refresh_token`, locked for the rest of the transaction."""
+    rows = await RefreshFamily.raw(
+        """
+        SELECT f.id, f.user_id, f.revoked_at, u.channel
+        FROM refresh_family f
+        JOIN refresh_token t ON t.family_id = f.id
+        JOIN app_user u ON u.id = f.user_id
+        WHERE t.token_hash = {}
+        FOR UPDATE OF f
+        """,
+        _hash(refresh_token),
+    )
+    return rows[0] if rows else None
+
+
+async def _revoke(family: dict[str, Any], reason: str) -> int:
+    await RefreshFamily.update(
+        {RefreshFamily.revoked_at: datetime.now(UTC), RefreshFamily.revoked_reason: reason}
+    ).where(RefreshFamily.id == family["id"])
     return await outbox.add(
-        SESSION_REVOKED, {"user_id": user_id, "family_id": str(family_id), "reason": reason}
+        SESSION_REVOKED,
+        {"user_id": family["user_id"], "family_id": str(family["id"]), "reason": reason},
     )
 
 
 async def logout(rt: Runtime, refresh_token: str) -> None:
-    """Revoke the family of this refresh token; unknown tokens are ignored (nothing to reveal)."""
+    """Revoke this login; unknown or spent tokens are ignored (nothing to reveal)."""
     async with DB.transaction():
-        row = (
-            await RefreshToken.select(RefreshToken.family_id)
-            .where((RefreshToken.token_hash == _hash(refresh_token)) & RefreshToken.revoked_at.is_null())
-            .first()
-        )
-        if row:
-            await RefreshToken.update({RefreshToken.revoked_at: datetime.now(UTC)}).where(
-                RefreshToken.family_id == row["family_id"]
-            )
+        family = await _lock_family(refresh_token)
+        if family is not None and family["revoked_at"] is None:
+            await RefreshFamily.update(
+                {RefreshFamily.revoked_at: datetime.now(UTC), RefreshFamily.revoked_reason: "logout"}
+            ).where(RefreshFamily.id == family["id"])
 
 
 async def record_session_revoked(user_id: int, family_id: str, reason: str) -> None:

@@ -19,17 +19,26 @@ class User(Table, tablename="app_user"):
     one_user_per_openid = Unique([channel, app_id, openid])
 
 
+class RefreshFamily(Table, tablename="refresh_family"):
+    """One login: every refresh token rotated from it. Its row is the lock for rotation and
+    revocation, so a token issued by a racing rotation cannot escape a revocation."""
+
+    id = UUID(primary_key=True)
+    user_id = ForeignKey(User, null=False, index=True)
+    created_at = Timestamptz()
+    revoked_at = Timestamptz(null=True, default=None)
+    revoked_reason = Varchar(length=100, null=True, default=None)
+
+
 class RefreshToken(Table, tablename="refresh_token"):
-    """A refresh token, stored as its SHA-256; a family is every token rotated from one login."""
+    """A refresh token, stored as its SHA-256 (it is 256 random bits: no salt or stretching needed)."""
 
     id = Serial(primary_key=True)
-    user_id = ForeignKey(User, null=False)
-    family_id = UUID(index=True)
+    family_id = ForeignKey(RefreshFamily, null=False, index=True)
     token_hash = Varchar(length=64, unique=True)
     created_at = Timestamptz()
     expires_at = Timestamptz()
     rotated_at = Timestamptz(null=True, default=None)
-    revoked_at = Timestamptz(null=True, default=None)
 
 
 class SecurityEvent(Table, tablename="security_event"):

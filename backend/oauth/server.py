@@ -16,7 +16,7 @@ from authlib.oauth2 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin, InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
 from backend.oauth.scopes import SCOPES
 from backend.platform.tokens import PARTNER_AUDIENCE, TokenKeys
@@ -69,23 +69,23 @@ class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
-class _TokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
-    def __init__(self, keys: TokenKeys, ttl_seconds: int) -> None:
-        super().__init__(
-            issuer=keys.issuer,
-            alg=keys.algorithm,
-            expires_generator=lambda client, grant_type: ttl_seconds,
-        )
-        self.keys = keys
+def _token_generator(keys: TokenKeys, ttl_seconds: int) -> BearerTokenGenerator:
+    """Self-contained JWTs (RFC 9068 claims), signed like every medpay token: by key, with `kid`."""
 
-    def get_jwks(self) -> Any:
-        return self.keys.signing_key
+    def access_token(client: PartnerClientModel, grant_type: str, user: Any, scope: str) -> str:
+        claims = {
+            "sub": client.client_id,
+            "client_id": client.client_id,
+            "scope": scope,
+            "kind": client.kind,
+            "institution": client.institution_code,
+        }
+        return keys.sign(claims, ttl_seconds, PARTNER_AUDIENCE)
 
-    def get_audiences(self, client: Any, user: Any, scope: Any) -> str:
-        return PARTNER_AUDIENCE
-
-    def get_extra_claims(self, client: Any, grant_type: Any, user: Any, scope: Any) -> Any:
-        return {"kind": client.kind, "institution": client.institution_code}
+    return BearerTokenGenerator(
+        access_token_generator=access_token,
+        expires_generator=lambda client, grant_type: ttl_seconds,
+    )
 
 
 class TokenRequest(OAuth2Request):  # type: ignore[misc]
@@ -108,7 +108,7 @@ class PartnerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         super().__init__(scopes_supported=list(SCOPES))
         self._client = client
         self.register_grant(_ClientCredentialsGrant)
-        self.register_token_generator("default", _TokenGenerator(keys, ttl_seconds))
+        self.register_token_generator("default", _token_generator(keys, ttl_seconds))
 
     def query_client(self, client_id: str) -> PartnerClientModel | None:
         if self._client is not None and self._client.client_id == client_id:

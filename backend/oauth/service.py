@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from backend.hospitals.tables import Institution
 from backend.oauth.scopes import KINDS, SCOPES
@@ -90,13 +90,12 @@ async def create_client(
 
 
 def _claimed_client_id(headers: Mapping[str, str], form: dict[str, str]) -> str | None:
-    scheme, _, value = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            return base64.b64decode(value).decode().partition(":")[0] or None
-        except (ValueError, UnicodeDecodeError):
-            return None
-    return form.get("client_id")
+    """The client id the request claims, read as authlib's client authentication will read it."""
+    try:
+        client_id, _ = extract_basic_authorization(headers)
+    except UnicodeDecodeError:
+        return None
+    return client_id or form.get("client_id")
 
 
 async def _load_client(client_id: str | None) -> PartnerClientModel | None:
@@ -123,7 +122,10 @@ async def issue_token(
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     client = await _load_client(_claimed_client_id(headers, form))
     server = PartnerAuthorizationServer(rt.tokens, rt.settings.auth.partner_token_ttl_seconds, client)
-    status, body, answer_headers = server.create_token_response(TokenRequest(uri, headers, form))
+    try:
+        status, body, answer_headers = server.create_token_response(TokenRequest(uri, headers, form))
+    except UnicodeDecodeError:  # credentials that are not UTF-8 are nobody's credentials
+        status, body, answer_headers = 401, {"error": "invalid_client"}, {}
     log.info(
         "partner token request",
         client_id=client.client_id if client else None,

@@ -144,7 +144,13 @@ class AlipayClient:
             content, signature = signed_answer(text, root)
             answer = json.loads(content)
         except (ValueError, KeyError) as exc:
-            raise TransientPartnerError(self.partner, "unreadable answer") from exc
+            log.error("alipay answer unreadable", status=response.status_code)
+            raise AppError(
+                "Alipay's answer could not be read",
+                code="PARTNER_REJECTED",
+                status_code=502,
+                detail={"partner": self.partner},
+            ) from exc
         if not rsa2_verify(self._platform_key, content, signature):
             raise AppError(
                 "Alipay's answer failed signature verification",

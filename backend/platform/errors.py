@@ -132,8 +132,14 @@ def internal_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Respons
     return envelope(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "something went wrong on our side")
 
 
+def too_deep_handler(_: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    # msgspec refuses bodies nested past its recursion limit by raising RecursionError.
+    return envelope(400, "BAD_REQUEST", "the request body is nested too deeply")
+
+
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     AppError: app_error_handler,
     HTTPException: http_error_handler,
+    RecursionError: too_deep_handler,
     Exception: internal_error_handler,
 }

@@ -67,16 +67,18 @@ async def send_pending(redis: ArqRedis, redeliver_after: timedelta, limit: int =
             limit,
         )
         ids = [row["id"] for row in rows]
+        sent = 0
         for message_id in ids:
-            # arq refuses a job id it still holds (queued, running or with a result): no doubles.
-            await redis.enqueue_job(JOB, message_id, _job_id=job_id(message_id))
+            # arq refuses a job id it still holds (queued or running): no doubles.
+            if await redis.enqueue_job(JOB, message_id, _job_id=job_id(message_id)):
+                sent += 1
         if ids:
             await OutboxMessage.update({OutboxMessage.enqueued_at: datetime.now(UTC)}).where(
                 OutboxMessage.id.is_in(ids)
             )
-    if ids:
-        log.info("outbox sweeper sent messages", count=len(ids))
-    return len(ids)
+    if sent:
+        log.info("outbox sweeper sent messages", count=sent)
+    return sent
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Claimed:
     task: str
     payload: dict[str, Any]
     correlation_id: str | None
+    attempts: int
 
 
 async def claim(message_id: int, lease: timedelta) -> Claimed | None:
@@ -94,7 +97,7 @@ async def claim(message_id: int, lease: timedelta) -> Claimed | None:
         UPDATE outbox_message SET attempts = attempts + 1, locked_until = now() + {}
         WHERE id = {} AND done_at IS NULL AND failed_at IS NULL
           AND (locked_until IS NULL OR locked_until < now())
-        RETURNING id, task, payload, correlation_id
+        RETURNING id, task, payload, correlation_id, attempts
         """,
         lease,
         message_id,
@@ -102,7 +105,8 @@ async def claim(message_id: int, lease: timedelta) -> Claimed | None:
     if not rows:
         return None
     row = rows[0]
-    return Claimed(row["id"], row["task"], msgspec.json.decode(row["payload"]), row["correlation_id"])
+    payload = msgspec.json.decode(row["payload"])
+    return Claimed(row["id"], row["task"], payload, row["correlation_id"], row["attempts"])
 
 
 async def mark_done(message_id: int) -> None:

@@ -25,6 +25,10 @@ class Runtime:
     tokens: TokenKeys
 
 
+# arq stores a failed job's exception as its result: keep its repr rather than fail to encode it.
+serialize_job = msgspec.msgpack.Encoder(enc_hook=repr).encode
+
+
 def arq_redis_settings(url: str) -> ArqRedisSettings:
     if not url:
         raise AppError("REDIS_URL is not set; `medpay dev` starts a server and sets it")
@@ -34,7 +38,7 @@ def arq_redis_settings(url: str) -> ArqRedisSettings:
 async def open_redis(url: str) -> ArqRedis:
     return await create_pool(
         arq_redis_settings(url),
-        job_serializer=msgspec.msgpack.encode,
+        job_serializer=serialize_job,
         job_deserializer=msgspec.msgpack.decode,
     )
 
