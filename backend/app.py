@@ -12,6 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.auth.routes import AuthController, MeController
+from backend.ecert.routes import EcertController, TerminalController
 from backend.oauth.routes import PartnerController, TokenController
 from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
@@ -20,7 +21,15 @@ from backend.platform.logging import CorrelationMiddleware, configure_logging
 from backend.platform.runtime import running
 from backend.settings import Settings, get_settings
 
-ROUTES = [HealthController, AuthController, MeController, TokenController, PartnerController]
+ROUTES = [
+    HealthController,
+    AuthController,
+    MeController,
+    TokenController,
+    PartnerController,
+    EcertController,
+    TerminalController,
+]
 
 
 @get("/.well-known/jwks.json", tags=["auth"], operation_id="jwks", include_in_schema=True)

@@ -21,5 +21,6 @@ APP_REGISTRY = AppRegistry(
         "backend.hospitals.piccolo_app",
         "backend.auth.piccolo_app",
         "backend.oauth.piccolo_app",
+        "backend.ecert.piccolo_app",
     ]
 )

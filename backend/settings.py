@@ -21,6 +21,13 @@ SANDBOX = f"http://127.0.0.1:{SANDBOX_PORT}"
 SANDBOX_WECHAT_APPID = "wx5a1d0c0ffee00001"
 SANDBOX_WECHAT_SECRET = "sandbox-wechat-secret"
 SANDBOX_ALIPAY_APP_ID = "2021000000000001"
+SANDBOX_ECERT_APP_ID = "medpay-sandbox-ecert"
+SANDBOX_ECERT_APP_SECRET = "sandbox-ecert-app-secret-0001"
+SANDBOX_ECERT_DATA_KEY = "HZoBlusRr6ET1WTtO/jiSXlX6FiB4jVFALXq262G1fc="
+# Development keys of our own; production refuses them.
+DEV_VAULT_KEYS = "dev1:Q3DY/u5iCwRFiCxjPwALCgkPz4cEvZ0Rd50Yt38PKOM="
+DEV_DIGEST_KEY = "L/VDag0qk4ycQxcZKYiLilPFOPQBDpkjPjYSNmk7Isw="
+DEV_QR_KEY = "aci9nQ+R2N+QLQiMh8e04ThHHEpg/Dz5ES8+7Q9KNs8="
 
 
 class SettingsError(Exception):
@@ -115,6 +122,27 @@ class AlipaySettings(Group):
     platform_public_key_file: Path = DEV_KEYS / "alipay-platform-public.pem"
 
 
+class EcertSettings(Group):
+    prefix: ClassVar[str] = "MEDPAY_ECERT_"
+    api_base: str = f"{SANDBOX}/ecert"
+    app_id: str = SANDBOX_ECERT_APP_ID
+    app_secret: str = SANDBOX_ECERT_APP_SECRET
+    data_key: str = SANDBOX_ECERT_DATA_KEY  # base64 of the 32-byte AES key the platform gave us
+    qr_key: str = DEV_QR_KEY  # base64, signs QR codes
+    qr_ttl_seconds: int = 60
+    visit_ttl_seconds: int = 4 * 3600
+    bind_failures_allowed: int = 5
+    bind_failure_window_seconds: int = 3600
+
+
+class VaultSettings(Group):
+    """Keys for personal data at rest: AES-256-GCM by key id, and a keyed digest for lookups."""
+
+    prefix: ClassVar[str] = "MEDPAY_VAULT_"
+    keys: str = DEV_VAULT_KEYS  # "id:base64key,id:base64key": the first encrypts, all decrypt
+    digest_key: str = DEV_DIGEST_KEY
+
+
 class PartnerHttpSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_PARTNER_"
     timeout_seconds: float = 5.0
@@ -139,6 +167,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth: AuthSettings
     wechat: WechatSettings
     alipay: AlipaySettings
+    ecert: EcertSettings
+    vault: VaultSettings
     partner_http: PartnerHttpSettings
     worker: WorkerSettings
     sandbox: DevSettings
@@ -153,6 +183,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         env = {
             "MEDPAY_WECHAT_API_BASE": f"{sandbox}/wechat",
             "MEDPAY_ALIPAY_GATEWAY": f"{sandbox}/alipay/gateway.do",
+            "MEDPAY_ECERT_API_BASE": f"{sandbox}/ecert",
             **env,
         }
         settings = cls(**{f.name: f.type.load(env) for f in msgspec.structs.fields(cls)})
@@ -164,7 +195,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 def refuse_sandbox_in_production(settings: Settings) -> None:
     """Production must name real partners over HTTPS, real servers, and keys of its own."""
     problems = []
-    for group, field in (("wechat", "api_base"), ("alipay", "gateway")):
+    for group, field in (("wechat", "api_base"), ("alipay", "gateway"), ("ecert", "api_base")):
         url = getattr(getattr(settings, group), field)
         if urlsplit(url).scheme != "https":
             problems.append(f"{type(getattr(settings, group)).variable(field)} is not an https URL")
@@ -172,9 +203,16 @@ def refuse_sandbox_in_production(settings: Settings) -> None:
         (settings.wechat.appid, SANDBOX_WECHAT_APPID, "MEDPAY_WECHAT_APPID"),
         (settings.wechat.secret, SANDBOX_WECHAT_SECRET, "MEDPAY_WECHAT_SECRET"),
         (settings.alipay.app_id, SANDBOX_ALIPAY_APP_ID, "MEDPAY_ALIPAY_APP_ID"),
+        (settings.ecert.app_id, SANDBOX_ECERT_APP_ID, "MEDPAY_ECERT_APP_ID"),
+        (settings.ecert.app_secret, SANDBOX_ECERT_APP_SECRET, "MEDPAY_ECERT_APP_SECRET"),
+        (settings.ecert.data_key, SANDBOX_ECERT_DATA_KEY, "MEDPAY_ECERT_DATA_KEY"),
+        (settings.ecert.qr_key, DEV_QR_KEY, "MEDPAY_ECERT_QR_KEY"),
+        (settings.vault.digest_key, DEV_DIGEST_KEY, "MEDPAY_VAULT_DIGEST_KEY"),
     ):
         if value == sandbox:
-            problems.append(f"{variable} is the sandbox's")
+            problems.append(f"{variable} is the sandbox's or a development value")
+    if DEV_VAULT_KEYS.split(":", 1)[1] in settings.vault.keys:
+        problems.append("MEDPAY_VAULT_KEYS holds the development key")
     dev_keys = {_public_der(path) for path in DEV_KEYS.glob("*.pem")}
     keys = [
         (settings.auth.signing_key_file, "MEDPAY_AUTH_SIGNING_KEY_FILE"),

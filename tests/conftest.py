@@ -36,8 +36,7 @@ def settings(urls: dict[str, str]) -> Settings:
         "MEDPAY_ENV": "test",
         "DATABASE_URL": urls["database"],
         "REDIS_URL": urls["redis"],
-        "MEDPAY_WECHAT_API_BASE": f"{urls['sandbox']}/wechat",
-        "MEDPAY_ALIPAY_GATEWAY": f"{urls['sandbox']}/alipay/gateway.do",
+        "MEDPAY_SANDBOX_PORT": urls["sandbox"].rsplit(":", 1)[1],  # partner URLs follow it
         "MEDPAY_PARTNER_TIMEOUT_SECONDS": "2",
         "MEDPAY_LOG_LEVEL": "INFO",
     }

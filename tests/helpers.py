@@ -68,3 +68,27 @@ async def partner_token(
     )
     assert answer.status_code == 200, answer.text
     return str(answer.json()["access_token"])
+
+
+async def bind_ecert(
+    client: Client, tokens: dict[str, Any], name: str, id_number: str, **extra: Any
+) -> httpx.Response:
+    return await client.post(
+        "/api/v1/ecert/bind",
+        json={"name": name, "id_type": "resident_id", "id_number": id_number, **extra},
+        headers=bearer(tokens["access_token"]),
+    )
+
+
+async def face_assertion(sandbox: httpx.AsyncClient, id_number: str, **claims: Any) -> str:
+    """What a kiosk's face camera (the sandbox face provider) vouches for."""
+    answer = await sandbox.post(
+        "/face/_sandbox/scan", json={"id_type": "resident_id", "id_number": id_number, **claims}
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["assertion"])
+
+
+async def terminal_token(client: Client, institution: str = "H33010001") -> str:
+    """A hospital terminal's token (the demo institutions must be seeded)."""
+    return await partner_token(client, "terminal", ["ecert:decode"], institution)

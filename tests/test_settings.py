@@ -1,5 +1,7 @@
 """Settings: read once from the environment; a bad value or a sandbox in production stops the start."""
 
+import base64
+import os
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,13 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         "MEDPAY_WECHAT_SECRET": "a-real-secret",
         "MEDPAY_ALIPAY_GATEWAY": "https://openapi.alipay.com/gateway.do",
         "MEDPAY_ALIPAY_APP_ID": "2021009999999999",
+        "MEDPAY_ECERT_API_BASE": "https://ecert.example.gov.cn/api",
+        "MEDPAY_ECERT_APP_ID": "hospital-pay-0001",
+        "MEDPAY_ECERT_APP_SECRET": "real-app-secret",
+        "MEDPAY_ECERT_DATA_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "MEDPAY_ECERT_QR_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "MEDPAY_VAULT_KEYS": "k2026:" + base64.b64encode(os.urandom(32)).decode(),
+        "MEDPAY_VAULT_DIGEST_KEY": base64.b64encode(os.urandom(32)).decode(),
         "MEDPAY_AUTH_SIGNING_KEY_FILE": str(
             _write_key(tmp_path / "jwt.pem", ec.generate_private_key(ec.SECP256R1()))
         ),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 
 from backend.partners.alipay import AlipayClient
+from backend.partners.ecert import EcertClient
 from backend.partners.http import new_http_client
 from backend.partners.wechat import WechatClient
 from backend.settings import Settings
@@ -17,6 +18,7 @@ class PartnerClients:
     http: httpx.AsyncClient
     wechat: WechatClient
     alipay: AlipayClient
+    ecert: EcertClient
 
     @classmethod
     def open(cls, settings: Settings) -> PartnerClients:
@@ -25,6 +27,7 @@ class PartnerClients:
             http=http,
             wechat=WechatClient(settings.wechat, settings.partner_http, http),
             alipay=AlipayClient(settings.alipay, settings.partner_http),
+            ecert=EcertClient(settings.ecert, settings.partner_http, http),
         )
 
     async def aclose(self) -> None:

@@ -14,6 +14,7 @@ from backend.partners.clients import PartnerClients
 from backend.platform import database
 from backend.platform.errors import AppError
 from backend.platform.tokens import TokenKeys
+from backend.platform.vault import Vault
 from backend.settings import Settings
 
 
@@ -23,6 +24,7 @@ class Runtime:
     redis: ArqRedis
     partners: PartnerClients
     tokens: TokenKeys
+    vault: Vault
 
 
 # arq stores a failed job's exception as its result: keep its repr rather than fail to encode it.
@@ -49,7 +51,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     redis = await open_redis(settings.redis.url)
     partners = PartnerClients.open(settings)
     try:
-        yield Runtime(settings, redis, partners, TokenKeys(settings.auth))
+        yield Runtime(settings, redis, partners, TokenKeys(settings.auth), Vault(settings.vault))
     finally:
         await partners.aclose()
         await redis.aclose()

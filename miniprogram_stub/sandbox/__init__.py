@@ -1,1 +1,1 @@
-"""Sandbox servers imitating the partner platforms (WeChat, Alipay, ...) in one Litestar app."""
+"""Sandbox servers imitating the partner platforms (WeChat, Alipay, e-certificate, face) in one app."""

@@ -4,10 +4,10 @@ from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from miniprogram_stub.sandbox import alipay, faults, wechat
+from miniprogram_stub.sandbox import alipay, ecert, face, faults, wechat
 
 # Adding a partner sandbox: write its module with a PARTNER, then list it here.
-PARTNERS = (wechat.PARTNER, alipay.PARTNER)
+PARTNERS = (wechat.PARTNER, alipay.PARTNER, ecert.PARTNER, face.PARTNER)
 
 
 @get("/health", operation_id="health")

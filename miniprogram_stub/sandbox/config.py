@@ -1,11 +1,13 @@
 """The sandbox's registered apps and keys; each constant can be overridden by an env variable."""
 
+import base64
 import os
 from functools import cache
 from importlib.resources import files
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from joserfc.jwk import ECKey
 
 WECHAT_APPID = os.environ.get("SANDBOX_WECHAT_APPID", "wx5a1d0c0ffee00001")
 # A sandbox-only secret, published on purpose so the backend's dev settings can match it.
@@ -14,6 +16,18 @@ WECHAT_SECRET = os.environ.get("SANDBOX_WECHAT_SECRET", "sandbox-wechat-secret")
 ALIPAY_APP_ID = os.environ.get("SANDBOX_ALIPAY_APP_ID", "2021000000000001")
 # Alipay refuses requests whose timestamp is further than this from its clock.
 ALIPAY_TIMESTAMP_WINDOW_S = 15 * 60
+
+ECERT_APP_ID = os.environ.get("SANDBOX_ECERT_APP_ID", "medpay-sandbox-ecert")
+ECERT_APP_SECRET = os.environ.get("SANDBOX_ECERT_APP_SECRET", "sandbox-ecert-app-secret-0001")
+# base64 of the 32-byte AES-256-GCM key for `encrypt_data`, both directions.
+ECERT_DATA_KEY = os.environ.get("SANDBOX_ECERT_DATA_KEY", "HZoBlusRr6ET1WTtO/jiSXlX6FiB4jVFALXq262G1fc=")
+ECERT_TIMESTAMP_WINDOW_S = 300
+ECERT_NONCE_TTL_S = 600
+# A face assertion is fresh from 30 s ahead of the platform's clock to 120 s behind it.
+FACE_MAX_AGE_S = 120
+FACE_MAX_AHEAD_S = 30
+FACE_MIN_SCORE = 0.90
+FACE_JTI_TTL_S = 600
 
 # How long a login code from the phone side stays exchangeable (tests may shorten it).
 CODE_TTL_S = float(os.environ.get("SANDBOX_CODE_TTL_S", "300"))
@@ -37,3 +51,23 @@ def alipay_platform_private_key() -> RSAPrivateKey:
     if not isinstance(key, RSAPrivateKey):
         raise TypeError("alipay-platform-private.pem must hold an RSA private key")
     return key
+
+
+@cache
+def ecert_data_key() -> bytes:
+    key = base64.b64decode(ECERT_DATA_KEY, validate=True)
+    if len(key) != 32:
+        raise ValueError("SANDBOX_ECERT_DATA_KEY must be base64 of 32 bytes")
+    return key
+
+
+@cache
+def face_provider_private_key() -> ECKey:
+    """The face provider's P-256 key: signs every assertion a scan hands out."""
+    return ECKey.import_key((_KEYS / "face-provider-private.pem").read_bytes())
+
+
+@cache
+def face_provider_public_key() -> ECKey:
+    """What a relying party (the e-certificate platform) verifies assertions with."""
+    return ECKey.import_key((_KEYS / "face-provider-public.pem").read_bytes())

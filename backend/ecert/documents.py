@@ -1,0 +1,120 @@
+"""Identity documents as the e-certificate platform lists them, checked before anyone is asked.
+
+Resident ID cards, residence permits of Hong Kong, Macao and Taiwan residents, and the 2023
+foreign permanent-residence card all use 18 characters with the GB 11643 check character; the
+two travel permits have letters and digits of their own.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Literal
+
+IdType = Literal[
+    "resident_id",  # 居民身份证
+    "hk_macau_tw_residence",  # 港澳台居民居住证
+    "foreign_permanent_residence",  # 外国人永久居留身份证 (2023 format)
+    "hk_macau_permit",  # 港澳居民来往内地通行证
+    "taiwan_permit",  # 台湾居民来往大陆通行证
+]
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK = "10X98765432"
+# Province-level codes of GB/T 2260 (11 Beijing ... 65 Xinjiang).
+_PROVINCES = {
+    11,
+    12,
+    13,
+    14,
+    15,
+    21,
+    22,
+    23,
+    31,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    41,
+    42,
+    43,
+    44,
+    45,
+    46,
+    50,
+    51,
+    52,
+    53,
+    54,
+    61,
+    62,
+    63,
+    64,
+    65,
+}
+_RESIDENCE_PREFIXES = ("810000", "820000", "830000")  # Hong Kong, Macao, Taiwan residents
+
+
+def check_character(first17: str) -> str:
+    return _CHECK[sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True)) % 11]
+
+
+def _gb11643_problem(number: str, today: date) -> str | None:
+    if not re.fullmatch(r"\d{17}[\dX]", number):
+        return "must be 17 digits and a digit or X"
+    if check_character(number[:17]) != number[17]:
+        return "check character does not match"
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        return "birth date is not a real date"
+    if born > today or born.year < 1900:
+        return "birth date is out of range"
+    return None
+
+
+def problem(id_type: str, number: str, today: date | None = None) -> str | None:
+    """What is wrong with `number` as a document of `id_type`, or None if it is well formed."""
+    today = today or date.today()
+    if id_type == "resident_id":
+        if (found := _gb11643_problem(number, today)) is not None:
+            return found
+        if int(number[:2]) not in _PROVINCES or number[2:6] == "0000":
+            return "region code is not a real region"
+        return None
+    if id_type == "hk_macau_tw_residence":
+        if not number.startswith(_RESIDENCE_PREFIXES):
+            return "must start with 810000, 820000 or 830000"
+        return _gb11643_problem(number, today)
+    if id_type == "foreign_permanent_residence":
+        if not number.startswith("9"):
+            return "must start with 9"
+        if (found := _gb11643_problem(number, today)) is not None:
+            return found
+        return None
+    if id_type == "hk_macau_permit":
+        return None if re.fullmatch(r"[HM]\d{8}", number) else "must be H or M and 8 digits"
+    if id_type == "taiwan_permit":
+        return None if re.fullmatch(r"\d{8}", number) else "must be 8 digits"
+    return "unknown document type"
+
+
+def normalize(number: str) -> str:
+    return number.strip().upper()
+
+
+def mask_id(number: str) -> str:
+    """Keep the first 3 and last 4 characters: enough for a person to recognise their own."""
+    if len(number) <= 7:
+        return number[:1] + "*" * (len(number) - 1)
+    return number[:3] + "*" * (len(number) - 7) + number[-4:]
+
+
+def mask_name(name: str) -> str:
+    """张三 -> 张*, 张三丰 -> 张*丰, 欧阳娜娜 -> 欧**娜; Latin names keep their first letter."""
+    if len(name) <= 2:
+        return name[:1] + "*" * (len(name) - 1)
+    return name[0] + "*" * (len(name) - 2) + name[-1]

@@ -1,0 +1,104 @@
+"""Patients bind and show their e-certificate; terminals turn codes and faces into visits."""
+
+from typing import Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.di import Provide
+from litestar.params import FromQuery, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from backend.auth.routes import PatientDep, provide_patient
+from backend.ecert import qr, service
+from backend.ecert.schemas import (
+    BindRequest,
+    DecodeRequest,
+    EcertRead,
+    FaceRequest,
+    VisitLookup,
+    VisitOpened,
+    VisitRead,
+)
+from backend.oauth.routes import requires_scope
+from backend.platform.deps import RuntimeDep
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class EcertController(Controller):
+    path = "/api/v1/ecert"
+    tags = ["e-certificate"]
+    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
+
+    @post("/bind", status_code=HTTP_200_OK, operation_id="ecertBind")
+    async def bind(self, data: JSONBody[BindRequest], patient: PatientDep, runtime: RuntimeDep) -> EcertRead:
+        """Bind the medical-insurance e-certificate: the document is checked here, then by the
+        e-certificate platform (with a face check when `face_assertion` is given)."""
+        return await service.bind(runtime, patient, data)
+
+    @get("/", operation_id="ecertGet")
+    async def show(self, patient: PatientDep) -> EcertRead:
+        """The bound e-certificate, masked."""
+        return await service.current(patient)
+
+    @delete("/", status_code=HTTP_204_NO_CONTENT, operation_id="ecertUnbind")
+    async def unbind(self, patient: PatientDep) -> None:
+        """Unbind; the history is kept and live codes stop working."""
+        await service.unbind(patient)
+
+    @get("/qrcode", operation_id="ecertQrCode")
+    async def qrcode(
+        self,
+        patient: PatientDep,
+        runtime: RuntimeDep,
+        format: FromQuery[Literal["svg", "png", "json"]] = "json",
+    ) -> Response[Any]:
+        """A fresh single-use code, valid `MEDPAY_ECERT_QR_TTL_SECONDS` (60 s); it voids older ones.
+
+        `json` gives the payload, `expires_at` and `refresh_in`; `svg` and `png` the picture,
+        with the expiry in `X-QR-Expires-At`.
+        """
+        code = await service.issue_qr(runtime, patient)
+        if format == "json":
+            return Response(code, headers=NO_STORE)
+        media = "image/svg+xml" if format == "svg" else "image/png"
+        headers = {**NO_STORE, "X-QR-Expires-At": code.expires_at.isoformat()}
+        return Response(qr.render(code.payload, format), media_type=media, headers=headers)
+
+
+class TerminalController(Controller):
+    path = "/api/v1/partner"
+    tags = ["e-certificate"]
+
+    @post(
+        "/ecert/decode",
+        status_code=HTTP_200_OK,
+        guards=[requires_scope("ecert:decode")],
+        operation_id="ecertDecode",
+    )
+    async def decode(
+        self, data: JSONBody[DecodeRequest], request: Request[Any, Any, Any], runtime: RuntimeDep
+    ) -> VisitOpened:
+        """Turn a patient's QR code into a visit at this terminal's institution (once per code)."""
+        return await service.decode_qr(runtime, request.state.partner, data.qr)
+
+    @post(
+        "/ecert/face",
+        status_code=HTTP_200_OK,
+        guards=[requires_scope("ecert:decode")],
+        operation_id="ecertFace",
+    )
+    async def face(
+        self, data: JSONBody[FaceRequest], request: Request[Any, Any, Any], runtime: RuntimeDep
+    ) -> VisitOpened:
+        """At a kiosk: a face assertion of a patient with a bound e-certificate opens a visit."""
+        return await service.identify_face(runtime, request.state.partner, data.face_assertion)
+
+    @post(
+        "/visits/lookup",
+        status_code=HTTP_200_OK,
+        guards=[requires_scope(None)],
+        operation_id="visitLookup",
+    )
+    async def lookup(self, data: JSONBody[VisitLookup], request: Request[Any, Any, Any]) -> VisitRead:
+        """The visit behind a token, for a partner of the institution it was opened at."""
+        return await service.resolve_visit(data.visit_token, request.state.partner)

@@ -1,0 +1,194 @@
+"""Medical-insurance e-certificate platform: verify a person by name + ID number, or by face.
+
+`POST /ecert/v1/{api}` with a signed, encrypted envelope (see `ecert_protocol`); who is
+insured, including the `测试` rule for generated people, is in `insured`.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from miniprogram_stub.sandbox import config, insured
+from miniprogram_stub.sandbox.ecert_protocol import (
+    MESSAGES,
+    OK,
+    EcertError,
+    Envelope,
+    Reply,
+    SeenOnce,
+    decrypt,
+    encrypt,
+    reply,
+    sign_ok,
+)
+from miniprogram_stub.sandbox.face import IdType, InvalidAssertionError, verify_assertion
+from miniprogram_stub.sandbox.faults import FaultBook, Partner, delay_or_http_failure
+from miniprogram_stub.sandbox.insured import NameMismatchError, NotInsuredError, Person
+
+NAME = "ecert"
+API_VERIFY_IDENTITY = "verify_identity"
+API_VERIFY_FACE = "verify_face"
+# Generated people are remembered so a later face check can find them; keep the newest only.
+_MAX_REMEMBERED = 10_000
+
+
+class VerifyIdentity(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    id_type: IdType
+    id_number: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    face_assertion: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+
+
+class VerifyFace(msgspec.Struct, forbid_unknown_fields=True):
+    face_assertion: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _ClaimedApp(msgspec.Struct):
+    app_id: str = ""
+
+
+@dataclass
+class EcertState:
+    nonces: SeenOnce = field(default_factory=lambda: SeenOnce(config.ECERT_NONCE_TTL_S))
+    face_jtis: SeenOnce = field(default_factory=lambda: SeenOnce(config.FACE_JTI_TTL_S))
+    generated: dict[str, Person] = field(default_factory=dict)  # by face digest (idd)
+
+    def remember(self, person: Person) -> None:
+        # The face digest cannot be inverted, so the platform keeps whom it has met.
+        self.generated.pop(person.idd, None)
+        self.generated[person.idd] = person
+        if len(self.generated) > _MAX_REMEMBERED:
+            del self.generated[next(iter(self.generated))]
+
+
+def _accept_face(token: str, platform: EcertState, expected_idd: str | None) -> str:
+    """The assertion's idd, once it has passed every face rule; its jti is then spent."""
+    try:
+        claims = verify_assertion(token)
+    except InvalidAssertionError:
+        raise EcertError("E2101") from None
+    age = time.time() - claims.iat
+    if age > config.FACE_MAX_AGE_S or age < -config.FACE_MAX_AHEAD_S:
+        raise EcertError("E2102")
+    if expected_idd is not None and claims.idd != expected_idd:
+        raise EcertError("E2103")
+    if not claims.liveness or claims.score < config.FACE_MIN_SCORE:
+        raise EcertError("E2104")
+    if platform.face_jtis.seen(claims.jti):
+        raise EcertError("E2105")
+    platform.face_jtis.add(claims.jti)
+    return claims.idd
+
+
+def _active(person: Person) -> Person:
+    if person.status != "active":
+        raise EcertError("E2004")
+    return person
+
+
+def _verify_identity(data: Any, platform: EcertState) -> Person:
+    ask = msgspec.convert(data, VerifyIdentity)
+    try:
+        person = insured.lookup(ask.name, ask.id_type, ask.id_number)
+    except NotInsuredError:
+        raise EcertError("E2001") from None
+    except NameMismatchError:
+        raise EcertError("E2002") from None
+    if ask.face_assertion is not None:
+        _accept_face(ask.face_assertion, platform, person.idd)
+    if insured.by_idd(person.idd) is None:
+        platform.remember(person)
+    return _active(person)
+
+
+def _verify_face(data: Any, platform: EcertState) -> Person:
+    ask = msgspec.convert(data, VerifyFace)
+    idd = _accept_face(ask.face_assertion, platform, None)
+    person = insured.by_idd(idd) or platform.generated.get(idd)
+    if person is None:
+        raise EcertError("E2001")
+    return _active(person)
+
+
+_APIS: dict[str, Callable[[Any, EcertState], Person]] = {
+    API_VERIFY_IDENTITY: _verify_identity,
+    API_VERIFY_FACE: _verify_face,
+}
+
+
+def _answer(api: str, raw: bytes, platform: EcertState) -> Reply:
+    run = _APIS.get(api)
+    if run is None:
+        raise EcertError("E1006")
+    try:
+        envelope = msgspec.json.decode(raw, type=Envelope)
+    except msgspec.DecodeError as exc:
+        raise EcertError("E1005", str(exc)) from None
+    if envelope.app_id != config.ECERT_APP_ID:
+        raise EcertError("E1003")
+    if abs(time.time() - envelope.timestamp) > config.ECERT_TIMESTAMP_WINDOW_S:
+        raise EcertError("E1002")
+    if not sign_ok(envelope):
+        raise EcertError("E1001")
+    # Only a correctly signed request spends its nonce, whatever happens after.
+    seen_key = (envelope.app_id, envelope.nonce)
+    if platform.nonces.seen(seen_key):
+        raise EcertError("E1007")
+    platform.nonces.add(seen_key)
+    data = decrypt(envelope.encrypt_data, envelope.app_id)
+    try:
+        result = run(data, platform)
+    except msgspec.ValidationError as exc:
+        raise EcertError("E1005", str(exc)) from None
+    return reply(OK, MESSAGES[OK], encrypt(result, envelope.app_id))
+
+
+def _claimed_app_id(raw: bytes) -> str:
+    """For the call record only: whatever app_id the body claims, if it parses at all."""
+    try:
+        return msgspec.json.decode(raw, type=_ClaimedApp).app_id[:64]
+    except msgspec.DecodeError:
+        return ""
+
+
+def provide_platform(state: State) -> EcertState:
+    platform: EcertState = state[NAME]
+    return platform
+
+
+@post("/v1/{api:str}", status_code=200, operation_id="ecertApi")
+async def call_api(
+    api: str, request: Request[Any, Any, Any], book: FaultBook, platform: EcertState
+) -> Response[Any]:
+    raw = await request.body()
+    # Never the decrypted personal data: the record shows who called what, nothing more.
+    params = {"app_id": _claimed_app_id(raw), "api": api}
+    fault = book.take(NAME, api)
+    plain = await delay_or_http_failure(fault)
+    if plain is not None:
+        book.record(NAME, api, params, f"http:{plain.status_code}", True)
+        return plain
+    try:
+        # A faulted call fails before the envelope is read: no nonce or face jti is spent.
+        if fault is not None and fault.code is not None:
+            raise EcertError(fault.code)
+        answer = _answer(api, raw, platform)
+    except EcertError as exc:
+        answer = reply(exc.code, exc.message)
+    book.record(NAME, api, params, "ok" if answer.code == OK else answer.code, fault is not None)
+    return Response(answer)
+
+
+router = Router(
+    "/ecert",
+    route_handlers=[call_api],
+    dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
+)
+
+PARTNER = Partner(NAME, frozenset(_APIS), frozenset({"code"}), router, EcertState)
