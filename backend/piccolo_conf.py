@@ -22,5 +22,6 @@ APP_REGISTRY = AppRegistry(
         "backend.auth.piccolo_app",
         "backend.oauth.piccolo_app",
         "backend.ecert.piccolo_app",
+        "backend.notify.piccolo_app",
     ]
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import os
 import re
@@ -187,9 +189,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             **env,
         }
         settings = cls(**{f.name: f.type.load(env) for f in msgspec.structs.fields(cls)})
+        _check_keys(settings)
         if settings.app.env == "production":
             refuse_sandbox_in_production(settings)
         return settings
+
+
+def _check_keys(settings: Settings) -> None:
+    """Symmetric keys are base64 of exactly 32 bytes; a typo must not become a weak key."""
+    keys = [
+        ("MEDPAY_ECERT_DATA_KEY", settings.ecert.data_key),
+        ("MEDPAY_ECERT_QR_KEY", settings.ecert.qr_key),
+        ("MEDPAY_VAULT_DIGEST_KEY", settings.vault.digest_key),
+        *(("MEDPAY_VAULT_KEYS", entry.partition(":")[2]) for entry in settings.vault.keys.split(",")),
+    ]
+    for variable, value in keys:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raw = b""
+        if len(raw) != 32:
+            raise SettingsError(f"{variable}: each key must be base64 of 32 random bytes")
+    if any(not entry.partition(":")[0].strip() for entry in settings.vault.keys.split(",")):
+        raise SettingsError("MEDPAY_VAULT_KEYS: each entry is `id:base64key`")
 
 
 def refuse_sandbox_in_production(settings: Settings) -> None:

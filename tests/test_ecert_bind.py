@@ -1,6 +1,7 @@
 """Binding the e-certificate: local checks first, then the sandbox platform over HTTP."""
 
 import pytest
+from cryptography.exceptions import InvalidTag
 
 from backend.ecert.tables import EcertBinding, InsuredPerson
 from tests.helpers import Client, bearer, bind_ecert, inject_fault, login, sandbox_calls
@@ -39,9 +40,12 @@ async def test_name_and_id_are_encrypted_at_rest_and_found_by_digest(
     assert number not in str(stored)
     assert "测试林一" not in str(stored)
     assert stored["id_number_enc"].startswith("dev1:")
-    assert runtime.vault.decrypt(stored["id_number_enc"], "insured_person.id_number") == number
-    assert runtime.vault.decrypt(stored["name_enc"], "insured_person.name") == "测试林一"
-    assert stored["id_digest"] == runtime.vault.digest(f"resident_id:{number}")
+    digest = runtime.vault.digest(f"resident_id:{number}")
+    assert stored["id_digest"] == digest
+    assert runtime.vault.decrypt(stored["id_number_enc"], f"insured_person.id_number:{digest}") == number
+    assert runtime.vault.decrypt(stored["name_enc"], f"insured_person.name:{digest}") == "测试林一"
+    with pytest.raises(InvalidTag):  # a ciphertext moved to another column does not open
+        runtime.vault.decrypt(stored["name_enc"], f"insured_person.id_number:{digest}")
 
 
 async def test_an_identity_bound_by_one_user_cannot_be_bound_by_another(
@@ -157,3 +161,47 @@ async def test_binding_with_a_face_check(client: Client, sandbox_http, settings)
 
     assert wrong.json()["error"]["code"] == "ECERT_FACE_MISMATCH"
     assert right.status_code == 200, right.text
+
+
+async def test_concurrent_guesses_cannot_slip_past_the_limit(client: Client, sandbox_http, settings):
+    import asyncio
+
+    tokens = await login(client, sandbox_http, settings, user="burst")
+
+    answers = await asyncio.gather(*(bind_ecert(client, tokens, "李四", resident_id()) for _ in range(20)))
+
+    assert sorted({a.status_code for a in answers}) == [422, 429]
+    calls = await sandbox_calls(sandbox_http, "ecert", "verify_identity")
+    assert len(calls) == settings.ecert.bind_failures_allowed
+
+
+@pytest.mark.parametrize("name", ["   ", " 测试 ", "测试\n", "\t"])
+async def test_a_blank_or_padded_name_is_refused_here(client: Client, sandbox_http, settings, name):
+    tokens = await login(client, sandbox_http, settings)
+    answer = await bind_ecert(client, tokens, name, resident_id())
+    assert answer.status_code == 400
+    assert answer.json()["error"]["detail"]["field"] == "name"
+    assert await sandbox_calls(sandbox_http, "ecert", "verify_identity") == []
+
+
+async def test_full_width_digits_are_the_same_document(client: Client, sandbox_http, settings):
+    number = resident_id()
+    wide = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in number)
+    first = await login(client, sandbox_http, settings, user="ascii")
+    second = await login(client, sandbox_http, settings, user="wide")
+
+    assert (await bind_ecert(client, first, "测试全角", number)).status_code == 200
+    answer = await bind_ecert(client, second, "测试全角", wide)
+
+    assert answer.json()["error"]["code"] == "ECERT_ALREADY_BOUND"
+
+
+async def test_a_permit_holder_unknown_to_the_platform_is_not_insured(client, sandbox_http, settings):
+    tokens = await login(client, sandbox_http, settings)
+    answer = await client.post(
+        "/api/v1/ecert/bind",
+        json={"name": "陈大文", "id_type": "hk_macau_permit", "id_number": "H12345678"},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "ECERT_NOT_INSURED"

@@ -1,10 +1,12 @@
 """Face check at a kiosk: a signed face assertion stands in for the phone."""
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
-from backend.ecert.tables import Visit
+from backend.ecert.service import _assertion_id
+from backend.ecert.tables import FaceAssertionUse, Visit
 from backend.seed import seed
 from tests.helpers import (
     Client,
@@ -55,6 +57,24 @@ async def test_a_replayed_assertion_is_refused(client: Client, sandbox_http, set
     assert replay.status_code == 409
     assert replay.json()["error"]["code"] == "ECERT_FACE_REPLAYED"
     assert await Visit.count() == 1
+
+
+async def test_our_own_replay_guard_holds_if_the_platform_forgets(
+    client: Client, sandbox_http, settings, kiosk
+) -> None:
+    tokens = await login(client, sandbox_http, settings)
+    await bind_ecert(client, tokens, *SEEDED)
+    assertion = await face_assertion(sandbox_http, SEEDED[1])
+    # As if this assertion had opened a visit already and the platform's memory were lost.
+    await FaceAssertionUse.insert(FaceAssertionUse(jti=_assertion_id(assertion), used_at=datetime.now(UTC)))
+
+    answer = await face_visit(client, kiosk, assertion)
+
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "ECERT_FACE_REPLAYED"
+    calls = await sandbox_calls(sandbox_http, "ecert", "verify_face")
+    assert [c["outcome"] for c in calls] == ["ok"]  # the platform accepted it; we did not
+    assert await Visit.count() == 0
 
 
 @pytest.mark.parametrize(

@@ -47,9 +47,10 @@ async def test_json_code_expires_in_a_minute_and_holds_no_personal_data(client: 
     expires = datetime.fromisoformat(body["expires_at"])
     assert timedelta(seconds=55) < expires - datetime.now(UTC) <= timedelta(seconds=60)
     assert 0 < body["refresh_in"] < 60
-    raw = b"".join(base64.urlsafe_b64decode(p + "==") for p in body["payload"].split(".")[1:])
-    assert "测试".encode() not in raw
-    assert body["payload"].startswith("MPQR1.")
+    prefix, *parts = body["payload"].split(".")
+    raw = [base64.urlsafe_b64decode(p + "==") for p in parts]
+    assert prefix == "MPQR1"
+    assert [len(p) for p in raw] == [24, 16]  # a code id, an expiry and a MAC: room for nothing else
 
 
 @pytest.mark.parametrize("fmt", ["png", "svg"])
@@ -153,6 +154,7 @@ async def test_unbinding_voids_the_live_code(client: Client, patient) -> None:
     answer = await decode(client, await terminal_token(client), payload)
 
     assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "ECERT_QR_SUPERSEDED"
 
 
 async def test_every_decode_is_recorded_for_supervision(client: Client, patient) -> None:
@@ -210,3 +212,38 @@ async def test_no_code_without_a_binding(client: Client, sandbox_http, settings)
     answer = await fresh_code(client, tokens)
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "ECERT_NOT_BOUND"
+
+
+async def test_fetching_codes_at_once_leaves_one_live_code(client: Client, patient) -> None:
+    import asyncio
+
+    codes = await asyncio.gather(*(fresh_code(client, patient) for _ in range(10)))
+    terminal = await terminal_token(client)
+
+    answers = [await decode(client, terminal, c.json()["payload"]) for c in codes]
+
+    assert sum(a.status_code == 200 for a in answers) == 1
+    assert await QrCode.count().where(QrCode.used_at.is_null() & QrCode.superseded_at.is_null()) == 0
+
+
+async def test_refused_decodes_are_recorded_too(client: Client, patient) -> None:
+    payload = (await fresh_code(client, patient)).json()["payload"]
+    terminal = await terminal_token(client)
+    await decode(client, terminal, payload)
+    await decode(client, terminal, payload)
+    await decode(client, terminal, "forged")
+
+    outcomes = await EcertDecode.select(EcertDecode.outcome).order_by(EcertDecode.id)
+    assert [o["outcome"] for o in outcomes] == ["visit_opened", "ECERT_QR_USED", "ECERT_QR_INVALID"]
+
+
+async def test_spent_codes_are_purged_after_a_day(client: Client, patient) -> None:
+    from backend.ecert.service import purge_spent
+
+    await fresh_code(client, patient)
+    await fresh_code(client, patient)
+    assert await purge_spent() == 0
+    await QrCode.update({QrCode.expires_at: datetime.now(UTC) - timedelta(days=2)}, force=True)
+
+    assert await purge_spent() == 2
+    assert await QrCode.count() == 0

@@ -138,3 +138,17 @@ def test_production_refuses_plain_http_partners(tmp_path: Path) -> None:
     env = {**production_env(tmp_path), "MEDPAY_WECHAT_API_BASE": "http://sandbox:8100/wechat"}
     with pytest.raises(SettingsError, match="MEDPAY_WECHAT_API_BASE"):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MEDPAY_VAULT_DIGEST_KEY", "!!!"),
+        ("MEDPAY_ECERT_QR_KEY", base64.b64encode(b"short").decode()),
+        ("MEDPAY_VAULT_KEYS", "k1:" + base64.b64encode(os.urandom(16)).decode()),
+        ("MEDPAY_VAULT_KEYS", ":" + base64.b64encode(os.urandom(32)).decode()),
+    ],
+)
+def test_a_weak_or_garbled_key_stops_the_start(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})

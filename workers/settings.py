@@ -8,6 +8,7 @@ import msgspec
 from arq import cron, func
 
 from backend.auth.service import purge_expired_refresh_tokens
+from backend.ecert import service as ecert
 from backend.platform.logging import configure_logging, correlated
 from backend.platform.runtime import arq_redis_settings, running, serialize_job
 from backend.settings import Settings
@@ -31,6 +32,12 @@ async def purge_refresh_tokens(ctx: dict[str, Any]) -> int:
         return await purge_expired_refresh_tokens()
 
 
+async def purge_ecert_codes(ctx: dict[str, Any]) -> int:
+    """Cron: drop spent QR codes and face-assertion ids."""
+    with correlated(None, cron="purge_ecert_codes"):
+        return await ecert.purge_spent()
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     return {
         "functions": [
@@ -44,6 +51,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "cron_jobs": [
             cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True, timeout=60),
             cron(purge_refresh_tokens, hour={3}, minute={17}, second={0}, timeout=300),
+            cron(purge_ecert_codes, hour={3}, minute={27}, second={0}, timeout=300),
         ],
         "redis_settings": arq_redis_settings(settings.redis.url),
         "job_serializer": serialize_job,

@@ -8,6 +8,7 @@ two travel permits have letters and digits of their own.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Literal
 
@@ -63,7 +64,7 @@ def check_character(first17: str) -> str:
 
 
 def _gb11643_problem(number: str, today: date) -> str | None:
-    if not re.fullmatch(r"\d{17}[\dX]", number):
+    if not re.fullmatch(r"[0-9]{17}[0-9X]", number):
         return "must be 17 digits and a digit or X"
     if check_character(number[:17]) != number[17]:
         return "check character does not match"
@@ -96,25 +97,27 @@ def problem(id_type: str, number: str, today: date | None = None) -> str | None:
             return found
         return None
     if id_type == "hk_macau_permit":
-        return None if re.fullmatch(r"[HM]\d{8}", number) else "must be H or M and 8 digits"
+        return None if re.fullmatch(r"[HM][0-9]{8}", number) else "must be H or M and 8 digits"
     if id_type == "taiwan_permit":
-        return None if re.fullmatch(r"\d{8}", number) else "must be 8 digits"
+        return None if re.fullmatch(r"[0-9]{8}", number) else "must be 8 digits"
     return "unknown document type"
 
 
 def normalize(number: str) -> str:
-    return number.strip().upper()
+    """Full-width digits and letters (as some keyboards type them) become ASCII: one document,
+    one spelling, one digest."""
+    return unicodedata.normalize("NFKC", number).strip().upper()
 
 
 def mask_id(number: str) -> str:
-    """Keep the first 3 and last 4 characters: enough for a person to recognise their own."""
-    if len(number) <= 7:
-        return number[:1] + "*" * (len(number) - 1)
-    return number[:3] + "*" * (len(number) - 7) + number[-4:]
+    """18 characters keep the first 3 and last 4 (enough to recognise one's own); shorter
+    documents keep 1 and 2, so at least half is always hidden."""
+    head, tail = (3, 4) if len(number) >= 14 else (1, 2)
+    return number[:head] + "*" * (len(number) - head - tail) + number[-tail:]
 
 
 def mask_name(name: str) -> str:
-    """张三 -> 张*, 张三丰 -> 张*丰, 欧阳娜娜 -> 欧**娜; Latin names keep their first letter."""
+    """张 -> *, 张三 -> 张*, 张三丰 -> 张*丰, 欧阳娜娜 -> 欧**娜."""
     if len(name) <= 2:
-        return name[:1] + "*" * (len(name) - 1)
+        return "*" if len(name) == 1 else name[0] + "*"
     return name[0] + "*" * (len(name) - 2) + name[-1]

@@ -8,7 +8,13 @@ import msgspec
 from backend.ecert.documents import IdType
 from backend.platform.schemas import Wire
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+# No surrounding blanks, no control characters: what the platform compares is what was typed.
+Name = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=50, pattern=r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?\Z"
+    ),
+]
 DocumentNumber = Annotated[str, msgspec.Meta(min_length=6, max_length=32)]
 Assertion = Annotated[str, msgspec.Meta(min_length=20, max_length=4096)]
 

@@ -6,8 +6,10 @@ import base64
 import hashlib
 import secrets
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -31,7 +33,7 @@ from backend.ecert.tables import (
     QrCode,
     Visit,
 )
-from backend.hospitals.tables import Institution
+from backend.hospitals import service as hospitals
 from backend.oauth.service import Partner
 from backend.partners.ecert import EcertIdentity, EcertRefusal
 from backend.piccolo_conf import DB
@@ -41,7 +43,18 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-NOT_BOUND = NotFound("no e-certificate is bound to this account", code="ECERT_NOT_BOUND")
+
+def _not_bound() -> NotFound:
+    return NotFound("no e-certificate is bound to this account", code="ECERT_NOT_BOUND")
+
+
+MASKED_COLUMNS = (
+    InsuredPerson.name_masked,
+    InsuredPerson.id_type,
+    InsuredPerson.id_number_masked,
+    InsuredPerson.insurance_type,
+    InsuredPerson.region_code,
+)
 
 
 def _masked(person: dict[str, Any]) -> MaskedIdentity:
@@ -65,15 +78,6 @@ async def bind(rt: Runtime, patient: Patient, request: BindRequest) -> EcertRead
     id_number = documents.normalize(request.id_number)
     if (problem := documents.problem(request.id_type, id_number)) is not None:
         raise AppError(f"id_number: {problem}", code="VALIDATION_ERROR", detail={"field": "id_number"})
-    failures_key = f"ecert:bind-failures:{patient.user_id}"
-    if int(await rt.redis.get(failures_key) or 0) >= rt.settings.ecert.bind_failures_allowed:
-        wait = max(int(await rt.redis.ttl(failures_key)), 1)
-        raise AppError(
-            "too many failed attempts to bind; try again later",
-            code="ECERT_BIND_RATE_LIMITED",
-            status_code=429,
-            headers={"Retry-After": str(wait)},
-        )
     if await EcertBinding.exists().where(
         (EcertBinding.user_id == patient.user_id) & EcertBinding.unbound_at.is_null()
     ):
@@ -82,19 +86,13 @@ async def bind(rt: Runtime, patient: Patient, request: BindRequest) -> EcertRead
             code="ECERT_USER_ALREADY_BOUND",
         )
     face = request.face_assertion if isinstance(request.face_assertion, str) else None
-    try:
-        identity = await rt.partners.ecert.verify_identity(
-            request.name.strip(), request.id_type, id_number, face
-        )
-    except EcertRefusal:
-        async with rt.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(failures_key)
-            pipe.expire(failures_key, rt.settings.ecert.bind_failure_window_seconds, nx=True)
-            await pipe.execute()
-        raise
+    async with _bind_attempt(rt, patient.user_id):
+        identity = await rt.partners.ecert.verify_identity(request.name, request.id_type, id_number, face)
+    if (identity.id_type, documents.normalize(identity.id_number)) != (request.id_type, id_number):
+        raise rt.partners.ecert.bad_answer("it vouched for another document than the one asked")
     async with DB.transaction():
-        insured_id = await _remember(rt, identity)
         try:
+            insured_id = await _remember(rt, identity)
             await EcertBinding.insert(
                 EcertBinding(
                     user_id=patient.user_id,
@@ -108,18 +106,54 @@ async def bind(rt: Runtime, patient: Patient, request: BindRequest) -> EcertRead
                 raise Conflict(
                     "this account already has an e-certificate", code="ECERT_USER_ALREADY_BOUND"
                 ) from exc
+            if exc.constraint_name == "ecert_binding_live_identity":
+                raise Conflict(
+                    "this e-certificate is bound to another account on this channel",
+                    code="ECERT_ALREADY_BOUND",
+                ) from exc
+            log.error("insured person conflicts with another", constraint=exc.constraint_name)
             raise Conflict(
-                "this e-certificate is bound to another account on this channel",
-                code="ECERT_ALREADY_BOUND",
+                "the platform's record of this person conflicts with another; contact support",
+                code="ECERT_RECORD_CONFLICT",
             ) from exc
     log.info("e-certificate bound", user_id=patient.user_id, insured_id=insured_id)
     return await current(patient)
+
+
+@asynccontextmanager
+async def _bind_attempt(rt: Runtime, user_id: int) -> AsyncIterator[None]:
+    """Count the attempt before asking the platform, so concurrent guesses cannot slip past the
+    limit; only attempts the platform refused stay counted."""
+    key = f"ecert:bind-failures:{user_id}"
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.ttl(key)
+        count, ttl = await pipe.execute()
+    if ttl < 0:
+        ttl = rt.settings.ecert.bind_failure_window_seconds
+        await rt.redis.expire(key, ttl)
+    if count > rt.settings.ecert.bind_failures_allowed:
+        raise AppError(
+            "too many failed attempts to bind; try again later",
+            code="ECERT_BIND_RATE_LIMITED",
+            status_code=429,
+            headers={"Retry-After": str(max(ttl, 1))},
+        )
+    try:
+        yield
+    except EcertRefusal:
+        raise
+    except BaseException:
+        await rt.redis.decr(key)
+        raise
+    await rt.redis.decr(key)
 
 
 async def _remember(rt: Runtime, identity: EcertIdentity) -> int:
     """Insert or refresh the insured person the platform vouched for; their id."""
     vault, now = rt.vault, datetime.now(UTC)
     id_number = documents.normalize(identity.id_number)
+    digest = vault.digest(_identity_key(identity.id_type, id_number))
     rows = await InsuredPerson.raw(
         """
         INSERT INTO insured_person (id_digest, id_type, id_number_enc, name_enc, id_number_masked,
@@ -132,10 +166,11 @@ async def _remember(rt: Runtime, identity: EcertIdentity) -> int:
             insurance_type = EXCLUDED.insurance_type, updated_at = EXCLUDED.updated_at
         RETURNING id
         """,
-        vault.digest(_identity_key(identity.id_type, id_number)),
+        digest,
         identity.id_type,
-        vault.encrypt(id_number, "insured_person.id_number"),
-        vault.encrypt(identity.name, "insured_person.name"),
+        # Bound to column and person: a ciphertext moved to another row or column won't open.
+        vault.encrypt(id_number, f"insured_person.id_number:{digest}"),
+        vault.encrypt(identity.name, f"insured_person.name:{digest}"),
         documents.mask_id(id_number),
         documents.mask_name(identity.name),
         identity.cert_no,
@@ -164,7 +199,7 @@ async def _live_binding(user_id: int) -> dict[str, Any] | None:
 async def current(patient: Patient) -> EcertRead:
     binding = await _live_binding(patient.user_id)
     if binding is None:
-        raise NOT_BOUND
+        raise _not_bound()
     return EcertRead(
         cert_no=binding["cert_no"],
         identity=_masked(binding),
@@ -183,7 +218,7 @@ async def unbind(patient: Patient) -> None:
             patient.user_id,
         )
         if not rows:
-            raise NOT_BOUND
+            raise _not_bound()
         await QrCode.update({QrCode.superseded_at: now}).where(
             (QrCode.binding_id == rows[0]["id"]) & QrCode.used_at.is_null()
         )
@@ -197,12 +232,19 @@ async def issue_qr(rt: Runtime, patient: Patient) -> QrCodeRead:
     """A fresh code; it voids the patient's older live codes (only the newest one on screen works)."""
     binding = await _live_binding(patient.user_id)
     if binding is None:
-        raise NOT_BOUND
+        raise _not_bound()
     ttl = rt.settings.ecert.qr_ttl_seconds
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=ttl)
     code_id = uuid.uuid4()
     async with DB.transaction():
+        # The binding's row orders concurrent fetches (and unbinding): one live code at a time.
+        locked = await EcertBinding.raw(
+            "SELECT id FROM ecert_binding WHERE id = {} AND unbound_at IS NULL FOR UPDATE",
+            binding["id"],
+        )
+        if not locked:
+            raise _not_bound()
         await QrCode.update({QrCode.superseded_at: now}).where(
             (QrCode.binding_id == binding["id"])
             & QrCode.used_at.is_null()
@@ -222,12 +264,15 @@ def _qr_key(rt: Runtime) -> bytes:
 
 async def decode_qr(rt: Runtime, partner: Partner, payload: str) -> VisitOpened:
     institution = await _institution_of(partner)
+    async with _supervised(partner, institution, "qr"):
+        return await _decode_qr(rt, partner, institution, payload)
+
+
+async def _decode_qr(rt: Runtime, partner: Partner, institution: dict[str, Any], payload: str) -> VisitOpened:
     try:
         code_id, expires_at = qr.decode(payload, _qr_key(rt))
     except qr.InvalidCode:
-        raise AppError(
-            "this is not a valid e-certificate code", code="ECERT_QR_INVALID", detail={"field": "qr"}
-        ) from None
+        raise _invalid_code() from None
     if expires_at <= datetime.now(UTC).timestamp():
         raise _expired()
     async with DB.transaction():
@@ -247,6 +292,10 @@ async def decode_qr(rt: Runtime, partner: Partner, payload: str) -> VisitOpened:
     return visit
 
 
+def _invalid_code() -> AppError:
+    return AppError("this is not a valid e-certificate code", code="ECERT_QR_INVALID", detail={"field": "qr"})
+
+
 def _expired() -> AppError:
     return AppError("this code has expired; ask for a fresh one", code="ECERT_QR_EXPIRED", status_code=410)
 
@@ -254,9 +303,7 @@ def _expired() -> AppError:
 async def _why_not_usable(code_id: uuid.UUID) -> AppError:
     code = await QrCode.select(QrCode.used_at, QrCode.superseded_at).where(QrCode.id == code_id).first()
     if code is None:
-        return AppError(
-            "this is not a valid e-certificate code", code="ECERT_QR_INVALID", detail={"field": "qr"}
-        )
+        return _invalid_code()
     if code["used_at"] is not None:
         return Conflict("this code was already used", code="ECERT_QR_USED")
     if code["superseded_at"] is not None:
@@ -269,6 +316,13 @@ async def _why_not_usable(code_id: uuid.UUID) -> AppError:
 
 async def identify_face(rt: Runtime, partner: Partner, assertion: str) -> VisitOpened:
     institution = await _institution_of(partner)
+    async with _supervised(partner, institution, "face"):
+        return await _identify_face(rt, partner, institution, assertion)
+
+
+async def _identify_face(
+    rt: Runtime, partner: Partner, institution: dict[str, Any], assertion: str
+) -> VisitOpened:
     identity = await rt.partners.ecert.verify_face(assertion)
     digest = rt.vault.digest(_identity_key(identity.id_type, identity.id_number))
     jti = _assertion_id(assertion)
@@ -301,18 +355,38 @@ def _assertion_id(assertion: str) -> str:
 async def _institution_of(partner: Partner) -> dict[str, Any]:
     if partner.institution_code is None:
         raise Forbidden("only an institution's terminals identify patients", code="NOT_AN_INSTITUTION")
-    institution = (
-        await Institution.select(Institution.id, Institution.code)
-        .where(Institution.code == partner.institution_code)
-        .first()
-    )
+    institution = await hospitals.find(partner.institution_code)
     if institution is None:
         raise Forbidden("this partner's institution is unknown", code="NOT_AN_INSTITUTION")
     return institution
 
 
+@asynccontextmanager
+async def _supervised(partner: Partner, institution: dict[str, Any], method: str) -> AsyncIterator[None]:
+    """Record a refused identification too (after its transaction rolled back): forgeries and
+    replays are what fund supervision looks for."""
+    try:
+        yield
+    except AppError as exc:
+        await EcertDecode.insert(
+            EcertDecode(
+                institution_id=institution["id"],
+                client_id=partner.client_id,
+                method=method,
+                outcome=exc.code,
+                correlation_id=current_correlation_id(),
+                created_at=datetime.now(UTC),
+            )
+        )
+        raise
+
+
 async def _open_visit(
-    rt: Runtime, partner: Partner, institution: dict[str, Any], insured_id: int, method: str
+    rt: Runtime,
+    partner: Partner,
+    institution: dict[str, Any],
+    insured_id: int,
+    method: Literal["qr", "face"],
 ) -> VisitOpened:
     """Inside the caller's transaction: a visit, and the decode record for fund supervision."""
     token = secrets.token_urlsafe(32)
@@ -335,18 +409,20 @@ async def _open_visit(
             institution_id=institution["id"],
             client_id=partner.client_id,
             method=method,
+            outcome="visit_opened",
             visit_id=visit[0]["id"],
             correlation_id=current_correlation_id(),
             created_at=now,
         )
     )
-    person = await InsuredPerson.select().where(InsuredPerson.id == insured_id).first()
-    assert person is not None
+    person = await InsuredPerson.select(*MASKED_COLUMNS).where(InsuredPerson.id == insured_id).first()
+    if person is None:  # the row was locked or inserted in this transaction: it is there
+        raise _not_bound()
     log.info("visit opened", insured_id=insured_id, institution=institution["code"], method=method)
     return VisitOpened(
         visit_token=token,
         expires_at=expires_at,
-        method="qr" if method == "qr" else "face",
+        method=method,
         institution=institution["code"],
         patient=_masked(person),
     )
@@ -375,3 +451,15 @@ async def resolve_visit(token: str, partner: Partner) -> VisitRead:
         institution=visit["institution"],
         patient=_masked(visit),
     )
+
+
+async def purge_spent(keep: timedelta = timedelta(days=1)) -> int:
+    """Drop QR codes and face-assertion ids past any use: codes live a minute, assertions two."""
+    cutoff = datetime.now(UTC) - keep
+    codes = await QrCode.delete().where(QrCode.expires_at < cutoff).returning(QrCode.id)
+    faces = (
+        await FaceAssertionUse.delete()
+        .where(FaceAssertionUse.used_at < cutoff)
+        .returning(FaceAssertionUse.id)
+    )
+    return len(codes) + len(faces)

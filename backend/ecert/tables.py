@@ -65,14 +65,16 @@ class Visit(Table, tablename="visit"):
 
 
 class EcertDecode(Table, tablename="ecert_decode"):
-    """Every identification at a hospital, for fund supervision: who, where, by which terminal."""
+    """Every identification attempt at a hospital, for fund supervision: who, where, by which
+    terminal, and how it ended (refused attempts too: forgeries and replays are what to look for)."""
 
     id = Serial(primary_key=True)
-    insured_id = ForeignKey(InsuredPerson, null=False, index=True)
+    insured_id = ForeignKey(InsuredPerson, null=True, default=None, index=True)
     institution_id = ForeignKey(Institution, null=False, index=True)
     client_id = Varchar(length=64)
     method = Varchar(length=8)
-    visit_id = ForeignKey(Visit, null=False)
+    outcome = Varchar(length=40)  # "visit_opened" or the error code
+    visit_id = ForeignKey(Visit, null=True, default=None)
     correlation_id = Varchar(length=64, null=True, default=None)
     created_at = Timestamptz(index=True)
 

@@ -1,6 +1,7 @@
 """Institutions: registering them and looking them up."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 from backend.hospitals.tables import Institution
 
@@ -17,3 +18,14 @@ async def ensure_institution(code: str, name: str, level: int, region_code: str)
         .returning(Institution.id)
     )
     return bool(rows)
+
+
+async def find(code: str) -> dict[str, Any] | None:
+    """The institution with this code: id, code, name, level, region_code."""
+    return (
+        await Institution.select(
+            Institution.id, Institution.code, Institution.name, Institution.level, Institution.region_code
+        )
+        .where(Institution.code == code)
+        .first()
+    )

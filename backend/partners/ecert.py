@@ -56,7 +56,8 @@ REFUSALS: dict[str, tuple[int, str, str, str | None]] = {
     "E2105": (409, "ECERT_FACE_REPLAYED", "this face assertion was already used", "face_assertion"),
 }
 TRANSIENT_PREFIX = "E9"  # platform busy or failing inside
-NONCE_REPLAYED = "E1007"  # a retry of ours the platform saw twice: send it again, new nonce
+NONCE_REPLAYED = "E1007"
+ANSWER_WINDOW_SECONDS = 300  # a retry of ours the platform saw twice: send it again, new nonce
 
 
 class _Answer(msgspec.Struct):
@@ -92,7 +93,13 @@ class EcertClient:
         return await self._identity("verify_face", {"face_assertion": face_assertion})
 
     async def _identity(self, api: str, data: dict[str, Any]) -> EcertIdentity:
-        answer = await with_retries(self.http_settings, self.partner, lambda: self._call(api, data))
+        # A face assertion is spent once the platform reads it: resend only what never arrived.
+        answer = await with_retries(
+            self.http_settings,
+            self.partner,
+            lambda: self._call(api, data),
+            resend_after_timeout="face_assertion" not in data,
+        )
         if answer.code in REFUSALS:
             status, code, message, field = REFUSALS[answer.code]
             detail = {"platform_code": answer.code, **({"field": field} if field else {})}
@@ -108,7 +115,7 @@ class EcertClient:
         try:
             return msgspec.json.decode(self._open(answer.encrypt_data), type=EcertIdentity)
         except (msgspec.ValidationError, msgspec.DecodeError, InvalidTag, ValueError) as exc:
-            raise self._bad_answer("its data could not be read") from exc
+            raise self.bad_answer("its data could not be read") from exc
 
     async def _call(self, api: str, data: dict[str, Any]) -> _Answer:
         timestamp, nonce = int(time.time()), secrets.token_hex(16)
@@ -128,12 +135,17 @@ class EcertClient:
         try:
             answer = msgspec.json.decode(response.content, type=_Answer)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise self._bad_answer(f"HTTP {response.status_code}, unreadable") from exc
+            raise self.bad_answer(f"HTTP {response.status_code}, unreadable") from exc
         signed = (
             f"code={answer.code}&encrypt_data={answer.encrypt_data}&message={answer.message}"
             f"&nonce={answer.nonce}&timestamp={answer.timestamp}"
         )
-        if not hmac.compare_digest(self._sign(signed), answer.sign):
+        # The answer must be signed, fresh, and about this request (the nonce is echoed).
+        if (
+            not hmac.compare_digest(self._sign(signed).encode(), answer.sign.encode())
+            or abs(time.time() - answer.timestamp) > ANSWER_WINDOW_SECONDS
+            or answer.nonce != nonce
+        ):
             raise AppError(
                 "the e-certificate platform's answer failed signature verification",
                 code="PARTNER_SIGNATURE_INVALID",
@@ -156,7 +168,7 @@ class EcertClient:
         raw = base64.b64decode(sealed)
         return self._aead.decrypt(raw[:12], raw[12:], self.settings.app_id.encode())
 
-    def _bad_answer(self, reason: str) -> AppError:
+    def bad_answer(self, reason: str) -> AppError:
         log.error("e-certificate platform answer unusable", reason=reason)
         return AppError(
             "the e-certificate platform's answer could not be used",

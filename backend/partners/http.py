@@ -38,8 +38,17 @@ def new_http_client(settings: PartnerHttpSettings) -> httpx.AsyncClient:
     )
 
 
-async def with_retries(settings: PartnerHttpSettings, partner: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Run `call`, retrying transient failures; when they persist, answer 503 PARTNER_UNAVAILABLE."""
+async def with_retries(
+    settings: PartnerHttpSettings,
+    partner: str,
+    call: Callable[[], Awaitable[T]],
+    resend_after_timeout: bool = True,
+) -> T:
+    """Run `call`, retrying transient failures; when they persist, answer 503 PARTNER_UNAVAILABLE.
+
+    A request that timed out may have been acted on: with `resend_after_timeout=False` only
+    requests that never left (connection failures) are sent again.
+    """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(settings.retries + 1),
         wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
@@ -51,7 +60,14 @@ async def with_retries(settings: PartnerHttpSettings, partner: str, call: Callab
             with attempt:
                 try:
                     return await call()
+                except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                    raise TransientPartnerError(partner, type(exc).__name__) from exc
                 except httpx.TransportError as exc:
+                    if not resend_after_timeout:
+                        raise PartnerUnavailable(
+                            f"{partner} did not answer in time; the request may have been seen",
+                            detail={"partner": partner, "reason": type(exc).__name__},
+                        ) from exc
                     raise TransientPartnerError(partner, type(exc).__name__) from exc
     except TransientPartnerError as exc:
         log.warning("partner unavailable", partner=partner, reason=exc.reason)

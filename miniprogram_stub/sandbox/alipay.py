@@ -1,10 +1,12 @@
-"""Alipay mini-program login: `my.getAuthCode()` on the phone side, the OpenAPI gateway."""
+"""Alipay mini-program: the phone side (`my.getAuthCode()`, `my.requestSubscribeMessage()`) and
+the OpenAPI gateway (login here; subscribe messages in `alipay_subscribe`)."""
 
 import base64
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -13,7 +15,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 
-from miniprogram_stub.sandbox import config
+from miniprogram_stub.sandbox import alipay_subscribe, config
 from miniprogram_stub.sandbox.alipay_openapi import (
     JSON_UTF8,
     SHANGHAI,
@@ -31,6 +33,7 @@ from miniprogram_stub.sandbox.codes import (
     stable_digest,
 )
 from miniprogram_stub.sandbox.faults import FaultBook, Partner, delay_or_http_failure
+from miniprogram_stub.sandbox.subscribe import Subscriptions, templates
 
 NAME = "alipay"
 API_OAUTH_TOKEN = "alipay.system.oauth.token"
@@ -61,8 +64,22 @@ class PhoneLoginResult(msgspec.Struct):
     open_id: str
 
 
-def new_state() -> OneTimeCodes[AlipayIdentity]:
-    return OneTimeCodes(lambda: secrets.token_hex(16))
+class PhoneSubscribe(msgspec.Struct, forbid_unknown_fields=True):
+    app_id: str
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    # Alipay shows at most 3 templates in one dialog.
+    decisions: Annotated[
+        dict[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], Literal["accept", "reject"]],
+        msgspec.Meta(min_length=1, max_length=3),
+    ]
+
+
+@dataclass
+class AlipayState:
+    codes: OneTimeCodes[AlipayIdentity] = field(
+        default_factory=lambda: OneTimeCodes(lambda: secrets.token_hex(16))
+    )
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)
 
 
 def identity(app_id: str, user: str) -> AlipayIdentity:
@@ -100,11 +117,11 @@ def _check_common(params: dict[str, str]) -> None:
         raise GatewayError("40002", "isv.invalid-signature", detail)
 
 
-def _oauth_token(params: dict[str, str], codes: OneTimeCodes[AlipayIdentity]) -> dict[str, Any]:
+def _oauth_token(params: dict[str, str], platform: AlipayState) -> dict[str, Any]:
     if params.get("grant_type") != "authorization_code":
         raise GatewayError("40002", "isv.grant-type-invalid")
     try:
-        who = codes.redeem(params.get("code", ""), owner=params["app_id"])
+        who = platform.codes.redeem(params.get("code", ""), owner=params["app_id"])
     except (CodeInvalidError, CodeUsedError):
         raise GatewayError("40002", "isv.code-invalid") from None
     return {
@@ -118,8 +135,15 @@ def _oauth_token(params: dict[str, str], codes: OneTimeCodes[AlipayIdentity]) ->
     }
 
 
-_Method = Callable[[dict[str, str], OneTimeCodes[AlipayIdentity]], dict[str, Any]]
-_METHODS: dict[str, _Method] = {API_OAUTH_TOKEN: _oauth_token}
+def _template_message_send(params: dict[str, str], platform: AlipayState) -> dict[str, Any]:
+    return alipay_subscribe.send_template_message(params, platform.subscriptions)
+
+
+_Method = Callable[[dict[str, str], AlipayState], dict[str, Any]]
+_METHODS: dict[str, _Method] = {
+    API_OAUTH_TOKEN: _oauth_token,
+    alipay_subscribe.API_TEMPLATE_MESSAGE_SEND: _template_message_send,
+}
 
 
 async def _gateway_params(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -131,23 +155,36 @@ async def _gateway_params(request: Request[Any, Any, Any]) -> dict[str, str]:
     return params
 
 
-def provide_codes(state: State) -> OneTimeCodes[AlipayIdentity]:
-    codes: OneTimeCodes[AlipayIdentity] = state[NAME]
-    return codes
+def provide_platform(state: State) -> AlipayState:
+    platform: AlipayState = state[NAME]
+    return platform
+
+
+def provide_subscriptions(platform: AlipayState) -> Subscriptions:
+    return platform.subscriptions
 
 
 @post("/_sandbox/login", status_code=200, operation_id="alipayPhoneLogin")
-async def phone_login(data: PhoneLogin, codes: OneTimeCodes[AlipayIdentity]) -> PhoneLoginResult:
+async def phone_login(data: PhoneLogin, platform: AlipayState) -> PhoneLoginResult:
     if data.app_id != config.ALIPAY_APP_ID:
         raise ValidationException(f"app_id: not registered with the sandbox ({data.app_id})")
     who = identity(data.app_id, data.user)
-    return PhoneLoginResult(codes.issue(data.app_id, who), who.user_id, who.open_id)
+    # From now on the user_id is a user of this app: template messages may be sent to it.
+    platform.subscriptions.add_user(who.user_id)
+    return PhoneLoginResult(platform.codes.issue(data.app_id, who), who.user_id, who.open_id)
+
+
+@post("/_sandbox/subscribe", status_code=200, operation_id="alipayPhoneSubscribe")
+async def phone_subscribe(data: PhoneSubscribe, platform: AlipayState) -> dict[str, str]:
+    """What `my.requestSubscribeMessage()` tells the mini-program once the user has chosen."""
+    if data.app_id != config.ALIPAY_APP_ID:
+        raise ValidationException(f"app_id: not registered with the sandbox ({data.app_id})")
+    user_id = identity(data.app_id, data.user).user_id
+    return platform.subscriptions.decide(user_id, data.decisions, templates("alipay"))
 
 
 @post("/gateway.do", status_code=200, operation_id="alipayGateway")
-async def gateway(
-    request: Request[Any, Any, Any], book: FaultBook, codes: OneTimeCodes[AlipayIdentity]
-) -> Response[Any]:
+async def gateway(request: Request[Any, Any, Any], book: FaultBook, platform: AlipayState) -> Response[Any]:
     params = await _gateway_params(request)
     method = params.get("method", "")
     fault = book.take(NAME, method)
@@ -156,15 +193,17 @@ async def gateway(
         book.record(NAME, method, params, f"http:{plain.status_code}", True)
         return plain
     try:
-        # A faulted call fails before the code is looked at, so the code stays redeemable.
+        # A faulted call fails before anything is looked at: no code or grant is spent.
         if fault is not None and fault.code is not None:
             raise GatewayError(fault.code, fault.sub_code)
         _check_common(params)
-        result = _METHODS[method](params, codes)
+        result = _METHODS[method](params, platform)
         body = signed_envelope(method.replace(".", "_") + "_response", result)
         outcome = "ok"
     except GatewayError as exc:
-        body = signed_envelope("error_response", exc.payload())
+        business = exc.code == alipay_subscribe.BUSINESS_FAILED and method in _METHODS
+        key = method.replace(".", "_") + "_response" if business else "error_response"
+        body = signed_envelope(key, exc.payload())
         outcome = exc.sub_code or exc.code
     book.record(NAME, method, params, outcome, fault is not None)
     return Response(body, media_type=JSON_UTF8)
@@ -172,8 +211,11 @@ async def gateway(
 
 router = Router(
     "/alipay",
-    route_handlers=[phone_login, gateway],
-    dependencies={"codes": Provide(provide_codes, sync_to_thread=False)},
+    route_handlers=[phone_login, phone_subscribe, gateway, *alipay_subscribe.HANDLERS],
+    dependencies={
+        "platform": Provide(provide_platform, sync_to_thread=False),
+        "subscriptions": Provide(provide_subscriptions, sync_to_thread=False),
+    },
 )
 
-PARTNER = Partner(NAME, frozenset(_METHODS), frozenset({"code", "sub_code"}), router, new_state)
+PARTNER = Partner(NAME, frozenset(_METHODS), frozenset({"code", "sub_code"}), router, AlipayState)

@@ -44,11 +44,20 @@ SUB_MSG = {
     "isv.invalid-signature": "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配",
     "isv.grant-type-invalid": "grant_type参数不正确",
     "isv.code-invalid": "授权码code无效",
+    "isv.invalid-parameter": "参数无效",
+    "TEMPLATE_NOT_EXIST": "模板不存在",
+    "USER_NOT_EXIST": "用户不存在",
+    "DATA_ILLEGAL": "模板数据不合法",
+    "USER_NOT_SUBSCRIBED": "用户未订阅该模板消息",
 }
 
 
 class GatewayError(Exception):
-    """Answered as `error_response`: a gateway `code` with an optional `sub_code` detail."""
+    """A gateway `code` with an optional `sub_code` detail.
+
+    Answered inside `<method>_response` when the code is 40004 (a method's business refusal,
+    as Alipay does), else as `error_response`.
+    """
 
     def __init__(self, code: str, sub_code: str | None = None, sub_msg: str | None = None):
         super().__init__(sub_code or code)

@@ -12,6 +12,9 @@ from joserfc.jwk import ECKey
 WECHAT_APPID = os.environ.get("SANDBOX_WECHAT_APPID", "wx5a1d0c0ffee00001")
 # A sandbox-only secret, published on purpose so the backend's dev settings can match it.
 WECHAT_SECRET = os.environ.get("SANDBOX_WECHAT_SECRET", "sandbox-wechat-secret")
+# An access_token lives this long; a newer one retires the older ones this much later (as WeChat).
+WECHAT_TOKEN_TTL_S = float(os.environ.get("SANDBOX_WECHAT_TOKEN_TTL_S", "7200"))
+WECHAT_TOKEN_OVERLAP_S = float(os.environ.get("SANDBOX_WECHAT_TOKEN_OVERLAP_S", "300"))
 
 ALIPAY_APP_ID = os.environ.get("SANDBOX_ALIPAY_APP_ID", "2021000000000001")
 # Alipay refuses requests whose timestamp is further than this from its clock.
@@ -71,3 +74,7 @@ def face_provider_private_key() -> ECKey:
 def face_provider_public_key() -> ECKey:
     """What a relying party (the e-certificate platform) verifies assertions with."""
     return ECKey.import_key((_KEYS / "face-provider-public.pem").read_bytes())
+
+
+# The platform's own secret, keying what it derives from ID numbers (cert numbers, face `idd`).
+PLATFORM_SECRET = os.environ.get("SANDBOX_ECERT_PLATFORM_SECRET", "sandbox-platform-only").encode()

@@ -51,6 +51,7 @@ class VerifyFace(msgspec.Struct, forbid_unknown_fields=True):
 
 class _ClaimedApp(msgspec.Struct):
     app_id: str = ""
+    nonce: str = ""
 
 
 @dataclass
@@ -146,15 +147,15 @@ def _answer(api: str, raw: bytes, platform: EcertState) -> Reply:
         result = run(data, platform)
     except msgspec.ValidationError as exc:
         raise EcertError("E1005", str(exc)) from None
-    return reply(OK, MESSAGES[OK], encrypt(result, envelope.app_id))
+    return reply(OK, MESSAGES[OK], encrypt(result, envelope.app_id), envelope.nonce)
 
 
-def _claimed_app_id(raw: bytes) -> str:
-    """For the call record only: whatever app_id the body claims, if it parses at all."""
+def _claimed(raw: bytes) -> _ClaimedApp:
+    """Whatever app_id and nonce the body claims, if it parses at all."""
     try:
-        return msgspec.json.decode(raw, type=_ClaimedApp).app_id[:64]
-    except msgspec.DecodeError:
-        return ""
+        return msgspec.json.decode(raw, type=_ClaimedApp)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _ClaimedApp()
 
 
 def provide_platform(state: State) -> EcertState:
@@ -168,7 +169,7 @@ async def call_api(
 ) -> Response[Any]:
     raw = await request.body()
     # Never the decrypted personal data: the record shows who called what, nothing more.
-    params = {"app_id": _claimed_app_id(raw), "api": api}
+    params = {"app_id": _claimed(raw).app_id[:64], "api": api}
     fault = book.take(NAME, api)
     plain = await delay_or_http_failure(fault)
     if plain is not None:
@@ -180,7 +181,7 @@ async def call_api(
             raise EcertError(fault.code)
         answer = _answer(api, raw, platform)
     except EcertError as exc:
-        answer = reply(exc.code, exc.message)
+        answer = reply(exc.code, exc.message, nonce=_claimed(raw).nonce[:64])
     book.record(NAME, api, params, "ok" if answer.code == OK else answer.code, fault is not None)
     return Response(answer)
 

@@ -101,9 +101,10 @@ def decrypt(encrypt_data: str, app_id: str) -> Any:
         raise EcertError("E1004") from None
 
 
-def reply(code: str, message: str, encrypt_data: str = "") -> Reply:
-    """Every answer is signed with the app secret, errors included."""
-    timestamp, nonce = int(time.time()), secrets.token_hex(16)
+def reply(code: str, message: str, encrypt_data: str = "", nonce: str = "") -> Reply:
+    """Every answer is signed with the app secret, errors included, and echoes the request's
+    nonce so a client can tell its answer from a replayed one."""
+    timestamp, nonce = int(time.time()), nonce or secrets.token_hex(16)
     content = f"code={code}&encrypt_data={encrypt_data}&message={message}&nonce={nonce}&timestamp={timestamp}"
     return Reply(code, message, timestamp, nonce, encrypt_data, _hmac_hex(content))
 

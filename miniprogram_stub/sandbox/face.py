@@ -5,6 +5,7 @@ carries no personal data in clear; a relying party checks it with `verify_assert
 """
 
 import hashlib
+import hmac
 import secrets
 import time
 from typing import Annotated, Literal
@@ -22,7 +23,13 @@ ISSUER = "sandbox-face"
 TYP = "face+jwt"
 ALG = "ES256"
 
-IdType = Literal["resident_id", "foreign_permanent_residence", "hk_macau_tw_residence"]
+IdType = Literal[
+    "resident_id",
+    "foreign_permanent_residence",
+    "hk_macau_tw_residence",
+    "hk_macau_permit",
+    "taiwan_permit",
+]
 
 
 class Scan(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,7 +59,9 @@ class InvalidAssertionError(Exception):
 
 def identity_digest(id_type: str, id_number: str) -> str:
     """The `idd` claim: sha256 hex of "id_type:id_number" (a check char `x` counts as `X`)."""
-    return hashlib.sha256(f"{id_type}:{id_number.upper()}".encode()).hexdigest()
+    # Keyed: ID numbers have little entropy, so a plain hash could be reversed by trying them all.
+    message = f"{id_type}:{id_number.upper()}".encode()
+    return hmac.new(config.PLATFORM_SECRET, message, hashlib.sha256).hexdigest()
 
 
 def _kid() -> str:

@@ -14,7 +14,9 @@ from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 
 REDACTED = "***"
-_SECRET_PARAMS = frozenset({"secret", "sign", "client_secret", "password"})
+_SECRET_PARAMS = frozenset(
+    {"secret", "sign", "client_secret", "password", "access_token", "auth_token", "app_auth_token"}
+)
 # A dev server may run for days; keep the newest calls only.
 _MAX_CALLS = 10_000
 _ERROR_FIELDS = ("errcode", "code", "sub_code")

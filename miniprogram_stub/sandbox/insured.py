@@ -9,7 +9,7 @@ this rule, so tests can make fresh people without editing the registry:
 - region_code = id_number[:4] + "00";
 - insurance_type = "employee" if the 17th digit is odd, else "resident";
 - personal_account_balance_fen = 100_000 + int(id_number[10:14]) * 37 % 400_000;
-- cert_no = "E" + sha256(id_number).hexdigest()[:15].upper();
+- cert_no = "E" + HMAC-SHA256(the platform's own secret, id_number)[:15] upper-cased;
 - status = "suspended" if the name starts with `测试停保`, else "active".
 
 A seeded number always wins: its registered name must match. A lower-case check char `x`
@@ -17,6 +17,7 @@ is read as `X`. Face assertions name a person by `face.identity_digest(id_type, 
 """
 
 import hashlib
+import hmac
 from datetime import date
 from functools import cache
 from importlib.resources import files
@@ -24,6 +25,7 @@ from typing import Literal
 
 import msgspec
 
+from miniprogram_stub.sandbox import config
 from miniprogram_stub.sandbox.face import IdType, identity_digest
 
 TEST_PREFIX = "测试"
@@ -82,7 +84,8 @@ def _seeded_by_idd() -> dict[str, Person]:
 def generated(name: str, id_type: IdType, id_number: str) -> Person:
     odd = int(id_number[16]) % 2 == 1
     return Person(
-        cert_no="E" + hashlib.sha256(id_number.encode()).hexdigest()[:15].upper(),
+        cert_no="E"
+        + hmac.new(config.PLATFORM_SECRET, id_number.encode(), hashlib.sha256).hexdigest()[:15].upper(),
         name=name,
         id_type=id_type,
         id_number=id_number,

@@ -1,9 +1,13 @@
-"""WeChat mini-program login: `wx.login()` on the phone side, `jscode2session` for the server."""
+"""WeChat mini-program: the phone side (`wx.login()`, `wx.requestSubscribeMessage()`) and the server APIs.
+
+Login is `sns/jscode2session` here; subscribe messages are in `wechat_subscribe`.
+"""
 
 import base64
 import hmac
 import secrets
 import string
+from dataclasses import dataclass, field
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -12,30 +16,19 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 
-from miniprogram_stub.sandbox import config
+from miniprogram_stub.sandbox import config, wechat_subscribe
 from miniprogram_stub.sandbox.codes import (
     CodeInvalidError,
     CodeUsedError,
     OneTimeCodes,
     stable_digest,
 )
-from miniprogram_stub.sandbox.faults import FaultBook, Partner, delay_or_http_failure
+from miniprogram_stub.sandbox.faults import FaultBook, Partner
+from miniprogram_stub.sandbox.subscribe import Decision, Subscriptions, templates
+from miniprogram_stub.sandbox.wechat_protocol import NAME, AccessTokens, answer, error
 
-NAME = "wechat"
 API_JSCODE2SESSION = "jscode2session"
-
-ERRMSG = {
-    -1: "system error",
-    40002: "invalid grant_type",
-    40013: "invalid appid",
-    40029: "invalid code",
-    40125: "invalid appsecret",
-    40163: "code been used",
-    41002: "appid missing",
-    41004: "appsecret missing",
-    41008: "missing code",
-    45011: "api minute-quota reach limit mustslower retry next minute",
-}
+TemplateId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 _CODE_ALPHABET = string.ascii_letters + string.digits
 
@@ -60,8 +53,13 @@ def _new_code() -> str:
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(32))
 
 
-def new_state() -> OneTimeCodes[WxIdentity]:
-    return OneTimeCodes(_new_code)
+@dataclass
+class WechatState:
+    codes: OneTimeCodes[WxIdentity] = field(default_factory=lambda: OneTimeCodes(_new_code))
+    tokens: AccessTokens = field(
+        default_factory=lambda: AccessTokens(config.WECHAT_TOKEN_TTL_S, config.WECHAT_TOKEN_OVERLAP_S)
+    )
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)
 
 
 def identity(appid: str, user: str) -> WxIdentity:
@@ -69,12 +67,6 @@ def identity(appid: str, user: str) -> WxIdentity:
     openid = base64.urlsafe_b64encode(stable_digest("openid", appid, user)).decode()
     unionid = base64.urlsafe_b64encode(stable_digest("unionid", user)).decode()
     return WxIdentity("o" + openid[:27], "u" + unionid[:27])
-
-
-def error(errcode: int) -> dict[str, Any]:
-    # The real platform appends a request id; clients must key on errcode, never errmsg.
-    rid = "-".join(secrets.token_hex(4) for _ in range(3))
-    return {"errcode": errcode, "errmsg": f"{ERRMSG.get(errcode, 'sandbox error')}, rid: {rid}"}
 
 
 def _exchange(params: dict[str, str], codes: OneTimeCodes[WxIdentity]) -> dict[str, Any]:
@@ -103,43 +95,68 @@ def _exchange(params: dict[str, str], codes: OneTimeCodes[WxIdentity]) -> dict[s
     return {"session_key": session_key, "openid": who.openid, "unionid": who.unionid}
 
 
-def provide_codes(state: State) -> OneTimeCodes[WxIdentity]:
-    codes: OneTimeCodes[WxIdentity] = state[NAME]
-    return codes
+class PhoneSubscribe(msgspec.Struct, forbid_unknown_fields=True):
+    appid: str
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    # WeChat shows at most 3 templates in one dialog.
+    decisions: Annotated[dict[TemplateId, Decision], msgspec.Meta(min_length=1, max_length=3)]
+
+
+def provide_platform(state: State) -> WechatState:
+    platform: WechatState = state[NAME]
+    return platform
+
+
+def provide_tokens(platform: WechatState) -> AccessTokens:
+    return platform.tokens
+
+
+def provide_subscriptions(platform: WechatState) -> Subscriptions:
+    return platform.subscriptions
 
 
 @post("/_sandbox/login", status_code=200, operation_id="wechatPhoneLogin")
-async def phone_login(data: PhoneLogin, codes: OneTimeCodes[WxIdentity]) -> PhoneLoginResult:
+async def phone_login(data: PhoneLogin, platform: WechatState) -> PhoneLoginResult:
     if data.appid != config.WECHAT_APPID:
         raise ValidationException(f"appid: not registered with the sandbox ({data.appid})")
     who = identity(data.appid, data.user)
-    return PhoneLoginResult(codes.issue(data.appid, who), who.openid, who.unionid)
+    # From now on the openid is a user of this app: subscribe messages may be sent to it.
+    platform.subscriptions.add_user(who.openid)
+    return PhoneLoginResult(platform.codes.issue(data.appid, who), who.openid, who.unionid)
+
+
+@post("/_sandbox/subscribe", status_code=200, operation_id="wechatPhoneSubscribe")
+async def phone_subscribe(data: PhoneSubscribe, platform: WechatState) -> dict[str, str]:
+    """What `wx.requestSubscribeMessage()` hands the mini-program once the user has chosen."""
+    if data.appid != config.WECHAT_APPID:
+        raise ValidationException(f"appid: not registered with the sandbox ({data.appid})")
+    openid = identity(data.appid, data.user).openid
+    answers = platform.subscriptions.decide(openid, data.decisions, templates("wechat"))
+    return {"errMsg": "requestSubscribeMessage:ok", **answers}
 
 
 @get("/sns/jscode2session", operation_id="wechatJscode2session")
 async def jscode2session(
-    request: Request[Any, Any, Any], book: FaultBook, codes: OneTimeCodes[WxIdentity]
+    request: Request[Any, Any, Any], book: FaultBook, platform: WechatState
 ) -> Response[Any]:
     params = dict(request.query_params.items())
-    fault = book.take(NAME, API_JSCODE2SESSION)
-    plain = await delay_or_http_failure(fault)
-    if plain is not None:
-        book.record(NAME, API_JSCODE2SESSION, params, f"http:{plain.status_code}", True)
-        return plain
-    # A faulted call fails before the code is looked at, so the code stays redeemable.
-    if fault is not None and fault.errcode is not None:
-        body = error(fault.errcode)
-    else:
-        body = _exchange(params, codes)
-    outcome = str(body.get("errcode", "ok"))
-    book.record(NAME, API_JSCODE2SESSION, params, outcome, fault is not None)
-    return Response(body)
+    return await answer(book, API_JSCODE2SESSION, params, lambda: _exchange(params, platform.codes))
 
 
 router = Router(
     "/wechat",
-    route_handlers=[phone_login, jscode2session],
-    dependencies={"codes": Provide(provide_codes, sync_to_thread=False)},
+    route_handlers=[phone_login, phone_subscribe, jscode2session, *wechat_subscribe.HANDLERS],
+    dependencies={
+        "platform": Provide(provide_platform, sync_to_thread=False),
+        "tokens": Provide(provide_tokens, sync_to_thread=False),
+        "subscriptions": Provide(provide_subscriptions, sync_to_thread=False),
+    },
 )
 
-PARTNER = Partner(NAME, frozenset({API_JSCODE2SESSION}), frozenset({"errcode"}), router, new_state)
+PARTNER = Partner(
+    NAME,
+    frozenset({API_JSCODE2SESSION, *wechat_subscribe.APIS}),
+    frozenset({"errcode"}),
+    router,
+    WechatState,
+)

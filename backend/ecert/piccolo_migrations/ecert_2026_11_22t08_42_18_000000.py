@@ -1,7 +1,7 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.table import Table
 
-ID = "2026-11-22T08:33:22:592316"
+ID = "2026-11-22T08:42:18:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "partial unique bindings"
 

@@ -1,0 +1,1 @@
+"""Notifications: subscribe messages through the chat platforms, and the in-app inbox."""
