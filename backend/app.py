@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.auth.routes import AuthController, MeController
 from backend.ecert.routes import EcertController, TerminalController
+from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController
 from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
@@ -29,6 +30,8 @@ ROUTES = [
     PartnerController,
     EcertController,
     TerminalController,
+    NotificationsController,
+    TemplatesController,
 ]
 
 

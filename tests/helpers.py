@@ -92,3 +92,34 @@ async def face_assertion(sandbox: httpx.AsyncClient, id_number: str, **claims: A
 async def terminal_token(client: Client, institution: str = "H33010001") -> str:
     """A hospital terminal's token (the demo institutions must be seeded)."""
     return await partner_token(client, "terminal", ["ecert:decode"], institution)
+
+
+async def subscribe(
+    client: Client,
+    sandbox: httpx.AsyncClient,
+    settings: Settings,
+    tokens: dict[str, Any],
+    decisions: dict[str, str],
+    channel: str = "wechat",
+    user: str = "alice",
+) -> dict[str, Any]:
+    """The subscribe dialog on the phone, then the mini-program reporting its answer to us."""
+    if channel == "wechat":
+        shown = await sandbox.post(
+            "/wechat/_sandbox/subscribe",
+            json={"appid": settings.wechat.appid, "user": user, "decisions": decisions},
+        )
+    else:
+        shown = await sandbox.post(
+            "/alipay/_sandbox/subscribe",
+            json={"app_id": settings.alipay.app_id, "user": user, "decisions": decisions},
+        )
+    assert shown.status_code == 200, shown.text
+    results = {k: v for k, v in shown.json().items() if k != "errMsg"}
+    reported = await client.post(
+        "/api/v1/notifications/subscriptions",
+        json={"results": results},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert reported.status_code == 200, reported.text
+    return {g["template"]: g for g in reported.json()}

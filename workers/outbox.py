@@ -10,6 +10,7 @@ import structlog
 from arq import Retry
 
 from backend.auth import service as auth
+from backend.notify import service as notify
 from backend.platform import outbox
 from backend.platform.logging import correlated
 from backend.platform.runtime import Runtime
@@ -26,8 +27,13 @@ async def _session_revoked(_: Runtime, payload: dict[str, Any]) -> None:
     await auth.record_session_revoked(**payload)
 
 
+async def _deliver_notification(runtime: Runtime, payload: dict[str, Any]) -> None:
+    await notify.deliver(runtime, payload["notification_id"])
+
+
 HANDLERS: dict[str, Handler] = {
     auth.SESSION_REVOKED: _session_revoked,
+    notify.DELIVER: _deliver_notification,
 }
 
 

@@ -27,6 +27,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "The httpx module", AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
+from backend.partners.delivery import NOT_SENT_ERRORS, Delivery
 from backend.partners.http import TransientPartnerError, with_retries
 from backend.platform.errors import AppError, Unauthorized
 from backend.settings import AlipaySettings, PartnerHttpSettings
@@ -34,6 +35,7 @@ from backend.settings import AlipaySettings, PartnerHttpSettings
 log = structlog.get_logger(__name__)
 
 OAUTH_TOKEN = "alipay.system.oauth.token"
+TEMPLATE_MESSAGE = "alipay.open.app.mini.templatemessage.send"
 CHINA = ZoneInfo("Asia/Shanghai")
 TRANSIENT_CODES = {"20000", "20001"}  # service unavailable, platform busy
 INVALID_CODE = "isv.code-invalid"
@@ -119,25 +121,30 @@ class AlipayClient:
     ) -> tuple[str, dict[str, str], str]:
         text = body.decode() if isinstance(body, bytes) else body
         params = {k: v for k, v in parse_qsl(text) if k != "client_id"}
-        params.update(
-            app_id=self.settings.app_id,
-            method=OAUTH_TOKEN,
-            format="JSON",
-            charset="utf-8",
-            sign_type="RSA2",
-            timestamp=datetime.now(CHINA).strftime("%Y-%m-%d %H:%M:%S"),
-            version="1.0",
-        )
-        params["sign"] = rsa2_sign(self._private_key, signing_content(params))
         headers["Content-Type"] = "application/x-www-form-urlencoded;charset=utf-8"
-        return uri, headers, urlencode(params)
+        return uri, headers, urlencode(self._signed(OAUTH_TOKEN, params))
 
-    def _unwrap_answer(self, response: httpx.Response) -> httpx.Response:
-        """Verify the platform's signature and turn its answer into a standard token response."""
+    def _signed(self, method: str, params: dict[str, str]) -> dict[str, str]:
+        """`params` with the gateway's common parameters and the RSA2 signature over all."""
+        signed = {
+            **params,
+            "app_id": self.settings.app_id,
+            "method": method,
+            "format": "JSON",
+            "charset": "utf-8",
+            "sign_type": "RSA2",
+            "timestamp": datetime.now(CHINA).strftime("%Y-%m-%d %H:%M:%S"),
+            "version": "1.0",
+        }
+        signed["sign"] = rsa2_sign(self._private_key, signing_content(signed))
+        return signed
+
+    def _verified(self, response: httpx.Response, method: str) -> tuple[bool, dict[str, Any]]:
+        """(is it the gateway's error_response, the answer object), its signature checked."""
         if response.status_code >= 500:
             raise TransientPartnerError(self.partner, f"HTTP {response.status_code}")
         text = response.text
-        root = OAUTH_TOKEN.replace(".", "_") + "_response"
+        root = method.replace(".", "_") + "_response"
         if f'"{root}"' not in text:
             root = "error_response"
         try:
@@ -158,7 +165,42 @@ class AlipayClient:
                 status_code=502,
                 detail={"partner": self.partner},
             )
-        if root == "error_response":
+        return root == "error_response", answer
+
+    async def send_template_message(
+        self, to_user_id: str, template_id: str, page: str, data: dict[str, Any]
+    ) -> Delivery:
+        """One attempt at a mini-program template message; the caller decides about retrying."""
+        biz = {
+            "to_user_id": to_user_id,
+            "user_template_id": template_id,
+            "page": page,
+            "data": json.dumps(data, ensure_ascii=False),
+        }
+        params = self._signed(TEMPLATE_MESSAGE, {"biz_content": json.dumps(biz, ensure_ascii=False)})
+        try:
+            response = await self.oauth.post(self.settings.gateway, data=params)
+            is_error, answer = self._verified(response, TEMPLATE_MESSAGE)
+        except httpx.TransportError as exc:
+            name = type(exc).__name__
+            return Delivery("retry" if name in NOT_SENT_ERRORS else "in_doubt", name)
+        except TransientPartnerError as exc:
+            return Delivery("retry", exc.reason)
+        except AppError as exc:  # an answer we cannot trust: it may say it was delivered
+            return Delivery("in_doubt", exc.code)
+        code, sub_code = str(answer.get("code", "")), str(answer.get("sub_code", ""))
+        if not is_error and code == "10000":
+            return Delivery("delivered")
+        if code in TRANSIENT_CODES:
+            return Delivery("retry", sub_code or code)
+        if sub_code in ("USER_NOT_SUBSCRIBED", "USER_NOT_EXIST"):
+            return Delivery("refused", sub_code)
+        return Delivery("rejected", sub_code or code)
+
+    def _unwrap_answer(self, response: httpx.Response) -> httpx.Response:
+        """Verify the platform's signature and turn its answer into a standard token response."""
+        is_error, answer = self._verified(response, OAUTH_TOKEN)
+        if is_error:
             if answer.get("code") in TRANSIENT_CODES:
                 raise TransientPartnerError(self.partner, answer.get("sub_code", answer["code"]))
             token = {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import msgspec
 import structlog
+from redis.asyncio import Redis
 
+from backend.partners.delivery import NOT_SENT_ERRORS, Delivery
 from backend.partners.http import TransientPartnerError, with_retries
 from backend.platform.errors import AppError, PartnerUnavailable, Unauthorized
 from backend.settings import PartnerHttpSettings, WechatSettings
@@ -18,6 +21,13 @@ BUSY = -1
 INVALID_CODE = 40029
 CODE_USED = 40163
 RATE_LIMITED = 45011
+TOKEN_INVALID = 40001
+TOKEN_EXPIRED = 42001
+USER_REFUSED = 43101
+TOKEN_EARLY_REFRESH_SECONDS = 300
+# Deletes the cached token only if it is still the one that failed (another worker may have
+# refreshed it already).
+_FORGET_TOKEN = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class WechatSession(msgspec.Struct, frozen=True):
@@ -31,6 +41,19 @@ class _Answer(msgspec.Struct):
     unionid: str | None = None
     errcode: int = 0
     errmsg: str = ""
+
+
+class _TokenAnswer(msgspec.Struct):
+    access_token: str = ""
+    expires_in: int = 0
+    errcode: int = 0
+    errmsg: str = ""
+
+
+class _SendAnswer(msgspec.Struct):
+    errcode: int = 0
+    errmsg: str = ""
+    msgid: int | None = None
 
 
 class WechatClient:
@@ -85,3 +108,100 @@ class WechatClient:
         if answer.errcode == BUSY:
             raise TransientPartnerError(self.partner, "system busy (-1)")
         return answer
+
+    # -- the server API's access token ------------------------------------------------------
+
+    @property
+    def _token_key(self) -> str:
+        return f"wechat:access_token:{self.settings.appid}"
+
+    async def access_token(self, redis: Redis) -> str:
+        """The app's access token: cached in Redis until shortly before it expires, and fetched
+        by one process at a time (the platform replaces the old token on every fetch)."""
+        for _ in range(100):
+            if cached := await redis.get(self._token_key):
+                return cached.decode() if isinstance(cached, bytes) else str(cached)
+            if await redis.set(f"{self._token_key}:lock", "1", nx=True, ex=10):
+                try:
+                    return await self._fetch_token(redis)
+                finally:
+                    await redis.delete(f"{self._token_key}:lock")
+            await asyncio.sleep(0.05)
+        raise PartnerUnavailable("WeChat's access token could not be had", detail={"partner": "wechat"})
+
+    async def _fetch_token(self, redis: Redis) -> str:
+        params = {
+            "grant_type": "client_credential",
+            "appid": self.settings.appid,
+            "secret": self.settings.secret,
+        }
+
+        async def call() -> _TokenAnswer:
+            response = await self.http.get(f"{self.settings.api_base}/cgi-bin/token", params=params)
+            if response.status_code >= 500:
+                raise TransientPartnerError(self.partner, f"HTTP {response.status_code}")
+            answer = msgspec.json.decode(response.content, type=_TokenAnswer)
+            if answer.errcode == BUSY:
+                raise TransientPartnerError(self.partner, "system busy (-1)")
+            return answer
+
+        answer = await with_retries(self.http_settings, self.partner, call)
+        if answer.errcode or not answer.access_token:
+            log.error("wechat refused an access token", errcode=answer.errcode)
+            raise AppError(
+                "WeChat refused our access-token request",
+                code="PARTNER_REJECTED",
+                status_code=502,
+                detail={"partner": self.partner, "platform_code": answer.errcode},
+            )
+        ttl = max(answer.expires_in - TOKEN_EARLY_REFRESH_SECONDS, 60)
+        await redis.set(self._token_key, answer.access_token, ex=ttl)
+        log.info("wechat access token refreshed", expires_in=answer.expires_in)
+        return answer.access_token
+
+    # -- subscribe messages -------------------------------------------------------------------
+
+    async def send_subscribe_message(
+        self, redis: Redis, openid: str, template_id: str, page: str, data: dict[str, Any]
+    ) -> Delivery:
+        """One delivery attempt (a stale token is replaced and the send repeated once)."""
+        body = {
+            "touser": openid,
+            "template_id": template_id,
+            "page": page,
+            "data": data,
+            "miniprogram_state": "formal",
+            "lang": "zh_CN",
+        }
+        for _ in range(2):
+            try:
+                token = await self.access_token(redis)
+            except AppError as exc:
+                return Delivery("retry", exc.code)
+            try:
+                response = await self.http.post(
+                    f"{self.settings.api_base}/cgi-bin/message/subscribe/send",
+                    params={"access_token": token},
+                    content=msgspec.json.encode(body),
+                    headers={"Content-Type": "application/json"},
+                )
+            except httpx.TransportError as exc:
+                name = type(exc).__name__
+                return Delivery("retry" if name in NOT_SENT_ERRORS else "in_doubt", name)
+            if response.status_code >= 500:
+                return Delivery("retry", f"HTTP {response.status_code}")
+            try:
+                answer = msgspec.json.decode(response.content, type=_SendAnswer)
+            except msgspec.DecodeError:
+                return Delivery("in_doubt", f"HTTP {response.status_code}, unreadable")
+            if answer.errcode in (TOKEN_INVALID, TOKEN_EXPIRED):
+                await redis.eval(_FORGET_TOKEN, 1, self._token_key, token)  # type: ignore[misc]
+                continue
+            if answer.errcode == 0:
+                return Delivery("delivered", platform_msg_id=str(answer.msgid))
+            if answer.errcode == BUSY:
+                return Delivery("retry", str(answer.errcode))
+            if answer.errcode == USER_REFUSED:
+                return Delivery("refused", str(answer.errcode))
+            return Delivery("rejected", f"{answer.errcode} {answer.errmsg}"[:200])
+        return Delivery("retry", "access token refused twice")
