@@ -1,15 +1,22 @@
 """Subscribe messages through the sandbox platforms: consent, delivery, at most once."""
 
 import asyncio
-from datetime import UTC, datetime
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from arq.constants import in_progress_key_prefix
 
 from backend.notify import service
 from backend.notify.tables import Notification, SubscriptionGrant
 from backend.piccolo_conf import DB
 from backend.platform import outbox
+from backend.platform.tables import OutboxMessage
 from tests.helpers import Client, bearer, inject_fault, login, sandbox_calls, subscribe
+from tests.servers import ROOT
 
 PAY = "wxtpl-pay-success"
 
@@ -316,3 +323,49 @@ async def test_templates_preview_with_sample_data(client: Client) -> None:
     assert wechat.json()["inbox_text"] == "示范银行已为您开通信用就医额度5000.00元，最长免息49天。"
     assert len(every.json()) == 9
     assert (await client.get("/api/v1/notification-templates/nope/preview")).status_code == 404
+
+
+async def test_a_worker_killed_mid_delivery_leaves_exactly_one_message(
+    client: Client, sandbox_http, settings, runtime, run_worker, alice
+) -> None:
+    await subscribe(client, sandbox_http, settings, alice["tokens"], {PAY: "accept"})
+    await subscribe(client, sandbox_http, settings, alice["tokens"], {PAY: "accept"})
+    await inject_fault(sandbox_http, partner="wechat", api="subscribe_send", delay_ms=1500, times=1)
+    message_id = await paid(alice["id"])
+    await send(runtime, message_id)
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database.url,
+        "REDIS_URL": settings.redis.url,
+        "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
+        "MEDPAY_ENV": "test",
+    }
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(400):  # until the worker is inside the platform call
+            row = await Notification.select(Notification.status).first()
+            if row["status"] == "sending":
+                break
+            await asyncio.sleep(0.05)
+        assert row["status"] == "sending"
+    finally:
+        worker.kill()
+        worker.wait(10)
+    await asyncio.sleep(2)  # the platform finishes the request it was given
+
+    # The dead worker's outbox lease and arq's in-progress marker lapse; the job runs again.
+    await OutboxMessage.update(
+        {OutboxMessage.locked_until: datetime.now(UTC) - timedelta(seconds=1)}, force=True
+    )
+    await runtime.redis.delete(f"{in_progress_key_prefix}{outbox.job_id(message_id)}")
+    await run_worker()
+
+    assert len(await delivered(sandbox_http)) == 1
+    row = await Notification.select(Notification.status, Notification.last_error).first()
+    assert row == {"status": "unconfirmed", "last_error": "sending was interrupted"}
