@@ -2,6 +2,7 @@
 
 import logging
 
+import httpx
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -148,13 +149,11 @@ async def test_an_alipay_answer_with_a_bad_signature_is_refused(
     key_file = tmp_path / "stranger.pem"
     key_file.write_bytes(stranger.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     wrong = msgspec.structs.replace(settings.alipay, platform_public_key_file=key_file)
-    alipay = AlipayClient(wrong, settings.partner_http)
     code = await login_code(sandbox_http, settings, "alipay", "jack")
-    try:
+    async with httpx.AsyncClient() as http:
+        alipay = AlipayClient(wrong, settings.partner_http, http)
         with pytest.raises(AppError) as refused:
             await alipay.oauth_token(code)
-    finally:
-        await alipay.aclose()
     assert refused.value.code == "PARTNER_SIGNATURE_INVALID"
 
 

@@ -177,7 +177,7 @@ async def test_a_refused_token_is_replaced_and_the_message_delivered(
 
 
 @pytest.mark.parametrize(
-    "fault", [{"http_status": 502}, {"errcode": -1}, {"http_status": 503, "delay_ms": 100}]
+    "fault", [{"http_status": 500}, {"errcode": -1}, {"http_status": 503, "delay_ms": 100}]
 )
 async def test_transient_failures_retry_with_backoff_then_deliver(
     client: Client, sandbox_http, settings, runtime, run_worker, alice, fault
@@ -354,6 +354,7 @@ async def test_a_worker_killed_mid_delivery_leaves_exactly_one_message(
                 break
             await asyncio.sleep(0.05)
         assert row["status"] == "sending"
+        await asyncio.sleep(0.5)  # the request is on its way: the platform takes 1.5 s to answer
     finally:
         worker.kill()
         worker.wait(10)
@@ -369,3 +370,70 @@ async def test_a_worker_killed_mid_delivery_leaves_exactly_one_message(
     assert len(await delivered(sandbox_http)) == 1
     row = await Notification.select(Notification.status, Notification.last_error).first()
     assert row == {"status": "unconfirmed", "last_error": "sending was interrupted"}
+
+
+async def test_a_gateway_error_may_have_been_delivered_so_it_is_not_resent(
+    client: Client, sandbox_http, settings, runtime, run_worker, alice
+) -> None:
+    await subscribe(client, sandbox_http, settings, alice["tokens"], {PAY: "accept"})
+    await inject_fault(sandbox_http, partner="wechat", api="subscribe_send", http_status=502, times=1)
+
+    await send(runtime, await paid(alice["id"]))
+    worker = await run_worker()
+
+    assert worker.jobs_retried == 0
+    row = await Notification.select(Notification.status, Notification.last_error).first()
+    assert row == {"status": "unconfirmed", "last_error": "HTTP 502"}
+
+
+async def test_a_ban_takes_every_grant_away_and_stays(
+    client: Client, sandbox_http, settings, runtime, run_worker, alice
+) -> None:
+    await subscribe(client, sandbox_http, settings, alice["tokens"], {PAY: "accept"})
+    await subscribe(client, sandbox_http, settings, alice["tokens"], {PAY: "accept"})
+
+    grants = await subscribe(client, sandbox_http, settings, alice["tokens"], {PAY: "ban"})
+    await send(runtime, await paid(alice["id"]))
+    await run_worker()
+
+    assert grants["payment_succeeded"]["one_time"] == 0
+    assert await delivered(sandbox_http) == []
+    assert (await Notification.select(Notification.status).first())["status"] == "inbox_only"
+
+
+async def test_a_notification_whose_job_gives_up_ends_failed(
+    client: Client, sandbox_http, settings, runtime, run_worker, alice, monkeypatch
+) -> None:
+    from workers import outbox as jobs
+
+    await subscribe(client, sandbox_http, settings, alice["tokens"], {PAY: "accept"})
+    # Our credentials are refused: no token, so the job fails before claiming the message.
+    await inject_fault(sandbox_http, partner="wechat", api="token", errcode=40125, times=1)
+    monkeypatch.setattr(jobs, "MAX_ATTEMPTS", 1)
+
+    await send(runtime, await paid(alice["id"]))
+    await run_worker()
+
+    row = await Notification.select(Notification.status, Notification.last_error).first()
+    assert row["status"] == "failed"
+    assert "access-token" in row["last_error"]
+    assert (await SubscriptionGrant.select().first())["one_time"] == 1  # never spent
+
+
+def test_bad_params_fail_the_caller_not_the_job() -> None:
+    from backend.notify.templates import TEMPLATES
+
+    payment = TEMPLATES["payment_succeeded"]
+    good = payment.sample
+    with pytest.raises(TypeError):
+        payment.render({**good, "amount_fen": 12.5})
+    with pytest.raises(ValueError, match="zone"):
+        payment.render({**good, "at": "2026-11-22T09:30:00"})
+    with pytest.raises(KeyError):
+        payment.render({k: v for k, v in good.items() if k != "bill_id"})
+
+
+async def test_ids_beyond_the_column_are_400(client: Client, alice) -> None:
+    auth = bearer(alice["tokens"]["access_token"])
+    assert (await client.get("/api/v1/notifications?before_id=2147483648", headers=auth)).status_code == 400
+    assert (await client.post("/api/v1/notifications/2147483648/read", headers=auth)).status_code == 400

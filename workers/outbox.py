@@ -37,6 +37,16 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+async def _notification_given_up(_: Runtime, payload: dict[str, Any], error: str) -> None:
+    await notify.give_up(payload["notification_id"], error)
+
+
+# What to do when a task's job fails for good, so its subject does not wait forever.
+GIVE_UP: dict[str, Callable[[Runtime, dict[str, Any], str], Awaitable[None]]] = {
+    notify.DELIVER: _notification_given_up,
+}
+
+
 async def run_outbox_message(ctx: dict[str, Any], message_id: int) -> str:
     """Run one message's handler under a lease; handlers are idempotent, as jobs may run twice."""
     message = await outbox.claim(message_id, LEASE)
@@ -53,6 +63,8 @@ async def run_outbox_message(ctx: dict[str, Any], message_id: int) -> str:
         except Exception as exc:
             if message.attempts >= MAX_ATTEMPTS:
                 await outbox.mark_failed(message_id, repr(exc))
+                if (give_up := GIVE_UP.get(message.task)) is not None:
+                    await give_up(ctx["runtime"], message.payload, repr(exc))
                 log.exception("outbox task failed for good", attempts=message.attempts)
                 return "failed"
             await outbox.release(message_id, repr(exc))

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from litestar import Controller, get, post
 from litestar.di import Provide
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from backend.auth.routes import PatientDep, provide_patient
@@ -13,6 +13,7 @@ from backend.notify.schemas import GrantRead, Inbox, Marked, SubscriptionResults
 from backend.notify.templates import TEMPLATES
 
 Channel = Literal["wechat", "alipay"]
+MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 
 
 class NotificationsController(Controller):
@@ -25,13 +26,15 @@ class NotificationsController(Controller):
         self,
         patient: PatientDep,
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
-        before_id: Annotated[int | None, QueryParameter(ge=1)] = None,
+        before_id: Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)] = None,
     ) -> Inbox:
         """The inbox, newest first; `next_before_id` fetches the next page."""
         return await service.inbox(patient, limit, before_id)
 
     @post("/{notification_id:int}/read", status_code=HTTP_204_NO_CONTENT, operation_id="markRead")
-    async def mark_read(self, patient: PatientDep, notification_id: FromPath[int]) -> None:
+    async def mark_read(
+        self, patient: PatientDep, notification_id: Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+    ) -> None:
         await service.mark_read(patient, notification_id)
 
     @post("/read-all", status_code=HTTP_200_OK, operation_id="markAllRead")

@@ -15,7 +15,8 @@ class SubscriptionResults(Wire):
     """What `wx.requestSubscribeMessage` / `my.requestSubscribeMessage` returned, per template id."""
 
     results: Annotated[dict[TemplateId, Decision], msgspec.Meta(min_length=1, max_length=20)]
-    long_term: list[TemplateId] = []  # accepted templates the platform granted for good
+    # accepted templates the platform granted for good
+    long_term: Annotated[list[TemplateId], msgspec.Meta(max_length=20)] = []
 
 
 class GrantRead(Wire):

@@ -41,9 +41,9 @@ async def notify(
     tpl = TEMPLATES[template]
     rows = await Notification.raw(
         """
-        INSERT INTO notification (user_id, template, subject, milestone, params, title, body,
-                                  status, attempts, created_at)
-        VALUES ({}, {}, {}, {}, {}, {}, {}, 'pending', 0, now())
+        INSERT INTO notification (user_id, template, subject, milestone, params, rendered, title,
+                                  body, status, attempts, created_at)
+        VALUES ({}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, now())
         ON CONFLICT (user_id, template, subject, milestone) DO NOTHING
         RETURNING id
         """,
@@ -52,6 +52,7 @@ async def notify(
         subject,
         milestone,
         _json(params),
+        _json(tpl.render(params)),
         tpl.title,
         tpl.inbox_text(params),
     )
@@ -68,7 +69,8 @@ async def deliver(rt: Runtime, notification_id: int) -> str:
     """Job: push one notification at most once. Returns how it ended."""
     rows = await Notification.raw(
         """
-        SELECT n.id, n.template, n.params, n.status, n.attempts, u.channel, u.openid, u.id AS user_id
+        SELECT n.id, n.template, n.rendered, n.status, n.attempts, u.channel, u.openid,
+               u.id AS user_id
         FROM notification n JOIN app_user u ON u.id = n.user_id WHERE n.id = {}
         """,
         notification_id,
@@ -84,26 +86,34 @@ async def deliver(rt: Runtime, notification_id: int) -> str:
     if n["status"] != "pending":
         return str(n["status"])
     tpl = TEMPLATES[n["template"]]
-    params = _params(n["params"])
+    rendered = msgspec.json.decode(n["rendered"]) if isinstance(n["rendered"], str) else n["rendered"]
+    page, message = rendered["page"], rendered[n["channel"]]
     if n["channel"] == "wechat":
         await rt.partners.wechat.access_token(rt.redis)  # before claiming: keep the send window short
     if not await _claim(notification_id, n["user_id"], tpl.key):
         return "inbox_only"
     if n["channel"] == "wechat":
         result = await rt.partners.wechat.send_subscribe_message(
-            rt.redis, n["openid"], tpl.wechat_id, tpl.page_for(params), tpl.wechat_data(params)
+            rt.redis, n["openid"], message["template_id"], page, message["data"]
         )
     else:
         result = await rt.partners.alipay.send_template_message(
-            n["openid"], tpl.alipay_id, tpl.page_for(params), tpl.alipay_data(params)
+            n["openid"], message["template_id"], page, message["data"]
         )
     return await _settle(notification_id, n["user_id"], tpl, n["attempts"] + 1, result)
 
 
-def _params(raw: Any) -> dict[str, Any]:
-    decoded = msgspec.json.decode(raw) if isinstance(raw, str | bytes) else raw
-    assert isinstance(decoded, dict)
-    return decoded
+async def give_up(notification_id: int, error: str) -> None:
+    """The job will not run again: end the notification where it stands."""
+    await Notification.raw(
+        """
+        UPDATE notification SET last_error = {},
+            status = CASE status WHEN 'sending' THEN 'unconfirmed' ELSE 'failed' END
+        WHERE id = {} AND status IN ('pending', 'sending')
+        """,
+        error,
+        notification_id,
+    )
 
 
 async def _claim(notification_id: int, user_id: int, template: str) -> bool:
@@ -169,8 +179,19 @@ async def _settle(notification_id: int, user_id: int, tpl: Template, attempts: i
                 user_id,
                 tpl.key,
             )
-        else:  # it never reached the patient, so the grant was not used
-            await _adjust_grant(user_id, tpl.key, +1)
+        else:  # it never reached the patient, so the grant was not used: give it back,
+            # unless the patient changed their grants since (a ban must stay a ban)
+            await SubscriptionGrant.raw(
+                """
+                UPDATE subscription_grant g SET one_time = g.one_time + 1
+                FROM notification n
+                WHERE n.id = {} AND g.user_id = {} AND g.template = {} AND NOT g.long_term
+                  AND g.updated_at <= n.send_started_at
+                """,
+                notification_id,
+                user_id,
+                tpl.key,
+            )
         if result.outcome == "retry" and attempts < MAX_SEND_ATTEMPTS:
             await Notification.raw(
                 "UPDATE notification SET status = 'pending', last_error = {} "

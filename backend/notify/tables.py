@@ -30,6 +30,7 @@ class Notification(Table, tablename="notification"):
     subject = Varchar(length=64)  # e.g. "bill:42"
     milestone = Varchar(length=32)  # e.g. "paid"
     params = JSONB()
+    rendered = JSONB()  # page and each platform's template id and data, made at recording
     title = Varchar(length=40)
     body = Text()
     # pending -> sending -> delivered | failed | unconfirmed; pending -> inbox_only (no grant)

@@ -17,16 +17,23 @@ Params = dict[str, Any]
 
 
 def yuan(fen: int) -> str:
+    if not isinstance(fen, int) or isinstance(fen, bool):
+        raise TypeError(f"amounts are integers of fen, not {fen!r}")
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}元"
 
 
 def clock(value: str) -> str:
     """An ISO timestamp as the platforms' `time` keyword: local time to the minute."""
-    return datetime.fromisoformat(value).astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamps carry their zone: {value!r}")
+    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
 
 
 def thing(text: str, limit: int = 20) -> str:
+    if not isinstance(text, str) or not text:
+        raise TypeError(f"a text field needs text, not {text!r}")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -58,6 +65,15 @@ class Template:
 
     def inbox_text(self, params: Params) -> str:
         return self.inbox.format(*self.values(params))
+
+    def render(self, params: Params) -> dict[str, Any]:
+        """Everything a delivery needs, made once when the notification is recorded (so bad
+        params fail the caller, and every retry sends the same thing)."""
+        return {
+            "page": self.page_for(params),
+            "wechat": {"template_id": self.wechat_id, "data": self.wechat_data(params)},
+            "alipay": {"template_id": self.alipay_id, "data": self.alipay_data(params)},
+        }
 
 
 TEMPLATES = {

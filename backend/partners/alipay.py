@@ -70,9 +70,12 @@ def signed_answer(text: str, root: str) -> tuple[str, str]:
 class AlipayClient:
     partner = "alipay"
 
-    def __init__(self, settings: AlipaySettings, http_settings: PartnerHttpSettings) -> None:
+    def __init__(
+        self, settings: AlipaySettings, http_settings: PartnerHttpSettings, http: httpx.AsyncClient
+    ) -> None:
         self.settings = settings
         self.http_settings = http_settings
+        self.http = http
         private_key = serialization.load_pem_private_key(
             settings.app_private_key_file.read_bytes(), password=None
         )
@@ -81,26 +84,31 @@ class AlipayClient:
         assert isinstance(public_key, rsa.RSAPublicKey)
         self._private_key = private_key
         self._platform_key = public_key
-        self.oauth = AsyncOAuth2Client(
-            client_id=settings.app_id,
-            token_endpoint=settings.gateway,
-            token_endpoint_auth_method="alipay_rsa2",
-            timeout=http_settings.timeout_seconds,
-        )
-        self.oauth.register_client_auth_method(("alipay_rsa2", self._sign_request))
-        self.oauth.register_compliance_hook("access_token_response", self._unwrap_answer)
 
-    async def aclose(self) -> None:
-        await self.oauth.aclose()
+    def _oauth_client(self) -> AsyncOAuth2Client:
+        # One per exchange: the client keeps the token it fetched, which is one user's.
+        oauth = AsyncOAuth2Client(
+            client_id=self.settings.app_id,
+            token_endpoint=self.settings.gateway,
+            token_endpoint_auth_method="alipay_rsa2",
+            timeout=self.http_settings.timeout_seconds,
+        )
+        oauth.register_client_auth_method(("alipay_rsa2", self._sign_request))
+        oauth.register_compliance_hook("access_token_response", self._unwrap_answer)
+        return oauth
 
     async def oauth_token(self, auth_code: str) -> dict[str, Any]:
         """Exchange the mini-program's `my.getAuthCode` code for the user's ids."""
+
+        async def exchange() -> dict[str, Any]:
+            async with self._oauth_client() as oauth:
+                token: dict[str, Any] = await oauth.fetch_token(
+                    grant_type="authorization_code", code=auth_code
+                )
+                return token
+
         try:
-            return await with_retries(
-                self.http_settings,
-                self.partner,
-                lambda: self.oauth.fetch_token(grant_type="authorization_code", code=auth_code),
-            )
+            return await with_retries(self.http_settings, self.partner, exchange)
         except OAuthError as exc:
             if exc.error == INVALID_CODE:
                 raise Unauthorized(
@@ -179,7 +187,7 @@ class AlipayClient:
         }
         params = self._signed(TEMPLATE_MESSAGE, {"biz_content": json.dumps(biz, ensure_ascii=False)})
         try:
-            response = await self.oauth.post(self.settings.gateway, data=params)
+            response = await self.http.post(self.settings.gateway, data=params)
             is_error, answer = self._verified(response, TEMPLATE_MESSAGE)
         except httpx.TransportError as exc:
             name = type(exc).__name__

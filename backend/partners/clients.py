@@ -26,10 +26,9 @@ class PartnerClients:
         return cls(
             http=http,
             wechat=WechatClient(settings.wechat, settings.partner_http, http),
-            alipay=AlipayClient(settings.alipay, settings.partner_http),
+            alipay=AlipayClient(settings.alipay, settings.partner_http, http),
             ecert=EcertClient(settings.ecert, settings.partner_http, http),
         )
 
     async def aclose(self) -> None:
-        await self.alipay.aclose()
         await self.http.aclose()

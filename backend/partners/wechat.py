@@ -1,8 +1,9 @@
-"""WeChat's mini-program server API: exchanging a `wx.login()` code for the user's openid."""
+"""WeChat's mini-program server API: login codes, the access token, subscribe messages."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 import httpx
@@ -25,9 +26,11 @@ TOKEN_INVALID = 40001
 TOKEN_EXPIRED = 42001
 USER_REFUSED = 43101
 TOKEN_EARLY_REFRESH_SECONDS = 300
-# Deletes the cached token only if it is still the one that failed (another worker may have
-# refreshed it already).
+TOKEN_LOCK_SECONDS = 30  # longer than a fetch with its retries can take
+# Deletes a key only if it still holds the value given: the failed token (another worker may
+# have refreshed it already), or our own lock (it may have expired and been taken).
 _FORGET_TOKEN = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_RELEASE_LOCK = _FORGET_TOKEN
 
 
 class WechatSession(msgspec.Struct, frozen=True):
@@ -117,17 +120,28 @@ class WechatClient:
 
     async def access_token(self, redis: Redis) -> str:
         """The app's access token: cached in Redis until shortly before it expires, and fetched
-        by one process at a time (the platform replaces the old token on every fetch)."""
-        for _ in range(100):
-            if cached := await redis.get(self._token_key):
-                return cached.decode() if isinstance(cached, bytes) else str(cached)
-            if await redis.set(f"{self._token_key}:lock", "1", nx=True, ex=10):
+        by one process at a time (the platform retires the old token on every fetch)."""
+        lock, holder = f"{self._token_key}:lock", secrets.token_hex(8)
+        deadline = asyncio.get_running_loop().time() + TOKEN_LOCK_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            if cached := await self._cached_token(redis):
+                return cached
+            if await redis.get(f"{self._token_key}:refused"):
+                break
+            if await redis.set(lock, holder, nx=True, ex=TOKEN_LOCK_SECONDS):
                 try:
-                    return await self._fetch_token(redis)
+                    # Whoever held the lock before us may have stored a token just now.
+                    return await self._cached_token(redis) or await self._fetch_token(redis)
                 finally:
-                    await redis.delete(f"{self._token_key}:lock")
+                    await redis.eval(_RELEASE_LOCK, 1, lock, holder)  # type: ignore[misc]
             await asyncio.sleep(0.05)
         raise PartnerUnavailable("WeChat's access token could not be had", detail={"partner": "wechat"})
+
+    async def _cached_token(self, redis: Redis) -> str | None:
+        cached = await redis.get(self._token_key)
+        if cached is None:
+            return None
+        return cached.decode() if isinstance(cached, bytes) else str(cached)
 
     async def _fetch_token(self, redis: Redis) -> str:
         params = {
@@ -140,13 +154,19 @@ class WechatClient:
             response = await self.http.get(f"{self.settings.api_base}/cgi-bin/token", params=params)
             if response.status_code >= 500:
                 raise TransientPartnerError(self.partner, f"HTTP {response.status_code}")
-            answer = msgspec.json.decode(response.content, type=_TokenAnswer)
+            try:
+                answer = msgspec.json.decode(response.content, type=_TokenAnswer)
+            except msgspec.DecodeError as exc:
+                raise TransientPartnerError(self.partner, "unreadable token answer") from exc
             if answer.errcode == BUSY:
                 raise TransientPartnerError(self.partner, "system busy (-1)")
             return answer
 
         answer = await with_retries(self.http_settings, self.partner, call)
         if answer.errcode or not answer.access_token:
+            # Do not hammer the platform (each fetch counts against a daily quota) while our
+            # credentials are refused: everyone waits a minute.
+            await redis.set(f"{self._token_key}:refused", str(answer.errcode), ex=60)
             log.error("wechat refused an access token", errcode=answer.errcode)
             raise AppError(
                 "WeChat refused our access-token request",
@@ -154,7 +174,7 @@ class WechatClient:
                 status_code=502,
                 detail={"partner": self.partner, "platform_code": answer.errcode},
             )
-        ttl = max(answer.expires_in - TOKEN_EARLY_REFRESH_SECONDS, 60)
+        ttl = max(answer.expires_in - TOKEN_EARLY_REFRESH_SECONDS, answer.expires_in // 2, 1)
         await redis.set(self._token_key, answer.access_token, ex=ttl)
         log.info("wechat access token refreshed", expires_in=answer.expires_in)
         return answer.access_token
@@ -176,8 +196,8 @@ class WechatClient:
         for _ in range(2):
             try:
                 token = await self.access_token(redis)
-            except AppError as exc:
-                return Delivery("retry", exc.code)
+            except Exception as exc:
+                return Delivery("retry", getattr(exc, "code", type(exc).__name__))
             try:
                 response = await self.http.post(
                     f"{self.settings.api_base}/cgi-bin/message/subscribe/send",
@@ -188,7 +208,9 @@ class WechatClient:
             except httpx.TransportError as exc:
                 name = type(exc).__name__
                 return Delivery("retry" if name in NOT_SENT_ERRORS else "in_doubt", name)
-            if response.status_code >= 500:
+            if response.status_code in (502, 504):  # a gateway's: the platform may have acted
+                return Delivery("in_doubt", f"HTTP {response.status_code}")
+            if response.status_code >= 500:  # the platform's own: it did not take the message
                 return Delivery("retry", f"HTTP {response.status_code}")
             try:
                 answer = msgspec.json.decode(response.content, type=_SendAnswer)

@@ -28,7 +28,7 @@ class User(Table, tablename="app_user", schema=None):
     )
 
 
-ID = "2026-11-22T08:41:35:243438"
+ID = "2026-11-22T08:59:58:159612"
 VERSION = "1.38.0"
 DESCRIPTION = "initial"
 
@@ -167,6 +167,27 @@ async def forwards():
         tablename="notification",
         column_name="params",
         db_column_name="params",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Notification",
+        tablename="notification",
+        column_name="rendered",
+        db_column_name="rendered",
         column_class_name="JSONB",
         column_class=JSONB,
         params={
