@@ -28,7 +28,7 @@ with warnings.catch_warnings():
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from backend.partners.delivery import NOT_SENT_ERRORS, Delivery
-from backend.partners.http import TransientPartnerError, with_retries
+from backend.partners.http import TransientPartnerError, rejected, signature_invalid, with_retries
 from backend.platform.errors import AppError, Unauthorized
 from backend.settings import AlipaySettings, PartnerHttpSettings
 
@@ -117,12 +117,7 @@ class AlipayClient:
                     detail={"field": "code", "channel": "alipay", "platform_code": exc.error},
                 ) from exc
             log.error("alipay rejected oauth token", sub_code=exc.error)
-            raise AppError(
-                "Alipay refused the login",
-                code="PARTNER_REJECTED",
-                status_code=502,
-                detail={"partner": self.partner, "platform_code": exc.error},
-            ) from exc
+            raise rejected(self.partner, "Alipay refused the login", platform_code=exc.error) from exc
 
     def _sign_request(
         self, _auth: Any, method: str, uri: str, headers: dict[str, str], body: str | bytes
@@ -160,19 +155,9 @@ class AlipayClient:
             answer = json.loads(content)
         except (ValueError, KeyError) as exc:
             log.error("alipay answer unreadable", status=response.status_code)
-            raise AppError(
-                "Alipay's answer could not be read",
-                code="PARTNER_REJECTED",
-                status_code=502,
-                detail={"partner": self.partner},
-            ) from exc
+            raise rejected(self.partner, "Alipay's answer could not be read") from exc
         if not rsa2_verify(self._platform_key, content, signature):
-            raise AppError(
-                "Alipay's answer failed signature verification",
-                code="PARTNER_SIGNATURE_INVALID",
-                status_code=502,
-                detail={"partner": self.partner},
-            )
+            raise signature_invalid(self.partner, "Alipay's answer failed signature verification")
         return root == "error_response", answer
 
     async def send_template_message(

@@ -20,7 +20,7 @@ import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from backend.partners.http import TransientPartnerError, with_retries
+from backend.partners.http import TransientPartnerError, rejected, signature_invalid, with_retries
 from backend.platform.errors import AppError
 from backend.settings import EcertSettings, PartnerHttpSettings
 
@@ -106,11 +106,8 @@ class EcertClient:
             raise EcertRefusal(message, code=code, status_code=status, detail=detail)
         if answer.code != "0":
             log.error("e-certificate platform refused our request", code=answer.code, api=api)
-            raise AppError(
-                "the e-certificate platform refused the request",
-                code="PARTNER_REJECTED",
-                status_code=502,
-                detail={"partner": self.partner, "platform_code": answer.code},
+            raise rejected(
+                self.partner, "the e-certificate platform refused the request", platform_code=answer.code
             )
         try:
             return msgspec.json.decode(self._open(answer.encrypt_data), type=EcertIdentity)
@@ -146,11 +143,8 @@ class EcertClient:
             or abs(time.time() - answer.timestamp) > ANSWER_WINDOW_SECONDS
             or answer.nonce != nonce
         ):
-            raise AppError(
-                "the e-certificate platform's answer failed signature verification",
-                code="PARTNER_SIGNATURE_INVALID",
-                status_code=502,
-                detail={"partner": self.partner},
+            raise signature_invalid(
+                self.partner, "the e-certificate platform's answer failed signature verification"
             )
         if answer.code.startswith(TRANSIENT_PREFIX) or answer.code == NONCE_REPLAYED:
             raise TransientPartnerError(self.partner, answer.code)
@@ -170,9 +164,4 @@ class EcertClient:
 
     def bad_answer(self, reason: str) -> AppError:
         log.error("e-certificate platform answer unusable", reason=reason)
-        return AppError(
-            "the e-certificate platform's answer could not be used",
-            code="PARTNER_REJECTED",
-            status_code=502,
-            detail={"partner": self.partner, "reason": reason},
-        )
+        return rejected(self.partner, "the e-certificate platform's answer could not be used", reason=reason)

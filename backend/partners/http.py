@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -14,7 +14,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from backend.platform.errors import PartnerUnavailable
+from backend.platform.errors import AppError, PartnerUnavailable
 from backend.settings import PartnerHttpSettings
 
 log = structlog.get_logger(__name__)
@@ -28,6 +28,15 @@ class TransientPartnerError(Exception):
         super().__init__(f"{partner}: {reason}")
         self.partner = partner
         self.reason = reason
+
+
+def rejected(partner: str, message: str, **detail: Any) -> AppError:
+    """The partner refused what we sent, or answered what we cannot use: our side to fix."""
+    return AppError(message, code="PARTNER_REJECTED", status_code=502, detail={"partner": partner, **detail})
+
+
+def signature_invalid(partner: str, message: str) -> AppError:
+    return AppError(message, code="PARTNER_SIGNATURE_INVALID", status_code=502, detail={"partner": partner})
 
 
 def new_http_client(settings: PartnerHttpSettings) -> httpx.AsyncClient:

@@ -12,8 +12,8 @@ import structlog
 from redis.asyncio import Redis
 
 from backend.partners.delivery import NOT_SENT_ERRORS, Delivery
-from backend.partners.http import TransientPartnerError, with_retries
-from backend.platform.errors import AppError, PartnerUnavailable, Unauthorized
+from backend.partners.http import TransientPartnerError, rejected, with_retries
+from backend.platform.errors import PartnerUnavailable, Unauthorized
 from backend.settings import PartnerHttpSettings, WechatSettings
 
 log = structlog.get_logger(__name__)
@@ -86,12 +86,7 @@ class WechatClient:
             )
         if answer.errcode or not answer.openid:
             log.error("wechat rejected jscode2session", errcode=answer.errcode, errmsg=answer.errmsg)
-            raise AppError(
-                "WeChat refused the login",
-                code="PARTNER_REJECTED",
-                status_code=502,
-                detail={"partner": self.partner, "platform_code": answer.errcode},
-            )
+            raise rejected(self.partner, "WeChat refused the login", platform_code=answer.errcode)
         return WechatSession(openid=answer.openid, unionid=answer.unionid)
 
     async def _call(self, code: str) -> _Answer:
@@ -168,11 +163,8 @@ class WechatClient:
             # credentials are refused: everyone waits a minute.
             await redis.set(f"{self._token_key}:refused", str(answer.errcode), ex=60)
             log.error("wechat refused an access token", errcode=answer.errcode)
-            raise AppError(
-                "WeChat refused our access-token request",
-                code="PARTNER_REJECTED",
-                status_code=502,
-                detail={"partner": self.partner, "platform_code": answer.errcode},
+            raise rejected(
+                self.partner, "WeChat refused our access-token request", platform_code=answer.errcode
             )
         ttl = max(answer.expires_in - TOKEN_EARLY_REFRESH_SECONDS, answer.expires_in // 2, 1)
         await redis.set(self._token_key, answer.access_token, ex=ttl)
