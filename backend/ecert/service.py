@@ -230,29 +230,32 @@ async def unbind(patient: Patient) -> None:
 
 async def issue_qr(rt: Runtime, patient: Patient) -> QrCodeRead:
     """A fresh code; it voids the patient's older live codes (only the newest one on screen works)."""
-    binding = await _live_binding(patient.user_id)
-    if binding is None:
-        raise _not_bound()
     ttl = rt.settings.ecert.qr_ttl_seconds
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=ttl)
     code_id = uuid.uuid4()
     async with DB.transaction():
         # The binding's row orders concurrent fetches (and unbinding): one live code at a time.
-        locked = await EcertBinding.raw(
-            "SELECT id FROM ecert_binding WHERE id = {} AND unbound_at IS NULL FOR UPDATE",
-            binding["id"],
+        binding = await EcertBinding.raw(
+            "SELECT id FROM ecert_binding WHERE user_id = {} AND unbound_at IS NULL FOR UPDATE",
+            patient.user_id,
         )
-        if not locked:
+        if not binding:
             raise _not_bound()
-        await QrCode.update({QrCode.superseded_at: now}).where(
-            (QrCode.binding_id == binding["id"])
-            & QrCode.used_at.is_null()
-            & QrCode.superseded_at.is_null()
-            & (QrCode.expires_at > now)
-        )
-        await QrCode.insert(
-            QrCode(id=code_id, binding_id=binding["id"], issued_at=now, expires_at=expires_at)
+        await QrCode.raw(
+            """
+            WITH voided AS (
+                UPDATE ecert_qr_code SET superseded_at = now()
+                WHERE binding_id = {} AND used_at IS NULL AND superseded_at IS NULL
+                  AND expires_at > now()
+            )
+            INSERT INTO ecert_qr_code (id, binding_id, issued_at, expires_at)
+            VALUES ({}, {}, now(), {})
+            """,
+            binding[0]["id"],
+            code_id,
+            binding[0]["id"],
+            expires_at,
         )
     payload = qr.encode(code_id, int(expires_at.timestamp()), _qr_key(rt))
     return QrCodeRead(payload=payload, expires_at=expires_at, refresh_in=max(ttl - 10, ttl // 2))
@@ -279,16 +282,17 @@ async def _decode_qr(rt: Runtime, partner: Partner, institution: dict[str, Any],
         rows = await QrCode.raw(
             """
             UPDATE ecert_qr_code q SET used_at = now()
-            FROM ecert_binding b
+            FROM ecert_binding b JOIN insured_person p ON p.id = b.insured_id
             WHERE q.id = {} AND b.id = q.binding_id AND q.used_at IS NULL
               AND q.superseded_at IS NULL AND q.expires_at > now() AND b.unbound_at IS NULL
-            RETURNING b.insured_id
+            RETURNING p.id, p.name_masked, p.id_type, p.id_number_masked, p.insurance_type,
+                      p.region_code
             """,
             code_id,
         )
         if not rows:
             raise await _why_not_usable(code_id)
-        visit = await _open_visit(rt, partner, institution, rows[0]["insured_id"], "qr")
+        visit = await _open_visit(rt, partner, institution, rows[0], "qr")
     return visit
 
 
@@ -327,7 +331,11 @@ async def _identify_face(
     digest = rt.vault.digest(_identity_key(identity.id_type, identity.id_number))
     jti = _assertion_id(assertion)
     async with DB.transaction():
-        person = await InsuredPerson.select(InsuredPerson.id).where(InsuredPerson.id_digest == digest).first()
+        person = (
+            await InsuredPerson.select(InsuredPerson.id, *MASKED_COLUMNS)
+            .where(InsuredPerson.id_digest == digest)
+            .first()
+        )
         if person is None or not await EcertBinding.exists().where(
             (EcertBinding.insured_id == person["id"]) & EcertBinding.unbound_at.is_null()
         ):
@@ -336,7 +344,7 @@ async def _identify_face(
             await FaceAssertionUse.insert(FaceAssertionUse(jti=jti, used_at=datetime.now(UTC)))
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("this face assertion was already used", code="ECERT_FACE_REPLAYED") from exc
-        visit = await _open_visit(rt, partner, institution, person["id"], "face")
+        visit = await _open_visit(rt, partner, institution, person, "face")
     return visit
 
 
@@ -385,40 +393,35 @@ async def _open_visit(
     rt: Runtime,
     partner: Partner,
     institution: dict[str, Any],
-    insured_id: int,
+    person: dict[str, Any],
     method: Literal["qr", "face"],
 ) -> VisitOpened:
-    """Inside the caller's transaction: a visit, and the decode record for fund supervision."""
+    """Inside the caller's transaction: a visit for `person` (their id and masked identity), and
+    the decode record for fund supervision."""
     token = secrets.token_urlsafe(32)
-    now = datetime.now(UTC)
-    expires_at = now + timedelta(seconds=rt.settings.ecert.visit_ttl_seconds)
-    visit = await Visit.insert(
-        Visit(
-            token_hash=hashlib.sha256(token.encode()).hexdigest(),
-            insured_id=insured_id,
-            institution_id=institution["id"],
-            opened_by=partner.client_id,
-            method=method,
-            created_at=now,
-            expires_at=expires_at,
+    expires_at = datetime.now(UTC) + timedelta(seconds=rt.settings.ecert.visit_ttl_seconds)
+    await Visit.raw(
+        """
+        WITH visit AS (
+            INSERT INTO visit (token_hash, insured_id, institution_id, opened_by, method,
+                               created_at, expires_at)
+            VALUES ({}, {}, {}, {}, {}, now(), {})
+            RETURNING id, insured_id, institution_id, opened_by, method
         )
-    ).returning(Visit.id)
-    await EcertDecode.insert(
-        EcertDecode(
-            insured_id=insured_id,
-            institution_id=institution["id"],
-            client_id=partner.client_id,
-            method=method,
-            outcome="visit_opened",
-            visit_id=visit[0]["id"],
-            correlation_id=current_correlation_id(),
-            created_at=now,
-        )
+        INSERT INTO ecert_decode (insured_id, institution_id, client_id, method, outcome,
+                                  visit_id, correlation_id, created_at)
+        SELECT insured_id, institution_id, opened_by, method, 'visit_opened', id, {}, now()
+        FROM visit
+        """,
+        hashlib.sha256(token.encode()).hexdigest(),
+        person["id"],
+        institution["id"],
+        partner.client_id,
+        method,
+        expires_at,
+        current_correlation_id(),
     )
-    person = await InsuredPerson.select(*MASKED_COLUMNS).where(InsuredPerson.id == insured_id).first()
-    if person is None:  # the row was locked or inserted in this transaction: it is there
-        raise _not_bound()
-    log.info("visit opened", insured_id=insured_id, institution=institution["code"], method=method)
+    log.info("visit opened", insured_id=person["id"], institution=institution["code"], method=method)
     return VisitOpened(
         visit_token=token,
         expires_at=expires_at,
