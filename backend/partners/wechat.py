@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -17,6 +17,7 @@ from backend.platform.errors import PartnerUnavailable, Unauthorized
 from backend.settings import PartnerHttpSettings, WechatSettings
 
 log = structlog.get_logger(__name__)
+A = TypeVar("A", "_Answer", "_TokenAnswer")
 
 BUSY = -1
 INVALID_CODE = 40029
@@ -90,17 +91,21 @@ class WechatClient:
         return WechatSession(openid=answer.openid, unionid=answer.unionid)
 
     async def _call(self, code: str) -> _Answer:
-        params: dict[str, Any] = {
+        params = {
             "appid": self.settings.appid,
             "secret": self.settings.secret,
             "js_code": code,
             "grant_type": "authorization_code",
         }
-        response = await self.http.get(f"{self.settings.api_base}/sns/jscode2session", params=params)
+        return await self._get("/sns/jscode2session", params, _Answer)
+
+    async def _get(self, path: str, params: dict[str, str], answer_type: type[A]) -> A:
+        """One GET of the server API; what a retry may fix (5xx, garbage, -1 busy) is transient."""
+        response = await self.http.get(f"{self.settings.api_base}{path}", params=params)
         if response.status_code >= 500:
             raise TransientPartnerError(self.partner, f"HTTP {response.status_code}")
         try:
-            answer = msgspec.json.decode(response.content, type=_Answer)
+            answer = msgspec.json.decode(response.content, type=answer_type)
         except msgspec.DecodeError as exc:
             raise TransientPartnerError(self.partner, "unreadable answer") from exc
         if answer.errcode == BUSY:
@@ -144,20 +149,9 @@ class WechatClient:
             "appid": self.settings.appid,
             "secret": self.settings.secret,
         }
-
-        async def call() -> _TokenAnswer:
-            response = await self.http.get(f"{self.settings.api_base}/cgi-bin/token", params=params)
-            if response.status_code >= 500:
-                raise TransientPartnerError(self.partner, f"HTTP {response.status_code}")
-            try:
-                answer = msgspec.json.decode(response.content, type=_TokenAnswer)
-            except msgspec.DecodeError as exc:
-                raise TransientPartnerError(self.partner, "unreadable token answer") from exc
-            if answer.errcode == BUSY:
-                raise TransientPartnerError(self.partner, "system busy (-1)")
-            return answer
-
-        answer = await with_retries(self.http_settings, self.partner, call)
+        answer = await with_retries(
+            self.http_settings, self.partner, lambda: self._get("/cgi-bin/token", params, _TokenAnswer)
+        )
         if answer.errcode or not answer.access_token:
             # Do not hammer the platform (each fetch counts against a daily quota) while our
             # credentials are refused: everyone waits a minute.
