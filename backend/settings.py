@@ -23,6 +23,11 @@ SANDBOX = f"http://127.0.0.1:{SANDBOX_PORT}"
 SANDBOX_WECHAT_APPID = "wx5a1d0c0ffee00001"
 SANDBOX_WECHAT_SECRET = "sandbox-wechat-secret"
 SANDBOX_ALIPAY_APP_ID = "2021000000000001"
+SANDBOX_ALIPAY_SELLER_ID = "2088000000000001"
+SANDBOX_WECHATPAY_MCHID = "1900000001"
+SANDBOX_WECHATPAY_MERCHANT_SERIAL_NO = "3775B6A45ACD588826D15E583A95F5DD34A1D1E0"
+SANDBOX_WECHATPAY_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000000012026112200000001"
+SANDBOX_WECHATPAY_APIV3_KEY = "medpaySandboxApiV3Key00000000001"
 SANDBOX_ECERT_APP_ID = "medpay-sandbox-ecert"
 SANDBOX_ECERT_APP_SECRET = "sandbox-ecert-app-secret-0001"
 SANDBOX_ECERT_DATA_KEY = "HZoBlusRr6ET1WTtO/jiSXlX6FiB4jVFALXq262G1fc="
@@ -122,6 +127,21 @@ class AlipaySettings(Group):
     app_id: str = SANDBOX_ALIPAY_APP_ID
     app_private_key_file: Path = DEV_KEYS / "alipay-app-private.pem"
     platform_public_key_file: Path = DEV_KEYS / "alipay-platform-public.pem"
+    # The merchant's Alipay user id (2088...): a trade notification for another seller is refused.
+    seller_id: str = SANDBOX_ALIPAY_SELLER_ID
+
+
+class WechatPaySettings(Group):
+    """WeChat Pay API v3 (JSAPI and medical-insurance mixed payment); the appid is `wechat.appid`."""
+
+    prefix: ClassVar[str] = "MEDPAY_WECHATPAY_"
+    api_base: str = f"{SANDBOX}/wechatpay"
+    mchid: str = SANDBOX_WECHATPAY_MCHID
+    merchant_private_key_file: Path = DEV_KEYS / "wechatpay-merchant-private.pem"
+    merchant_serial_no: str = SANDBOX_WECHATPAY_MERCHANT_SERIAL_NO  # of the merchant API certificate
+    platform_public_key_file: Path = DEV_KEYS / "wechatpay-platform-public.pem"
+    platform_public_key_id: str = SANDBOX_WECHATPAY_PUBLIC_KEY_ID  # `Wechatpay-Serial` of its signatures
+    apiv3_key: str = SANDBOX_WECHATPAY_APIV3_KEY  # 32 characters: decrypts notifications
 
 
 class EcertSettings(Group):
@@ -151,6 +171,13 @@ class PartnerHttpSettings(Group):
     retries: int = 2
 
 
+class BillingSettings(Group):
+    prefix: ClassVar[str] = "MEDPAY_BILL_"
+    ttl_seconds: int = 1800  # an unpaid bill closes this long after it was created
+    # A payment still in progress this long is asked about with the channel's order query.
+    payment_check_after_seconds: int = 180
+
+
 class WorkerSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_WORKER_"
     concurrency: int = 10
@@ -169,9 +196,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth: AuthSettings
     wechat: WechatSettings
     alipay: AlipaySettings
+    wechatpay: WechatPaySettings
     ecert: EcertSettings
     vault: VaultSettings
     partner_http: PartnerHttpSettings
+    billing: BillingSettings
     worker: WorkerSettings
     sandbox: DevSettings
 
@@ -185,6 +214,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         env = {
             "MEDPAY_WECHAT_API_BASE": f"{sandbox}/wechat",
             "MEDPAY_ALIPAY_GATEWAY": f"{sandbox}/alipay/gateway.do",
+            "MEDPAY_WECHATPAY_API_BASE": f"{sandbox}/wechatpay",
             "MEDPAY_ECERT_API_BASE": f"{sandbox}/ecert",
             **env,
         }
@@ -217,7 +247,8 @@ def _check_keys(settings: Settings) -> None:
 def refuse_sandbox_in_production(settings: Settings) -> None:
     """Production must name real partners over HTTPS, real servers, and keys of its own."""
     problems = []
-    for group, field in (("wechat", "api_base"), ("alipay", "gateway"), ("ecert", "api_base")):
+    urls = (("wechat", "api_base"), ("alipay", "gateway"), ("wechatpay", "api_base"), ("ecert", "api_base"))
+    for group, field in urls:
         url = getattr(getattr(settings, group), field)
         if urlsplit(url).scheme != "https":
             problems.append(f"{type(getattr(settings, group)).variable(field)} is not an https URL")
@@ -225,6 +256,19 @@ def refuse_sandbox_in_production(settings: Settings) -> None:
         (settings.wechat.appid, SANDBOX_WECHAT_APPID, "MEDPAY_WECHAT_APPID"),
         (settings.wechat.secret, SANDBOX_WECHAT_SECRET, "MEDPAY_WECHAT_SECRET"),
         (settings.alipay.app_id, SANDBOX_ALIPAY_APP_ID, "MEDPAY_ALIPAY_APP_ID"),
+        (settings.alipay.seller_id, SANDBOX_ALIPAY_SELLER_ID, "MEDPAY_ALIPAY_SELLER_ID"),
+        (settings.wechatpay.mchid, SANDBOX_WECHATPAY_MCHID, "MEDPAY_WECHATPAY_MCHID"),
+        (
+            settings.wechatpay.merchant_serial_no,
+            SANDBOX_WECHATPAY_MERCHANT_SERIAL_NO,
+            "MEDPAY_WECHATPAY_MERCHANT_SERIAL_NO",
+        ),
+        (
+            settings.wechatpay.platform_public_key_id,
+            SANDBOX_WECHATPAY_PUBLIC_KEY_ID,
+            "MEDPAY_WECHATPAY_PLATFORM_PUBLIC_KEY_ID",
+        ),
+        (settings.wechatpay.apiv3_key, SANDBOX_WECHATPAY_APIV3_KEY, "MEDPAY_WECHATPAY_APIV3_KEY"),
         (settings.ecert.app_id, SANDBOX_ECERT_APP_ID, "MEDPAY_ECERT_APP_ID"),
         (settings.ecert.app_secret, SANDBOX_ECERT_APP_SECRET, "MEDPAY_ECERT_APP_SECRET"),
         (settings.ecert.data_key, SANDBOX_ECERT_DATA_KEY, "MEDPAY_ECERT_DATA_KEY"),
@@ -240,6 +284,8 @@ def refuse_sandbox_in_production(settings: Settings) -> None:
         (settings.auth.signing_key_file, "MEDPAY_AUTH_SIGNING_KEY_FILE"),
         (settings.alipay.app_private_key_file, "MEDPAY_ALIPAY_APP_PRIVATE_KEY_FILE"),
         (settings.alipay.platform_public_key_file, "MEDPAY_ALIPAY_PLATFORM_PUBLIC_KEY_FILE"),
+        (settings.wechatpay.merchant_private_key_file, "MEDPAY_WECHATPAY_MERCHANT_PRIVATE_KEY_FILE"),
+        (settings.wechatpay.platform_public_key_file, "MEDPAY_WECHATPAY_PLATFORM_PUBLIC_KEY_FILE"),
         *(
             (Path(p.strip()), "MEDPAY_AUTH_PREVIOUS_PUBLIC_KEYS")
             for p in settings.auth.previous_public_keys.split(",")

@@ -111,6 +111,18 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         "MEDPAY_ALIPAY_PLATFORM_PUBLIC_KEY_FILE": str(
             _write_key(tmp_path / "alipay.pem", rsa.generate_private_key(65537, 2048), private=False)
         ),
+        "MEDPAY_ALIPAY_SELLER_ID": "2088123412341234",
+        "MEDPAY_WECHATPAY_API_BASE": "https://api.mch.weixin.qq.com",
+        "MEDPAY_WECHATPAY_MCHID": "1230000109",
+        "MEDPAY_WECHATPAY_MERCHANT_SERIAL_NO": "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        "MEDPAY_WECHATPAY_PLATFORM_PUBLIC_KEY_ID": "PUB_KEY_ID_0112300001092025010100000001",
+        "MEDPAY_WECHATPAY_APIV3_KEY": base64.b64encode(os.urandom(24)).decode(),
+        "MEDPAY_WECHATPAY_MERCHANT_PRIVATE_KEY_FILE": str(
+            _write_key(tmp_path / "merchant.pem", rsa.generate_private_key(65537, 2048))
+        ),
+        "MEDPAY_WECHATPAY_PLATFORM_PUBLIC_KEY_FILE": str(
+            _write_key(tmp_path / "wechatpay.pem", rsa.generate_private_key(65537, 2048), private=False)
+        ),
     }
 
 

@@ -142,6 +142,17 @@ class AlipayClient:
         signed["sign"] = rsa2_sign(self._private_key, signing_content(signed))
         return signed
 
+    # For the other gateway clients (trades): the same signing and checking as here.
+    def signed(self, method: str, params: dict[str, str]) -> dict[str, str]:
+        return self._signed(method, params)
+
+    def verified(self, response: httpx.Response, method: str) -> tuple[bool, dict[str, Any]]:
+        return self._verified(response, method)
+
+    def platform_signed(self, content: str, signature: str) -> bool:
+        """Whether Alipay's key made this signature over this content."""
+        return rsa2_verify(self._platform_key, content, signature)
+
     def _verified(self, response: httpx.Response, method: str) -> tuple[bool, dict[str, Any]]:
         """(is it the gateway's error_response, the answer object), its signature checked."""
         if response.status_code >= 500:

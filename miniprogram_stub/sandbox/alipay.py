@@ -1,5 +1,5 @@
 """Alipay mini-program: the phone side (`my.getAuthCode()`, `my.requestSubscribeMessage()`) and
-the OpenAPI gateway (login here; subscribe messages in `alipay_subscribe`)."""
+the OpenAPI gateway (login here; subscribe messages in `alipay_subscribe`, trades in `alipay_trade`)."""
 
 import base64
 import secrets
@@ -15,7 +15,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 
-from miniprogram_stub.sandbox import alipay_subscribe, config
+from miniprogram_stub.sandbox import alipay_subscribe, alipay_trade, config
 from miniprogram_stub.sandbox.alipay_openapi import (
     JSON_UTF8,
     SHANGHAI,
@@ -80,6 +80,7 @@ class AlipayState:
         default_factory=lambda: OneTimeCodes(lambda: secrets.token_hex(16))
     )
     subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    trades: alipay_trade.Trades = field(default_factory=alipay_trade.Trades)
 
 
 def identity(app_id: str, user: str) -> AlipayIdentity:
@@ -140,9 +141,16 @@ def _template_message_send(params: dict[str, str], platform: AlipayState) -> dic
 
 
 _Method = Callable[[dict[str, str], AlipayState], dict[str, Any]]
+
+
+def _trade_method(run: Callable[[dict[str, str], alipay_trade.Trades], dict[str, Any]]) -> _Method:
+    return lambda params, platform: run(params, platform.trades)
+
+
 _METHODS: dict[str, _Method] = {
     API_OAUTH_TOKEN: _oauth_token,
     alipay_subscribe.API_TEMPLATE_MESSAGE_SEND: _template_message_send,
+    **{name: _trade_method(run) for name, run in alipay_trade.METHODS.items()},
 }
 
 

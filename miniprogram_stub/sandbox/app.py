@@ -4,10 +4,10 @@ from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from miniprogram_stub.sandbox import alipay, ecert, face, faults, wechat
+from miniprogram_stub.sandbox import alipay, ecert, face, faults, pay_phone, wechat, wechatpay
 
 # Adding a partner sandbox: write its module with a PARTNER, then list it here.
-PARTNERS = (wechat.PARTNER, alipay.PARTNER, ecert.PARTNER, face.PARTNER)
+PARTNERS = (wechat.PARTNER, alipay.PARTNER, wechatpay.PARTNER, ecert.PARTNER, face.PARTNER)
 
 
 @get("/health", operation_id="health")
@@ -21,7 +21,7 @@ def create_app() -> Litestar:
     for partner in PARTNERS:
         state[partner.name] = partner.new_state()
     return Litestar(
-        route_handlers=[health, faults.router, *(p.router for p in PARTNERS)],
+        route_handlers=[health, faults.router, pay_phone.router, *(p.router for p in PARTNERS)],
         dependencies={"book": Provide(faults.provide_book, sync_to_thread=False)},
         state=state,
         openapi_config=None,

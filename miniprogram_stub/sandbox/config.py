@@ -17,8 +17,28 @@ WECHAT_TOKEN_TTL_S = float(os.environ.get("SANDBOX_WECHAT_TOKEN_TTL_S", "7200"))
 WECHAT_TOKEN_OVERLAP_S = float(os.environ.get("SANDBOX_WECHAT_TOKEN_OVERLAP_S", "300"))
 
 ALIPAY_APP_ID = os.environ.get("SANDBOX_ALIPAY_APP_ID", "2021000000000001")
+# The merchant's Alipay account (a 2088... user id): `seller_id` of its trades.
+ALIPAY_SELLER_ID = os.environ.get("SANDBOX_ALIPAY_SELLER_ID", "2088000000000001")
 # Alipay refuses requests whose timestamp is further than this from its clock.
 ALIPAY_TIMESTAMP_WINDOW_S = 15 * 60
+
+# WeChat Pay: the merchant, its API certificate's serial, the platform's public key id, and the
+# APIv3 key (32 characters, published on purpose so the backend's dev settings can match it).
+WECHATPAY_MCHID = os.environ.get("SANDBOX_WECHATPAY_MCHID", "1900000001")
+WECHATPAY_MERCHANT_SERIAL_NO = os.environ.get(
+    "SANDBOX_WECHATPAY_MERCHANT_SERIAL_NO", "3775B6A45ACD588826D15E583A95F5DD34A1D1E0"
+)
+WECHATPAY_PUBLIC_KEY_ID = os.environ.get(
+    "SANDBOX_WECHATPAY_PUBLIC_KEY_ID", "PUB_KEY_ID_0119000000012026112200000001"
+)
+WECHATPAY_APIV3_KEY = os.environ.get("SANDBOX_WECHATPAY_APIV3_KEY", "medpaySandboxApiV3Key00000000001")
+# WeChat Pay refuses a request signed further than this from its clock.
+WECHATPAY_TIMESTAMP_WINDOW_S = 300
+# A payment notification not acknowledged is sent again after each of these delays (the real
+# platforms wait minutes to hours; the sandbox seconds).
+NOTIFY_RETRY_DELAYS_S = tuple(
+    float(s) for s in os.environ.get("SANDBOX_NOTIFY_RETRY_DELAYS_S", "1,2,4").split(",") if s.strip()
+)
 
 ECERT_APP_ID = os.environ.get("SANDBOX_ECERT_APP_ID", "medpay-sandbox-ecert")
 ECERT_APP_SECRET = os.environ.get("SANDBOX_ECERT_APP_SECRET", "sandbox-ecert-app-secret-0001")
@@ -53,6 +73,24 @@ def alipay_platform_private_key() -> RSAPrivateKey:
     key = load_pem_private_key((_KEYS / "alipay-platform-private.pem").read_bytes(), None)
     if not isinstance(key, RSAPrivateKey):
         raise TypeError("alipay-platform-private.pem must hold an RSA private key")
+    return key
+
+
+@cache
+def wechatpay_merchant_public_key() -> RSAPublicKey:
+    """The merchant's API-certificate key: verifies the backend's request signatures and paySign."""
+    key = load_pem_public_key((_KEYS / "wechatpay-merchant-public.pem").read_bytes())
+    if not isinstance(key, RSAPublicKey):
+        raise TypeError("wechatpay-merchant-public.pem must hold an RSA public key")
+    return key
+
+
+@cache
+def wechatpay_platform_private_key() -> RSAPrivateKey:
+    """WeChat Pay's own key: signs every answer and notification (`Wechatpay-Signature`)."""
+    key = load_pem_private_key((_KEYS / "wechatpay-platform-private.pem").read_bytes(), None)
+    if not isinstance(key, RSAPrivateKey):
+        raise TypeError("wechatpay-platform-private.pem must hold an RSA private key")
     return key
 
 
