@@ -12,6 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.auth.routes import AuthController, MeController
+from backend.billing.routes import BillController, PartnerBillController, PaymentNotifyController
 from backend.ecert.routes import EcertController, TerminalController
 from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController
@@ -32,6 +33,9 @@ ROUTES = [
     TerminalController,
     NotificationsController,
     TemplatesController,
+    BillController,
+    PartnerBillController,
+    PaymentNotifyController,
 ]
 
 

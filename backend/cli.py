@@ -80,6 +80,32 @@ def seed() -> None:
     click.echo("\n".join(f"created {item}" for item in created) or "demo data already present")
 
 
+@main.command()
+def audit() -> None:
+    """Recompute every balance from the ledger's entries and check every money invariant.
+
+    Exits 1 naming each problem found; 0 when the books are clean.
+    """
+    from backend.billing.audit import full_audit
+
+    problems, counts = _with_database(_settings(), full_audit)
+    checked = ", ".join(f"{n} {what}" for what, n in counts.items())
+    if problems:
+        for problem in problems:
+            click.echo(f"PROBLEM {problem}", err=True)
+        raise click.ClickException(f"audit found {len(problems)} problem(s) in {checked}")
+    click.echo(f"audit clean: {checked}")
+
+
+@main.command(name="load-policies")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load_policies(path: Path) -> None:
+    """Insert or update the settlement policies in a TOML file (format: backend/billing/policies.toml)."""
+    from backend.billing.policy import load
+
+    click.echo(f"{_with_database(_settings(), lambda: load(path))} policies loaded")
+
+
 @main.group()
 def partner() -> None:
     """Partner clients (hospital HIS, terminals, banks)."""

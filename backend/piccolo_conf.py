@@ -23,5 +23,7 @@ APP_REGISTRY = AppRegistry(
         "backend.oauth.piccolo_app",
         "backend.ecert.piccolo_app",
         "backend.notify.piccolo_app",
+        "backend.ledger.piccolo_app",
+        "backend.billing.piccolo_app",
     ]
 )

@@ -1,7 +1,8 @@
-"""Demo data for development and the sandbox: institutions and partner clients. Idempotent."""
+"""Demo data for development and the sandbox: institutions, partner clients, policies. Idempotent."""
 
 from __future__ import annotations
 
+from backend.billing import policy
 from backend.hospitals.service import ensure_institution
 from backend.oauth.service import seed_client
 
@@ -50,4 +51,5 @@ async def seed() -> list[str]:
     for kind, name, scopes, institution, client_id, secret in PARTNER_CLIENTS:
         if await seed_client(kind, name, scopes, institution, client_id, secret):
             created.append(f"partner client {client_id}")
+    created.append(f"{await policy.load()} settlement policies (inserted or updated)")
     return created

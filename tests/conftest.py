@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,7 +102,11 @@ def client(session_client: httpx.AsyncClient) -> httpx.AsyncClient:
 
 @pytest.fixture
 def run_worker(settings: Settings, runtime: Runtime) -> Any:
-    """Run a burst worker until the queue is empty; returns it (see `jobs_complete` etc.)."""
+    """Run a burst worker until no job is due; returns it (see `jobs_complete` etc.).
+
+    Jobs deferred a minute or more (a bill's expiry, a later payment check) would keep a burst
+    worker waiting: they are set aside while it runs and put back after.
+    """
 
     async def run(**overrides: Any) -> Worker:
         kwargs = {
@@ -115,10 +121,26 @@ def run_worker(settings: Settings, runtime: Runtime) -> Any:
             **overrides,
         }
         worker = Worker(**kwargs)
+        parked: dict[bytes, float] = {}
+
+        async def park_later_jobs() -> None:
+            while True:
+                later = await runtime.redis.zrangebyscore(
+                    worker.queue_name, time.time() * 1000 + 60_000, "+inf", withscores=True
+                )
+                if later:
+                    await runtime.redis.zrem(worker.queue_name, *(job for job, _ in later))
+                    parked.update(later)
+                await asyncio.sleep(0.01)
+
+        parker = asyncio.create_task(park_later_jobs())
         try:
             await worker.main()
         finally:
+            parker.cancel()
             await worker.close()
+            if parked:
+                await runtime.redis.zadd(worker.queue_name, parked)
         return worker
 
     return run

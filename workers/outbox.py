@@ -10,10 +10,12 @@ import structlog
 from arq import Retry
 
 from backend.auth import service as auth
+from backend.billing.callbacks import APPLY_EVENT
 from backend.notify import service as notify
 from backend.platform import outbox
 from backend.platform.logging import correlated
 from backend.platform.runtime import Runtime
+from workers.billing import apply_channel_event
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +36,7 @@ async def _deliver_notification(runtime: Runtime, payload: dict[str, Any]) -> No
 HANDLERS: dict[str, Handler] = {
     auth.SESSION_REVOKED: _session_revoked,
     notify.DELIVER: _deliver_notification,
+    APPLY_EVENT: apply_channel_event,
 }
 
 

@@ -12,6 +12,14 @@ from backend.ecert import service as ecert
 from backend.platform.logging import configure_logging, correlated
 from backend.platform.runtime import arq_redis_settings, running, serialize_job
 from backend.settings import Settings
+from workers.billing import (
+    check_payment,
+    check_refund,
+    expire_bill,
+    purge_idempotency_keys,
+    send_refund,
+    sweep_bills,
+)
 from workers.outbox import JOB_TIMEOUT_SECONDS, MAX_ATTEMPTS, run_outbox_message, sweep_outbox
 
 
@@ -46,12 +54,19 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 max_tries=MAX_ATTEMPTS + 1,  # the outbox row counts attempts and stops first
                 timeout=JOB_TIMEOUT_SECONDS,
                 keep_result=0,  # keep no result, so the sweeper may send the job id again
-            )
+            ),
+            # Each re-reads the state it acts on and changes it only by guarded updates.
+            *(
+                func(job, timeout=60, keep_result=0, max_tries=5)
+                for job in (expire_bill, check_payment, send_refund, check_refund)
+            ),
         ],
         "cron_jobs": [
             cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True, timeout=60),
             cron(purge_refresh_tokens, hour={3}, minute={17}, second={0}, timeout=300),
             cron(purge_ecert_codes, hour={3}, minute={27}, second={0}, timeout=300),
+            cron(sweep_bills, second={5}, run_at_startup=True, timeout=60),
+            cron(purge_idempotency_keys, hour={3}, minute={37}, second={0}, timeout=300),
         ],
         "redis_settings": arq_redis_settings(settings.redis.url),
         "job_serializer": serialize_job,

@@ -215,3 +215,11 @@ async def purge_expired_refresh_tokens(keep_days: int = 7) -> int:
         .returning(RefreshToken.id)
     )
     return len(rows)
+
+
+async def payer_id(user_id: int) -> str:
+    """The user's id at their channel (WeChat openid, Alipay user id): who a channel order is for."""
+    row = await User.select(User.openid).where(User.id == user_id).first()
+    if row is None:
+        raise NotFound("no such user")
+    return str(row["openid"])

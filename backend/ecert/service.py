@@ -466,3 +466,67 @@ async def purge_spent(keep: timedelta = timedelta(days=1)) -> int:
         .returning(FaceAssertionUse.id)
     )
     return len(codes) + len(faces)
+
+
+# -- for other domains: who a bill is for, and who may see it --------------------------------
+
+
+async def visit_for_bill(token: str, partner: Partner) -> tuple[int, int]:
+    """(visit id, insured person id) of a live visit at the partner's institution."""
+    rows = await Visit.raw(
+        """
+        SELECT v.id, v.insured_id, i.code AS institution
+        FROM visit v JOIN institution i ON i.id = v.institution_id
+        WHERE v.token_hash = {} AND v.expires_at > now()
+        """,
+        hashlib.sha256(token.encode()).hexdigest(),
+    )
+    if not rows:
+        raise NotFound(
+            "no such visit, or it has ended", code="VISIT_NOT_FOUND", detail={"field": "visit_token"}
+        )
+    if rows[0]["institution"] != partner.institution_code:
+        raise Forbidden(
+            "this visit belongs to another institution",
+            code="VISIT_WRONG_INSTITUTION",
+            detail={"field": "visit_token"},
+        )
+    return int(rows[0]["id"]), int(rows[0]["insured_id"])
+
+
+async def insured_by_cert_no(cert_no: str) -> int:
+    """The insured person holding this e-certificate number (bound here at least once)."""
+    row = await InsuredPerson.select(InsuredPerson.id).where(InsuredPerson.cert_no == cert_no).first()
+    if row is None:
+        raise NotFound(
+            "no insured person with this cert_no", code="INSURED_NOT_FOUND", detail={"field": "cert_no"}
+        )
+    return int(row["id"])
+
+
+async def insured_person(insured_id: int) -> dict[str, Any]:
+    """What settlement needs: region_code, insurance_type, opening_balance_fen, and the masked identity."""
+    row = (
+        await InsuredPerson.select(InsuredPerson.id, InsuredPerson.opening_balance_fen, *MASKED_COLUMNS)
+        .where(InsuredPerson.id == insured_id)
+        .first()
+    )
+    if row is None:
+        raise NotFound("no such insured person", code="INSURED_NOT_FOUND")
+    return {**row, "masked": _masked(row)}
+
+
+async def insured_of_user(user_id: int) -> list[int]:
+    """The insured people whose bills this user may see and pay: their own live binding."""
+    binding = await EcertBinding.select(EcertBinding.insured_id).where(
+        (EcertBinding.user_id == user_id) & EcertBinding.unbound_at.is_null()
+    )
+    return [int(row["insured_id"]) for row in binding]
+
+
+async def users_of_insured(insured_id: int) -> list[int]:
+    """The users with a live binding to this person (to notify about their bills)."""
+    rows = await EcertBinding.select(EcertBinding.user_id).where(
+        (EcertBinding.insured_id == insured_id) & EcertBinding.unbound_at.is_null()
+    )
+    return [int(row["user_id"]) for row in rows]

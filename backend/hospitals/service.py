@@ -29,3 +29,16 @@ async def find(code: str) -> dict[str, Any] | None:
         .where(Institution.code == code)
         .first()
     )
+
+
+async def find_by_id(institution_id: int) -> dict[str, Any]:
+    row = (
+        await Institution.select(
+            Institution.id, Institution.code, Institution.name, Institution.level, Institution.region_code
+        )
+        .where(Institution.id == institution_id)
+        .first()
+    )
+    if row is None:
+        raise LookupError(f"no institution {institution_id}")
+    return row

@@ -42,6 +42,8 @@ async def add(task: str, payload: dict[str, Any]) -> int:
 
 async def send(redis: ArqRedis, message_ids: list[int]) -> None:
     """Enqueue committed messages now; whatever fails here the sweeper sends later."""
+    if not message_ids:
+        return
     try:
         for message_id in message_ids:
             await redis.enqueue_job(JOB, message_id, _job_id=job_id(message_id))

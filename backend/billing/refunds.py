@@ -1,0 +1,291 @@
+"""Refunds of paid bills, whole or in part, asked for by the hospital's system.
+
+A refund takes its share of each part of the bill (see `settlement.refund_parts`). The parts
+are reserved when it is recorded (REQUESTED), so concurrent refunds never exceed the bill. When
+there is cash to give back, the channel is asked over HTTP with our `out_refund_no`, which it
+deduplicates; once it accepts, the ledger, the year's usage and the bill's state move in one
+transaction. A refund the channel refuses is REJECTED and releases its reservation; one the
+channel could not be asked about stays REQUESTED and the sweeper asks again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from backend.billing import policy
+from backend.billing.schemas import RefundCreate, RefundRead
+from backend.billing.service import CHINA, partner_bill, refund_read
+from backend.billing.settlement import RefundParts, refund_parts
+from backend.billing.tables import Bill, CashPayment, Refund
+from backend.ecert import service as ecert
+from backend.hospitals import service as hospitals
+from backend.ledger import service as ledger
+from backend.notify import service as notify
+from backend.oauth.service import Partner
+from backend.partners.channels import RefundStatus
+from backend.piccolo_conf import DB
+from backend.platform import outbox
+from backend.platform.errors import AppError, Conflict, PartnerUnavailable
+from backend.platform.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+LIVE = ("REQUESTED", "PROCESSING", "SUCCEEDED", "FAILED")  # every state but REJECTED holds its parts
+
+
+async def _remaining(bill: dict[str, Any]) -> RefundParts:
+    """What is left of each part of a paid bill after every live refund."""
+    rows = await Refund.raw(
+        """
+        SELECT coalesce(sum(fund_fen), 0) AS fund, coalesce(sum(personal_account_fen), 0) AS pa,
+               coalesce(sum(cash_fen), 0) AS cash, coalesce(sum(deductible_fen), 0) AS deductible
+        FROM bill_refund WHERE bill_id = {} AND state = ANY({}::text[])
+        """,
+        bill["id"],
+        list(LIVE),
+    )
+    taken = rows[0]
+    return RefundParts(
+        fund_fen=bill["fund_fen"] - taken["fund"],
+        personal_account_fen=bill["personal_account_fen"] - taken["pa"],
+        cash_fen=bill["cash_fen"] - taken["cash"],
+        deductible_fen=bill["deductible_fen"] - taken["deductible"],
+    )
+
+
+async def request_refund(
+    rt: Runtime, partner: Partner, bill_id: uuid.UUID, request: RefundCreate
+) -> RefundRead:
+    await partner_bill(partner, bill_id)
+    refund_id = uuid.uuid4()
+    messages: list[int] = []
+    async with DB.transaction():
+        bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", bill_id))[0]
+        if bill["state"] not in ("PAID", "PARTIALLY_REFUNDED"):
+            raise Conflict(
+                f"the bill is {bill['state']}; only a paid bill is refunded",
+                code="BILL_NOT_REFUNDABLE",
+                detail={"state": bill["state"]},
+            )
+        remaining = await _remaining(bill)
+        left = remaining.fund_fen + remaining.personal_account_fen + remaining.cash_fen
+        amount = request.amount_fen if request.amount_fen is not None else left
+        if amount > left or amount == 0:
+            raise AppError(
+                f"{left} fen are left to refund on this bill",
+                code="REFUND_EXCEEDS_REMAINING",
+                status_code=422,
+                detail={"field": "amount_fen", "refundable_fen": left},
+            )
+        parts = refund_parts(amount, remaining, left)
+        now = datetime.now(UTC)
+        await Refund.insert(
+            Refund(
+                id=refund_id,
+                bill_id=bill_id,
+                out_refund_no=f"RF{refund_id.hex[:30]}",
+                amount_fen=amount,
+                fund_fen=parts.fund_fen,
+                personal_account_fen=parts.personal_account_fen,
+                cash_fen=parts.cash_fen,
+                deductible_fen=parts.deductible_fen,
+                reason=request.reason,
+                state="REQUESTED",
+                requested_by=partner.client_id,
+                created_at=now,
+            )
+        )
+        if not parts.cash_fen:
+            messages += await _accept(refund_id, "SUCCEEDED", None)
+    await outbox.send(rt.redis, messages)
+    log.info("refund recorded", bill_id=str(bill_id), refund_id=str(refund_id), amount_fen=amount)
+    if parts.cash_fen:
+        await send(rt, refund_id, raise_refusal=True)
+    return await read(refund_id)
+
+
+async def read(refund_id: uuid.UUID) -> RefundRead:
+    row = await Refund.select().where(Refund.id == refund_id).first()
+    assert row is not None
+    return refund_read(row)
+
+
+async def send(rt: Runtime, refund_id: uuid.UUID, *, raise_refusal: bool = False) -> str:
+    """Ask the channel to give the cash back (again: `out_refund_no` makes repeats harmless)."""
+    refund = await Refund.select().where(Refund.id == refund_id).first()
+    if refund is None or refund["state"] != "REQUESTED":
+        return "nothing to send"
+    cash = await CashPayment.select().where(CashPayment.bill_id == refund["bill_id"]).first()
+    assert cash is not None
+    channel = rt.partners.channel(cash["method"])
+    try:
+        status = await channel.refund(
+            cash["out_trade_no"],
+            refund["out_refund_no"],
+            refund["cash_fen"],
+            cash["amount_fen"],
+            refund["reason"],
+            f"{rt.settings.app.base_url}/api/v1/payments/notify/{cash['method']}",
+        )
+    except PartnerUnavailable:
+        log.warning("refund left for the sweeper", refund_id=str(refund_id))
+        return "deferred"
+    except AppError as exc:
+        await _reject(refund_id, f"{exc.code}: {exc.message}")
+        if raise_refusal:
+            raise
+        return "rejected"
+    return await apply_status(rt, refund_id, status)
+
+
+async def apply_status(rt: Runtime, refund_id: uuid.UUID, status: RefundStatus) -> str:
+    """The channel's word on a refund (its answer, its notification or a query)."""
+    if status.state == "NOT_FOUND":
+        return "unknown at the channel"
+    if status.state == "FAILED":
+        refund = await Refund.select(Refund.state).where(Refund.id == refund_id).first()
+        if refund and refund["state"] == "REQUESTED":
+            await _reject(refund_id, "the channel refused the refund")
+            return "rejected"
+        await Refund.update(
+            {Refund.state: "FAILED", Refund.error: "failed at the channel after accepting"}
+        ).where((Refund.id == refund_id) & (Refund.state == "PROCESSING"))
+        log.error("refund failed at the channel after it accepted it", refund_id=str(refund_id))
+        return "failed"
+    messages: list[int] = []
+    async with DB.transaction():
+        messages += await _accept(refund_id, status.state, status.refund_id)
+        if status.state == "SUCCEEDED":
+            messages += await _succeeded(refund_id)
+    await outbox.send(rt.redis, messages)
+    return status.state.lower()
+
+
+async def _reject(refund_id: uuid.UUID, error: str) -> None:
+    await Refund.update({Refund.state: "REJECTED", Refund.error: error}).where(
+        (Refund.id == refund_id) & (Refund.state == "REQUESTED")
+    )
+    log.warning("refund rejected", refund_id=str(refund_id), error=error)
+
+
+async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | None) -> list[int]:
+    """REQUESTED -> PROCESSING or SUCCEEDED: post the refund to the ledger and the bill. Once."""
+    now = datetime.now(UTC)
+    rows = await Refund.raw(
+        """
+        UPDATE bill_refund SET state = {}, accepted_at = {}, channel_refund_id = {},
+               succeeded_at = CASE WHEN {} = 'SUCCEEDED' THEN {}::timestamptz END
+        WHERE id = {} AND state = 'REQUESTED' RETURNING *
+        """,
+        state,
+        now,
+        channel_refund_id,
+        state,
+        now,
+        refund_id,
+    )
+    if not rows:
+        return []
+    refund = rows[0]
+    bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", refund["bill_id"]))[0]
+    person = await ecert.insured_person(bill["insured_id"])
+    institution = await hospitals.find_by_id(bill["institution_id"])
+    region = policy.pooling_region(person["region_code"])
+    lines = [
+        (ledger.hospital_receivable(institution["code"]), -refund["amount_fen"]),
+        (ledger.fund_pool(region, person["insurance_type"]), refund["fund_fen"]),
+        (ledger.personal_account(bill["insured_id"]), refund["personal_account_fen"]),
+    ]
+    if refund["cash_fen"]:
+        lines.append((ledger.channel_clearing(bill["cash_method"]), refund["cash_fen"]))
+    await ledger.post("bill.refunded", f"refund:{refund_id}", lines)
+    await policy.add_usage(
+        bill["insured_id"], bill["policy_year"], -refund["deductible_fen"], -refund["fund_fen"]
+    )
+    refunded = bill["refunded_fen"] + refund["amount_fen"]
+    await Bill.update(
+        {
+            Bill.refunded_fen: refunded,
+            Bill.state: "REFUNDED" if refunded == bill["total_fen"] else "PARTIALLY_REFUNDED",
+            Bill.updated_at: now,
+        }
+    ).where((Bill.id == bill["id"]) & Bill.state.is_in(["PAID", "PARTIALLY_REFUNDED"]))
+    return await _notify_refunded(bill, institution, refund, now) if state == "SUCCEEDED" else []
+
+
+async def _succeeded(refund_id: uuid.UUID) -> list[int]:
+    """PROCESSING -> SUCCEEDED, and the patient hears of it."""
+    now = datetime.now(UTC)
+    rows = await Refund.raw(
+        "UPDATE bill_refund SET state = 'SUCCEEDED', succeeded_at = {} "
+        "WHERE id = {} AND state = 'PROCESSING' RETURNING *",
+        now,
+        refund_id,
+    )
+    if not rows:
+        return []
+    bill = await Bill.select().where(Bill.id == rows[0]["bill_id"]).first()
+    assert bill is not None
+    institution = await hospitals.find_by_id(bill["institution_id"])
+    return await _notify_refunded(bill, institution, rows[0], now)
+
+
+async def _notify_refunded(
+    bill: dict[str, Any], institution: dict[str, Any], refund: dict[str, Any], at: datetime
+) -> list[int]:
+    messages = []
+    for user_id in await ecert.users_of_insured(bill["insured_id"]):
+        message = await notify.notify(
+            user_id,
+            "refund_succeeded",
+            f"bill:{bill['id']}",
+            refund["out_refund_no"],
+            {
+                "hospital": institution["name"],
+                "amount_fen": refund["amount_fen"],
+                "at": at.astimezone(CHINA).isoformat(),
+                "reason": refund["reason"],
+                "bill_id": str(bill["id"]),
+            },
+        )
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+async def by_out_refund_no(out_refund_no: str) -> uuid.UUID | None:
+    row = await Refund.select(Refund.id).where(Refund.out_refund_no == out_refund_no).first()
+    return row["id"] if row else None
+
+
+async def check(rt: Runtime, refund_id: uuid.UUID) -> str:
+    """Ask the channel about a refund it accepted but has not confirmed."""
+    refund = await Refund.select().where(Refund.id == refund_id).first()
+    if refund is None or refund["state"] != "PROCESSING":
+        return "nothing to check"
+    cash = await CashPayment.select().where(CashPayment.bill_id == refund["bill_id"]).first()
+    assert cash is not None
+    status = await rt.partners.channel(cash["method"]).query_refund(
+        cash["out_trade_no"], refund["out_refund_no"]
+    )
+    return await apply_status(rt, refund_id, status)
+
+
+async def unfinished(older_than: timedelta, limit: int = 200) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """For the sweeper: (refunds never answered by the channel, refunds accepted but unconfirmed)."""
+    cutoff = datetime.now(UTC) - older_than
+    requested = (
+        await Refund.select(Refund.id)
+        .where((Refund.state == "REQUESTED") & (Refund.created_at <= cutoff))
+        .limit(limit)
+    )
+    processing = (
+        await Refund.select(Refund.id)
+        .where((Refund.state == "PROCESSING") & (Refund.accepted_at <= cutoff))
+        .limit(limit)
+    )
+    return [r["id"] for r in requested], [r["id"] for r in processing]

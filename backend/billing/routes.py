@@ -1,0 +1,177 @@
+"""Bills over HTTP: hospitals create and refund them, patients pre-settle and pay, channels notify."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from backend.auth.routes import PatientDep, provide_patient
+from backend.billing import callbacks, payment, refunds, service
+from backend.billing.schemas import (
+    BillCreate,
+    BillPage,
+    BillRead,
+    PaymentRead,
+    PayRequest,
+    PresettleRead,
+    PresettleRequest,
+    RefundCreate,
+    RefundRead,
+)
+from backend.ecert.qr import render
+from backend.oauth.routes import requires_scope
+from backend.platform import idempotency
+from backend.platform.deps import RuntimeDep
+
+BillId = Annotated[uuid.UUID, PathParameter(description="the bill's id")]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name=idempotency.HEADER,
+        required=False,
+        description="required: a unique value per operation; repeats replay the first answer",
+    ),
+]
+
+
+async def _once(
+    request: Request[Any, Any, Any],
+    scope: str,
+    key: str | None,
+    data: Any,
+    work: Callable[[], Awaitable[tuple[int, Any]]],
+) -> Response[bytes]:
+    fingerprint = idempotency.fingerprint(request.method, request.url.path, msgspec.to_builtins(data))
+    return await idempotency.run_once(scope, key, fingerprint, work)
+
+
+class BillController(Controller):
+    path = "/api/v1/bills"
+    tags = ["bills"]
+    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
+
+    @get("/", operation_id="billList")
+    async def list_bills(
+        self,
+        patient: PatientDep,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        before: FromQuery[datetime | None] = None,
+    ) -> BillPage:
+        """The patient's bills, newest first."""
+        return await service.list_for(patient, limit, before)
+
+    @get("/{bill_id:uuid}", operation_id="billGet")
+    async def show(self, bill_id: BillId, patient: PatientDep, runtime: RuntimeDep) -> BillRead:
+        """One bill with its items, its split once payment started, and its refunds."""
+        await service.owned_bill(patient, bill_id)
+        return await service.read(runtime, bill_id)
+
+    @post("/{bill_id:uuid}/presettle", status_code=HTTP_200_OK, operation_id="billPresettle")
+    async def presettle(
+        self, bill_id: BillId, data: JSONBody[PresettleRequest], patient: PatientDep
+    ) -> PresettleRead:
+        """What the fund, the personal account and cash would pay, item by item, with the rule."""
+        return await service.presettle_bill(patient, bill_id, data.use_personal_account)
+
+    @post("/{bill_id:uuid}/pay", status_code=HTTP_200_OK, operation_id="billPay")
+    async def pay(
+        self,
+        bill_id: BillId,
+        data: JSONBody[PayRequest],
+        patient: PatientDep,
+        runtime: RuntimeDep,
+        request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        """Pay in one confirmation: the fund's and personal account's parts settle now; a cash part
+        returns `launch`, what the mini-program opens the channel's payment with."""
+
+        async def work() -> tuple[int, PaymentRead]:
+            return 200, await payment.pay(runtime, patient, bill_id, data)
+
+        return await _once(request, f"user:{patient.user_id}", idempotency_key, data, work)
+
+
+class PartnerBillController(Controller):
+    path = "/api/v1/partner/bills"
+    tags = ["bills"]
+    guards = [requires_scope("bills:write")]
+
+    @post("/", status_code=HTTP_201_CREATED, operation_id="partnerBillCreate")
+    async def create(
+        self,
+        data: JSONBody[BillCreate],
+        runtime: RuntimeDep,
+        request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        """An itemized bill for the patient of a visit (or an e-certificate number); the server
+        totals it. It expires unpaid after `MEDPAY_BILL_TTL_SECONDS`."""
+        partner = request.state.partner
+
+        async def work() -> tuple[int, BillRead]:
+            return 201, await service.create(runtime, partner, data)
+
+        return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
+
+    @get("/{bill_id:uuid}", operation_id="partnerBillGet")
+    async def show(self, bill_id: BillId, runtime: RuntimeDep, request: Request[Any, Any, Any]) -> BillRead:
+        await service.partner_bill(request.state.partner, bill_id)
+        return await service.read(runtime, bill_id)
+
+    @get("/{bill_id:uuid}/qrcode", operation_id="partnerBillQrCode")
+    async def qrcode(
+        self,
+        bill_id: BillId,
+        runtime: RuntimeDep,
+        request: Request[Any, Any, Any],
+        format: FromQuery[Literal["svg", "png"]] = "svg",
+    ) -> Response[bytes]:
+        """The bill's pay code for the counter's screen or the printed bill: scanning it opens the
+        bill in the mini-program (`pay_url`)."""
+        await service.partner_bill(request.state.partner, bill_id)
+        media = "image/svg+xml" if format == "svg" else "image/png"
+        return Response(render(service.pay_url(runtime, bill_id), format), media_type=media)
+
+    @post("/{bill_id:uuid}/refunds", status_code=HTTP_201_CREATED, operation_id="partnerBillRefund")
+    async def refund(
+        self,
+        bill_id: BillId,
+        data: JSONBody[RefundCreate],
+        runtime: RuntimeDep,
+        request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        """Refund all that is left (no `amount_fen`) or part of it. Each part of the bill gives back
+        its share; cash goes back through the channel. 202 while the channel has not answered."""
+        partner = request.state.partner
+
+        async def work() -> tuple[int, RefundRead]:
+            refund = await refunds.request_refund(runtime, partner, bill_id, data)
+            return (HTTP_202_ACCEPTED if refund.state == "REQUESTED" else HTTP_201_CREATED), refund
+
+        return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
+
+
+class PaymentNotifyController(Controller):
+    path = "/api/v1/payments/notify"
+    tags = ["payments"]
+
+    @post("/{channel:str}", operation_id="paymentNotify", request_max_body_size=64 * 1024)
+    async def notify(
+        self,
+        channel: FromPath[Literal["wechat", "alipay"]],
+        request: Request[Any, Any, Any],
+        runtime: RuntimeDep,
+    ) -> Response[bytes]:
+        """A payment channel's notification, in its own format, verified by its signature."""
+        answer = await callbacks.receive(runtime, channel, request.headers, await request.body())
+        return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)

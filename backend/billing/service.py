@@ -1,0 +1,312 @@
+"""Bills: created by a hospital's system, read by their patient, pre-settled before paying."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from backend.auth.service import Patient
+from backend.billing import policy
+from backend.billing.schemas import (
+    BillCreate,
+    BillPage,
+    BillRead,
+    BillSummary,
+    InstitutionRead,
+    ItemRead,
+    ItemSplitRead,
+    PolicyRead,
+    PresettleRead,
+    RefundRead,
+)
+from backend.billing.settlement import Item, Split, presettle
+from backend.billing.tables import Bill, BillItem, Refund
+from backend.ecert import service as ecert
+from backend.hospitals import service as hospitals
+from backend.ledger import service as ledger
+from backend.oauth.service import Partner
+from backend.piccolo_conf import DB
+from backend.platform.errors import AppError, Forbidden, NotFound
+from backend.platform.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+CHINA = ZoneInfo("Asia/Shanghai")
+MAX_TOTAL_FEN = 10**12
+EXPIRE_JOB = "expire_bill"
+
+
+def _field_error(field: str, message: str) -> AppError:
+    return AppError(message, code="VALIDATION_ERROR", status_code=422, detail={"field": field})
+
+
+def policy_year(now: datetime | None = None) -> int:
+    """Insurance years follow the calendar in China's time zone."""
+    return (now or datetime.now(UTC)).astimezone(CHINA).year
+
+
+def expire_job_id(bill_id: uuid.UUID) -> str:
+    return f"bill-expiry:{bill_id}"
+
+
+async def partner_institution(partner: Partner) -> dict[str, Any]:
+    institution = await hospitals.find(partner.institution_code) if partner.institution_code else None
+    if institution is None:
+        raise Forbidden("this client is not registered for an institution", code="NO_INSTITUTION")
+    return institution
+
+
+async def create(rt: Runtime, partner: Partner, request: BillCreate) -> BillRead:
+    if (request.visit_token is None) == (request.cert_no is None):
+        raise _field_error("visit_token", "name the patient by exactly one of visit_token or cert_no")
+    institution = await partner_institution(partner)
+    if request.visit_token is not None:
+        visit_id, insured_id = await ecert.visit_for_bill(request.visit_token, partner)
+    else:
+        assert request.cert_no is not None
+        visit_id, insured_id = None, await ecert.insured_by_cert_no(request.cert_no)
+    total = sum(item.quantity * item.unit_price_fen for item in request.items)
+    if total > MAX_TOTAL_FEN:
+        raise _field_error("items", f"a bill may total at most {MAX_TOTAL_FEN} fen")
+    now = datetime.now(UTC)
+    bill_id = uuid.uuid4()
+    expires_at = now + timedelta(seconds=rt.settings.billing.ttl_seconds)
+    async with DB.transaction():
+        await Bill.insert(
+            Bill(
+                id=bill_id,
+                bill_no=f"B{now.astimezone(CHINA):%Y%m%d}{secrets.randbelow(10**10):010d}",
+                institution_id=institution["id"],
+                insured_id=insured_id,
+                visit_id=visit_id,
+                created_by=partner.client_id,
+                order_type=request.order_type,
+                state="CREATED",
+                total_fen=total,
+                created_at=now,
+                expires_at=expires_at,
+                updated_at=now,
+            )
+        )
+        await BillItem.insert(
+            *(
+                BillItem(
+                    bill_id=bill_id,
+                    line_no=line_no,
+                    code=item.code,
+                    name=item.name,
+                    category=item.category,
+                    quantity=item.quantity,
+                    unit_price_fen=item.unit_price_fen,
+                    amount_fen=item.quantity * item.unit_price_fen,
+                )
+                for line_no, item in enumerate(request.items, start=1)
+            )
+        )
+    await schedule_expiry(rt, bill_id, expires_at)
+    log.info("bill created", bill_id=str(bill_id), total_fen=total, institution=institution["code"])
+    return await read(rt, bill_id)
+
+
+async def schedule_expiry(rt: Runtime, bill_id: uuid.UUID, at: datetime) -> None:
+    """A deferred job closes the bill when it expires; the sweeper catches any Redis loses."""
+    try:
+        await rt.redis.enqueue_job(EXPIRE_JOB, str(bill_id), _job_id=expire_job_id(bill_id), _defer_until=at)
+    except Exception as exc:
+        log.warning("bill expiry left to the sweeper", bill_id=str(bill_id), error=str(exc))
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+async def owned_bill(patient: Patient, bill_id: uuid.UUID) -> dict[str, Any]:
+    """The bill if this patient may see it; 404 otherwise, never another person's data."""
+    row = await Bill.select(Bill.id, Bill.insured_id, Bill.state).where(Bill.id == bill_id).first()
+    if row is None or row["insured_id"] not in await ecert.insured_of_user(patient.user_id):
+        raise NotFound("no such bill", code="BILL_NOT_FOUND")
+    return row
+
+
+async def partner_bill(partner: Partner, bill_id: uuid.UUID) -> dict[str, Any]:
+    """The bill if it belongs to the partner's institution; 404 otherwise."""
+    rows = await Bill.raw(
+        "SELECT b.id, b.state FROM bill b JOIN institution i ON i.id = b.institution_id "
+        "WHERE b.id = {} AND i.code = {}",
+        bill_id,
+        partner.institution_code,
+    )
+    if not rows:
+        raise NotFound("no such bill", code="BILL_NOT_FOUND")
+    row: dict[str, Any] = rows[0]
+    return row
+
+
+async def read(rt: Runtime, bill_id: uuid.UUID) -> BillRead:
+    rows = await Bill.raw(
+        """
+        SELECT b.*, i.code AS institution_code, i.name AS institution_name, i.level AS institution_level
+        FROM bill b JOIN institution i ON i.id = b.institution_id WHERE b.id = {}
+        """,
+        bill_id,
+    )
+    if not rows:
+        raise NotFound("no such bill", code="BILL_NOT_FOUND")
+    bill = rows[0]
+    person = await ecert.insured_person(bill["insured_id"])
+    items = await BillItem.select().where(BillItem.bill_id == bill_id).order_by(BillItem.line_no)
+    refunds = await Refund.select().where(Refund.bill_id == bill_id).order_by(Refund.created_at)
+    return BillRead(
+        id=bill["id"],
+        bill_no=bill["bill_no"],
+        state=bill["state"],
+        order_type=bill["order_type"],
+        institution=InstitutionRead(
+            code=bill["institution_code"], name=bill["institution_name"], level=bill["institution_level"]
+        ),
+        patient=person["masked"],
+        total_fen=bill["total_fen"],
+        items=[
+            ItemRead(
+                line_no=i["line_no"],
+                code=i["code"],
+                name=i["name"],
+                category=i["category"],
+                quantity=i["quantity"],
+                unit_price_fen=i["unit_price_fen"],
+                amount_fen=i["amount_fen"],
+            )
+            for i in items
+        ],
+        fund_fen=bill["fund_fen"],
+        personal_account_fen=bill["personal_account_fen"],
+        cash_fen=bill["cash_fen"],
+        cash_method=bill["cash_method"],
+        refunded_fen=bill["refunded_fen"],
+        refunds=[refund_read(r) for r in refunds],
+        pay_url=pay_url(rt, bill["id"]),
+        created_at=bill["created_at"],
+        expires_at=bill["expires_at"],
+        paid_at=bill["paid_at"],
+    )
+
+
+def refund_read(row: dict[str, Any]) -> RefundRead:
+    return RefundRead(
+        id=row["id"],
+        bill_id=row["bill_id"],
+        amount_fen=row["amount_fen"],
+        fund_fen=row["fund_fen"],
+        personal_account_fen=row["personal_account_fen"],
+        cash_fen=row["cash_fen"],
+        state=row["state"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+    )
+
+
+def pay_url(rt: Runtime, bill_id: uuid.UUID) -> str:
+    """The link the bill's QR code holds; the mini-program opens it on the bill's page."""
+    return f"{rt.settings.app.base_url}/mp/bill/{bill_id}"
+
+
+async def list_for(patient: Patient, limit: int, before: datetime | None) -> BillPage:
+    insured = await ecert.insured_of_user(patient.user_id)
+    if not insured:
+        return BillPage(items=[], next_before=None)
+    rows = await Bill.raw(
+        """
+        SELECT b.id, b.bill_no, b.state, b.order_type, b.total_fen, b.created_at, i.name AS institution
+        FROM bill b JOIN institution i ON i.id = b.institution_id
+        WHERE b.insured_id = ANY({}::int[]) AND ({}::timestamptz IS NULL OR b.created_at < {})
+        ORDER BY b.created_at DESC LIMIT {}
+        """,
+        insured,
+        before,
+        before,
+        limit + 1,
+    )
+    page = [BillSummary(**row) for row in rows[:limit]]
+    return BillPage(items=page, next_before=page[-1].created_at if len(rows) > limit else None)
+
+
+# -- pre-settlement ------------------------------------------------------------------------
+
+
+async def split_for(
+    bill: dict[str, Any], use_personal_account: bool, year: int, *, lock: bool
+) -> tuple[Split, int]:
+    """The bill's split under its person's policy and usage: (split, personal account balance).
+
+    With `lock`, the usage and personal account rows stay locked until the caller commits, so
+    concurrent payments of one person are settled one after another against fresh balances.
+    """
+    person = await ecert.insured_person(bill["insured_id"])
+    institution = await hospitals.find_by_id(bill["institution_id"])
+    rules = await policy.policy_for(person["region_code"], person["insurance_type"], year)
+    usage = await policy.usage(bill["insured_id"], year, lock=lock)
+    balance = 0
+    if rules.personal_account_pays:
+        code = ledger.personal_account(bill["insured_id"])
+        if lock:
+            await ledger.open_personal_account(
+                bill["insured_id"],
+                policy.pooling_region(person["region_code"]),
+                person["opening_balance_fen"],
+            )
+            balance = await ledger.locked_balance(code)
+        else:
+            balance = await ledger.balance(code, default=person["opening_balance_fen"])
+    items = (
+        await BillItem.select(
+            BillItem.code, BillItem.name, BillItem.category, BillItem.quantity, BillItem.unit_price_fen
+        )
+        .where(BillItem.bill_id == bill["id"])
+        .order_by(BillItem.line_no)
+    )
+    split = presettle(
+        rules,
+        institution["level"],
+        usage,
+        [Item(**item) for item in items],
+        balance if use_personal_account else 0,
+    )
+    return split, balance
+
+
+async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_account: bool) -> PresettleRead:
+    await owned_bill(patient, bill_id)
+    bill = await Bill.select().where(Bill.id == bill_id).first()
+    assert bill is not None
+    if bill["state"] != "CREATED":
+        raise AppError(
+            f"the bill is {bill['state']}; only an unpaid bill is pre-settled",
+            code="BILL_NOT_PAYABLE",
+            status_code=409,
+            detail={"state": bill["state"]},
+        )
+    split, balance = await split_for(bill, use_personal_account, policy_year(), lock=False)
+    person = await ecert.insured_person(bill["insured_id"])
+    return PresettleRead(
+        total_fen=split.total_fen,
+        fund_fen=split.fund_fen,
+        personal_account_fen=split.personal_account_fen,
+        cash_fen=split.cash_fen,
+        personal_account_balance_fen=balance,
+        policy=PolicyRead(
+            region_code=policy.pooling_region(person["region_code"]),
+            insurance_type=person["insurance_type"],
+            year=policy_year(),
+        ),
+        items=[item_split_read(s) for s in split.items],
+    )
+
+
+def item_split_read(split: Any) -> ItemSplitRead:
+    fields = asdict(split)
+    return ItemSplitRead(**fields)

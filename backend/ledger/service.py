@@ -1,0 +1,192 @@
+"""Posting to the double-entry ledger, and checking it.
+
+Every money movement is one journal whose entries sum to zero, posted inside the transaction
+of the change it belongs to. Balances are kept on the accounts (locked in code order, so two
+postings never deadlock) and must always equal the sum of their entries; `audit` checks that.
+
+Sign convention: an account's balance is what it holds. A payment moves value from the payers
+(fund pool, personal account, channel clearing: balances fall) to the hospital's receivable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from backend.ledger.tables import Account, Entry, Journal
+from backend.platform.errors import Conflict
+from backend.platform.logging import current_correlation_id
+
+PERSONAL_ACCOUNT = "personal_account"
+
+
+def personal_account(insured_id: int) -> str:
+    return f"{PERSONAL_ACCOUNT}:{insured_id}"
+
+
+def personal_account_funding(region_code: str) -> str:
+    """Where personal accounts are funded from: the region's contributions."""
+    return f"personal_account_funding:{region_code}"
+
+
+def fund_pool(region_code: str, insurance_type: str) -> str:
+    return f"fund_pool:{region_code}:{insurance_type}"
+
+
+def hospital_receivable(institution_code: str) -> str:
+    return f"hospital_receivable:{institution_code}"
+
+
+def channel_clearing(method: str) -> str:
+    return f"channel_clearing:{method}"
+
+
+class AlreadyPosted(Exception):
+    """This (kind, reference) was posted before: the caller is repeating itself."""
+
+
+async def post(kind: str, reference: str, lines: Iterable[tuple[str, int]]) -> int | None:
+    """Post one journal inside the caller's transaction; None when every line is zero."""
+    amounts: dict[str, int] = {}
+    for code, amount in lines:
+        amounts[code] = amounts.get(code, 0) + amount
+    amounts = {code: amount for code, amount in amounts.items() if amount}
+    if sum(amounts.values()) != 0:
+        raise ValueError(f"journal {kind} {reference} does not balance: {amounts}")
+    if not amounts:
+        return None
+    accounts = await _lock_accounts(sorted(amounts))
+    try:
+        journal = await Journal.insert(
+            Journal(
+                kind=kind,
+                reference=reference,
+                correlation_id=current_correlation_id(),
+                created_at=datetime.now(UTC),
+            )
+        ).returning(Journal.id)
+    except asyncpg.UniqueViolationError as exc:
+        raise AlreadyPosted(f"{kind} {reference}") from exc
+    journal_id = journal[0]["id"]
+    await Entry.insert(
+        *(
+            Entry(journal_id=journal_id, account_id=accounts[code], amount_fen=a)
+            for code, a in amounts.items()
+        )
+    )
+    try:
+        await Account.raw(
+            """
+            UPDATE ledger_account SET balance_fen = balance_fen + v.amount
+            FROM unnest({}::int[], {}::bigint[]) AS v(id, amount)
+            WHERE ledger_account.id = v.id
+            """,
+            [accounts[code] for code in amounts],
+            list(amounts.values()),
+        )
+    except asyncpg.CheckViolationError as exc:
+        raise Conflict(
+            "the personal account does not hold enough for this payment",
+            code="PERSONAL_ACCOUNT_INSUFFICIENT",
+        ) from exc
+    return int(journal_id)
+
+
+async def _lock_accounts(codes: list[str]) -> dict[str, int]:
+    """Lock the accounts in code order, opening any missing (except personal accounts)."""
+    missing = [code for code in codes if not code.startswith(PERSONAL_ACCOUNT + ":")]
+    if missing:
+        await Account.raw(
+            """
+            INSERT INTO ledger_account (code, kind, balance_fen, created_at)
+            SELECT code, split_part(code, ':', 1), 0, now() FROM unnest({}::text[]) AS code
+            ON CONFLICT (code) DO NOTHING
+            """,
+            missing,
+        )
+    rows = await Account.raw(
+        "SELECT id, code FROM ledger_account WHERE code = ANY({}::text[]) ORDER BY code FOR UPDATE",
+        codes,
+    )
+    found = {row["code"]: row["id"] for row in rows}
+    if unknown := set(codes) - set(found):
+        raise ValueError(f"no such accounts: {sorted(unknown)}")
+    return found
+
+
+async def open_personal_account(insured_id: int, region_code: str, opening_fen: int) -> None:
+    """Open the person's account with the balance the platform reported; once, in the caller's txn."""
+    code = personal_account(insured_id)
+    created = (
+        await Account.insert(
+            Account(code=code, kind=PERSONAL_ACCOUNT, balance_fen=0, created_at=datetime.now(UTC))
+        )
+        .on_conflict(action="DO NOTHING")
+        .returning(Account.id)
+    )
+    if created and opening_fen > 0:
+        await post(
+            "personal_account.opened",
+            code,
+            [(code, opening_fen), (personal_account_funding(region_code), -opening_fen)],
+        )
+
+
+async def locked_balance(code: str) -> int:
+    """The account's balance, locked until the caller's transaction ends (0 if it has none)."""
+    rows = await Account.raw("SELECT balance_fen FROM ledger_account WHERE code = {} FOR UPDATE", code)
+    return int(rows[0]["balance_fen"]) if rows else 0
+
+
+async def balance(code: str, default: int = 0) -> int:
+    """The account's balance; `default` when it was never opened."""
+    rows = await Account.select(Account.balance_fen).where(Account.code == code)
+    return int(rows[0]["balance_fen"]) if rows else default
+
+
+async def balances(prefix: str) -> dict[str, int]:
+    rows = await Account.select(Account.code, Account.balance_fen).where(Account.code.like(prefix + "%"))
+    return {row["code"]: int(row["balance_fen"]) for row in rows}
+
+
+async def audit() -> tuple[list[str], dict[str, int]]:
+    """The ledger's own invariants: (problems, counts)."""
+    problems = []
+    for row in await Journal.raw(
+        """
+        SELECT j.id, j.kind, j.reference, coalesce(sum(e.amount_fen), 0) AS total, count(e.id) AS lines
+        FROM ledger_journal j LEFT JOIN ledger_entry e ON e.journal_id = j.id
+        GROUP BY j.id HAVING coalesce(sum(e.amount_fen), 0) <> 0 OR count(e.id) < 2
+        ORDER BY j.id
+        """
+    ):
+        problems.append(
+            f"journal {row['id']} ({row['kind']} {row['reference']}) sums to {row['total']} "
+            f"over {row['lines']} entries"
+        )
+    for row in await Account.raw(
+        """
+        SELECT a.code, a.balance_fen, coalesce(s.total, 0) AS total
+        FROM ledger_account a
+        LEFT JOIN (SELECT account_id, sum(amount_fen) AS total FROM ledger_entry GROUP BY account_id) s
+          ON s.account_id = a.id
+        WHERE a.balance_fen <> coalesce(s.total, 0)
+        ORDER BY a.code
+        """
+    ):
+        problems.append(
+            f"account {row['code']} holds {row['balance_fen']} but its entries sum to {row['total']}"
+        )
+    for row in await Account.raw(
+        "SELECT code, balance_fen FROM ledger_account WHERE kind = {} AND balance_fen < 0 ORDER BY code",
+        PERSONAL_ACCOUNT,
+    ):
+        problems.append(f"personal account {row['code']} is below zero: {row['balance_fen']}")
+    counts = {
+        "journals": await Journal.count(),
+        "entries": await Entry.count(),
+        "accounts": await Account.count(),
+    }
+    return problems, counts

@@ -1,0 +1,154 @@
+"""Idempotency keys for money-moving POSTs.
+
+The first request with a key claims it and runs; its response (2xx or 4xx) is stored and
+replayed to every repeat with the same body. A repeat with another body is refused with 422
+`IDEMPOTENCY_KEY_REUSED`. A repeat that arrives while the first still runs waits for it and
+replays its answer. A 5xx, or a crash, releases the key, so a retry runs again. Keys are kept
+for `KEEP` (at least a day), then purged by a worker cron.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from litestar import Response
+
+from backend.platform.errors import AppError
+from backend.platform.tables import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+KEEP = timedelta(hours=48)
+LEASE = timedelta(seconds=60)  # a first request that ran longer than this is presumed dead
+WAIT = 15.0  # how long a repeat waits for the first request before answering 409
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}\Z")
+
+
+def _key_problem(key: str | None) -> AppError | None:
+    if key is None:
+        message = f"this request moves money: send an {HEADER} header (a unique value per operation)"
+        return AppError(message, code="IDEMPOTENCY_KEY_REQUIRED", detail={"field": HEADER})
+    if not KEY_PATTERN.match(key):
+        return AppError(
+            f"{HEADER} must be 1 to 255 visible ASCII characters",
+            code="VALIDATION_ERROR",
+            detail={"field": HEADER},
+        )
+    return None
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    digest = hashlib.sha256(f"{method} {path}\n".encode())
+    digest.update(msgspec.json.encode(body))
+    return digest.hexdigest()
+
+
+def _replay(status_code: int, body: bytes) -> Response[bytes]:
+    return Response(
+        body, status_code=status_code, media_type="application/json", headers={"Idempotent-Replayed": "true"}
+    )
+
+
+async def run_once(
+    scope: str,
+    key: str | None,
+    request_fingerprint: str,
+    work: Callable[[], Awaitable[tuple[int, Any]]],
+) -> Response[bytes]:
+    """Run `work` (returning status and a msgspec-encodable body) once per (scope, key)."""
+    if (problem := _key_problem(key)) is not None:
+        raise problem
+    assert key is not None
+    claimed = await _claim(scope, key, request_fingerprint)
+    if isinstance(claimed, Response):
+        return claimed
+    try:
+        status_code, body = await work()
+    except AppError as exc:
+        if exc.status_code >= 500:
+            await IdempotencyKey.delete().where(IdempotencyKey.id == claimed)
+            raise
+        error = {"error": {"code": exc.code, "message": exc.message, "detail": exc.detail}}
+        await _store(claimed, exc.status_code, msgspec.json.encode(error))
+        raise
+    except BaseException:
+        await IdempotencyKey.delete().where(IdempotencyKey.id == claimed)
+        raise
+    encoded = msgspec.json.encode(body)
+    await _store(claimed, status_code, encoded)
+    return Response(encoded, status_code=status_code, media_type="application/json")
+
+
+async def _store(key_id: int, status_code: int, body: bytes) -> None:
+    await IdempotencyKey.update({IdempotencyKey.status_code: status_code, IdempotencyKey.body: body}).where(
+        IdempotencyKey.id == key_id
+    )
+
+
+async def _claim(scope: str, key: str, request_fingerprint: str) -> int | Response[bytes]:
+    """The claimed key's id, or the response to replay."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while True:
+        now = datetime.now(UTC)
+        rows = await IdempotencyKey.raw(
+            """
+            INSERT INTO idempotency_key (scope, key, fingerprint, locked_until, created_at)
+            VALUES ({}, {}, {}, {}, {})
+            ON CONFLICT (scope, key) DO UPDATE
+              SET fingerprint = EXCLUDED.fingerprint, locked_until = EXCLUDED.locked_until,
+                  created_at = EXCLUDED.created_at
+              WHERE idempotency_key.status_code IS NULL AND idempotency_key.locked_until < {}
+                AND idempotency_key.fingerprint = EXCLUDED.fingerprint
+            RETURNING id
+            """,
+            scope,
+            key,
+            request_fingerprint,
+            now + LEASE,
+            now,
+            now,
+        )
+        if rows:
+            return int(rows[0]["id"])
+        existing = (
+            await IdempotencyKey.select(
+                IdempotencyKey.fingerprint, IdempotencyKey.status_code, IdempotencyKey.body
+            )
+            .where((IdempotencyKey.scope == scope) & (IdempotencyKey.key == key))
+            .first()
+        )
+        if existing is None:
+            continue  # released between our insert and our read: claim again
+        if existing["fingerprint"] != request_fingerprint:
+            raise AppError(
+                f"this {HEADER} was used for a different request; use a new key for a new operation",
+                code="IDEMPOTENCY_KEY_REUSED",
+                status_code=422,
+                detail={"field": HEADER},
+            )
+        if existing["status_code"] is not None:
+            return _replay(existing["status_code"], existing["body"])
+        if asyncio.get_running_loop().time() > deadline:
+            raise AppError(
+                f"a request with this {HEADER} is still running; retry shortly",
+                code="IDEMPOTENCY_KEY_IN_USE",
+                status_code=409,
+                detail={"field": HEADER},
+                headers={"Retry-After": "2"},
+            )
+        await asyncio.sleep(0.05)
+
+
+async def purge(keep: timedelta = KEEP) -> int:
+    """Drop keys older than `keep`; returns how many."""
+    rows = (
+        await IdempotencyKey.delete()
+        .where(IdempotencyKey.created_at < datetime.now(UTC) - keep)
+        .returning(IdempotencyKey.id)
+    )
+    return len(rows)

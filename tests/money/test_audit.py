@@ -1,0 +1,94 @@
+"""`medpay audit` recomputes the books and names what is wrong; each kind of damage is caught."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from backend.billing.audit import full_audit
+from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
+from backend.ledger.tables import Account, Entry
+from tests.money.factories import (
+    WITH_CT,
+    his_headers,
+    insured_patient,
+    new_bill,
+    pay,
+    payer_pays,
+    post_notification,
+)
+from tests.servers import medpay
+
+
+async def paid_bills(client, sandbox_http, settings, run_worker):
+    patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
+    bill = await new_bill(client, await his_headers(client), patient, WITH_CT)
+    started = (await pay(client, patient, bill["id"], cash_method="wechat")).json()
+    await post_notification(
+        client, "wechat", await payer_pays(sandbox_http, "wechat", started["out_trade_no"])
+    )
+    await run_worker()
+    return bill
+
+
+async def test_medpay_audit_reports_clean_books_and_exits_nonzero_naming_a_problem(
+    client, sandbox_http, settings, run_worker
+):
+    await paid_bills(client, sandbox_http, settings, run_worker)
+    env = {"DATABASE_URL": settings.database.url, "REDIS_URL": settings.redis.url}
+
+    clean = await asyncio.to_thread(medpay, "audit", env=env)
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout.startswith("audit clean: ")
+    assert "1 bills" in clean.stdout
+
+    await Account.update({Account.balance_fen: Account.balance_fen + 1}).where(
+        Account.kind == "hospital_receivable"
+    )
+    damaged = await asyncio.to_thread(medpay, "audit", env=env)
+    await Account.update({Account.balance_fen: Account.balance_fen - 1}).where(
+        Account.kind == "hospital_receivable"
+    )
+
+    assert damaged.returncode == 1
+    assert "account hospital_receivable:H33010001 holds 73001 but its entries sum to 73000" in damaged.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "repair", "named"),
+    [
+        (
+            lambda: Entry.update({Entry.amount_fen: Entry.amount_fen + 5}).where(Entry.id == 1),
+            lambda: Entry.update({Entry.amount_fen: Entry.amount_fen - 5}).where(Entry.id == 1),
+            "sums to 5",
+        ),
+        (
+            lambda: Bill.update({Bill.refunded_fen: 100}, force=True),
+            lambda: Bill.update({Bill.refunded_fen: 0}, force=True),
+            "refunded_fen is 100",
+        ),
+        (
+            lambda: CashPayment.update({CashPayment.state: "CLOSED"}, force=True),
+            lambda: CashPayment.update({CashPayment.state: "PAID"}, force=True),
+            "channel clearing wechat",
+        ),
+        (
+            lambda: InsuredYearUsage.update({InsuredYearUsage.fund_paid_fen: 1}, force=True),
+            lambda: InsuredYearUsage.update({InsuredYearUsage.fund_paid_fen: 17823}, force=True),
+            "usage says fund 1",
+        ),
+    ],
+    ids=["journal", "refunds", "clearing", "usage"],
+)
+async def test_each_invariant_catches_its_damage(
+    client, sandbox_http, settings, run_worker, damage, repair, named
+):
+    await paid_bills(client, sandbox_http, settings, run_worker)
+    assert (await full_audit())[0] == []
+
+    await damage()
+    problems, _ = await full_audit()
+    await repair()
+
+    assert any(named in p for p in problems), problems

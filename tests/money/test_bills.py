@@ -1,0 +1,125 @@
+"""A hospital's system creates itemized bills; their patient, and only they, read them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from backend.billing.tables import Bill, BillItem
+from tests.money.factories import ITEMS, his_headers, insured_patient, key, new_bill, visit_token
+
+
+async def test_a_bill_for_a_visit_is_totalled_by_the_server_and_shown_to_its_patient(
+    client, sandbox_http, settings
+):
+    patient = await insured_patient(client, sandbox_http, settings)
+    his = await his_headers(client)
+    token = await visit_token(client, patient)
+
+    created = await client.post(
+        "/api/v1/partner/bills",
+        json={"order_type": "DIAG", "visit_token": token, "items": ITEMS},
+        headers={**his, **key()},
+    )
+
+    assert created.status_code == 201, created.text
+    bill = created.json()
+    assert bill["state"] == "CREATED"
+    assert bill["total_fen"] == 2500 + 3200 + 2 * 1850 + 6800
+    assert [i["amount_fen"] for i in bill["items"]] == [2500, 3200, 3700, 6800]
+    assert bill["institution"]["code"] == "H33010001"
+    assert bill["patient"]["name"].startswith("测")
+    assert "*" in bill["patient"]["id_number"]
+    assert bill["fund_fen"] is None
+    assert bill["pay_url"].endswith(f"/mp/bill/{bill['id']}")
+
+    mine = await client.get("/api/v1/bills", headers=patient.headers)
+    assert [b["id"] for b in mine.json()["items"]] == [bill["id"]]
+    shown = await client.get(f"/api/v1/bills/{bill['id']}", headers=patient.headers)
+    assert shown.status_code == 200
+    assert shown.json()["items"] == bill["items"]
+
+
+async def test_no_one_else_sees_the_bill(client, sandbox_http, settings):
+    patient = await insured_patient(client, sandbox_http, settings)
+    stranger = await insured_patient(client, sandbox_http, settings)
+    bill = await new_bill(client, await his_headers(client), patient)
+
+    assert (await client.get(f"/api/v1/bills/{bill['id']}", headers=stranger.headers)).status_code == 404
+    assert (await client.get("/api/v1/bills", headers=stranger.headers)).json()["items"] == []
+    other_hospital = await his_headers(client, "H31010001")
+    answer = await client.get(f"/api/v1/partner/bills/{bill['id']}", headers=other_hospital)
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "BILL_NOT_FOUND"
+
+
+async def test_the_pay_code_opens_the_bill(client, sandbox_http, settings):
+    patient = await insured_patient(client, sandbox_http, settings)
+    his = await his_headers(client)
+    bill = await new_bill(client, his, patient)
+
+    png = await client.get(
+        f"/api/v1/partner/bills/{bill['id']}/qrcode", params={"format": "png"}, headers=his
+    )
+
+    assert png.headers["content-type"] == "image/png"
+    [decoded] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))
+    assert decoded.text == bill["pay_url"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"items": []}, "items"),
+        ({"items": [{**ITEMS[0], "category": "D"}]}, "items[0].category"),
+        ({"items": [{**ITEMS[0], "quantity": 0}]}, "items[0].quantity"),
+        ({"items": [{**ITEMS[0], "unit_price_fen": -5}]}, "items[0].unit_price_fen"),
+        ({"items": [{**ITEMS[0], "unit_price_fen": 12.5}]}, "items[0].unit_price_fen"),
+        ({"items": [{**ITEMS[0], "name": " "}]}, "items[0].name"),
+        ({"items": [{k: v for k, v in ITEMS[0].items() if k != "code"}]}, "code"),
+        ({"order_type": "SPA"}, "order_type"),
+        ({"total_fen": 1}, "total_fen"),
+        ({"visit_token": "x" * 20}, "visit_token"),
+        ({"cert_no": None}, "visit_token"),
+    ],
+)
+async def test_every_bad_field_is_named_and_nothing_is_written(client, sandbox_http, settings, change, field):
+    patient = await insured_patient(client, sandbox_http, settings)
+    body = {"order_type": "DIAG", "cert_no": patient.cert_no, "items": ITEMS, **change}
+
+    answer = await client.post(
+        "/api/v1/partner/bills", json=body, headers={**await his_headers(client), **key()}
+    )
+
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.json()["error"]["detail"]["field"] == field
+    assert await Bill.count() == 0
+    assert await BillItem.count() == 0
+
+
+async def test_a_repeated_create_replays_the_first_bill(client, sandbox_http, settings):
+    patient = await insured_patient(client, sandbox_http, settings)
+    his = await his_headers(client)
+    body = {"order_type": "PHARMACY", "cert_no": patient.cert_no, "items": ITEMS}
+    headers = {**his, **key()}
+
+    answers = await asyncio.gather(
+        *(client.post("/api/v1/partner/bills", json=body, headers=headers) for _ in range(10))
+    )
+
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 9
+    assert await Bill.count() == 1
+
+    reused = await client.post("/api/v1/partner/bills", json={**body, "order_type": "DIAG"}, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    missing = await client.post("/api/v1/partner/bills", json=body, headers=his)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["code"] == "IDEMPOTENCY_KEY_REQUIRED"
+    assert await Bill.count() == 1

@@ -1,0 +1,152 @@
+"""How payments end without a notification: expiry, the order query, a crashed worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from arq.constants import default_queue_name, in_progress_key_prefix
+
+from backend.billing import payment
+from backend.billing.service import expire_job_id
+from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
+from backend.ledger import service as ledger
+from backend.ledger.tables import Journal
+from tests.helpers import inject_fault, sandbox_calls
+from tests.money.factories import WITH_CT, his_headers, insured_patient, new_bill, pay, payer_pays
+from workers.billing import sweep_bills
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def a_paying_bill(client, sandbox_http, settings):
+    patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
+    bill = await new_bill(client, await his_headers(client), patient, WITH_CT)
+    started = await pay(client, patient, bill["id"], cash_method="wechat")
+    assert started.json()["state"] == "PAYING"
+    return patient, bill, started.json()
+
+
+async def age(bill_id: str, *, expired: bool) -> None:
+    """Time passes: the payment has been in progress a while (and the bill has expired)."""
+    past = datetime.now(UTC) - timedelta(hours=1)
+    changes = {Bill.paying_at: past, Bill.created_at: past}
+    if expired:
+        changes[Bill.expires_at] = past
+    await Bill.update(changes).where(Bill.id == bill_id)
+
+
+async def state(bill_id: str) -> str:
+    return (await Bill.select(Bill.state).where(Bill.id == bill_id).first())["state"]
+
+
+async def test_an_unpaid_bill_closes_at_its_expiry_by_the_deferred_job(
+    client, sandbox_http, settings, runtime, run_worker
+):
+    patient = await insured_patient(client, sandbox_http, settings)
+    bill = await new_bill(client, await his_headers(client), patient)
+    job = expire_job_id(bill["id"])
+    assert await runtime.redis.zscore(default_queue_name, job) > time.time() * 1000 + 29 * 60_000
+
+    await Bill.update({Bill.expires_at: datetime.now(UTC) - timedelta(seconds=1)}).where(
+        Bill.id == bill["id"]
+    )
+    await runtime.redis.zadd(default_queue_name, {job: time.time() * 1000})  # its time has come
+    await run_worker()
+
+    assert await state(bill["id"]) == "CLOSED"
+    late = await pay(client, patient, bill["id"], use_personal_account=True)
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "BILL_NOT_PAYABLE")
+
+
+async def test_an_expired_payment_is_closed_at_the_channel_and_every_part_reversed(
+    client, sandbox_http, settings, runtime, run_worker
+):
+    _, bill, started = await a_paying_bill(client, sandbox_http, settings)
+    assert (await InsuredYearUsage.select().first())["fund_paid_fen"] == 17823
+    await age(bill["id"], expired=True)
+    await runtime.redis.flushdb()  # Redis lost the deferred jobs: the sweeper finds the bill
+
+    assert await sweep_bills({"runtime": runtime}) == 1
+    await run_worker()
+
+    assert await state(bill["id"]) == "CLOSED"
+    order = (await sandbox_http.get(f"/_sandbox/pay/wechat/orders/{started['out_trade_no']}")).json()
+    assert order["state"] == "CLOSED"
+    assert await Journal.count().where(Journal.kind == "bill.reversed") == 1
+    assert await ledger.balance(ledger.hospital_receivable("H33010001")) == 0
+    usage = await InsuredYearUsage.select().first()
+    assert (usage["fund_paid_fen"], usage["deductible_met_fen"]) == (0, 0)
+    assert (await CashPayment.select(CashPayment.state).first())["state"] == "CLOSED"
+
+
+async def test_a_payment_whose_notification_was_lost_is_completed_by_the_order_query(
+    client, sandbox_http, settings, runtime, run_worker
+):
+    _, bill, started = await a_paying_bill(client, sandbox_http, settings)
+    await payer_pays(sandbox_http, "wechat", started["out_trade_no"], deliver=False)
+    await age(bill["id"], expired=False)
+
+    await sweep_bills({"runtime": runtime})
+    await run_worker()
+
+    assert await state(bill["id"]) == "PAID"
+    assert len(await sandbox_calls(sandbox_http, "wechatpay", "query")) == 1
+    assert await Journal.count().where(Journal.kind == "bill.cash_paid") == 1
+
+
+async def test_a_payment_the_channel_failed_fails_the_bill_and_reverses_it(
+    client, sandbox_http, settings, runtime
+):
+    _, bill, started = await a_paying_bill(client, sandbox_http, settings)
+    await payer_pays(sandbox_http, "wechat", started["out_trade_no"], outcome="fail")
+
+    assert await payment.check(runtime, bill["id"]) == "failed"
+
+    assert await state(bill["id"]) == "FAILED"
+    assert await Journal.count().where(Journal.kind == "bill.reversed") == 1
+    assert await payment.check(runtime, bill["id"]) == "nothing to check"
+
+
+async def test_a_worker_killed_while_asking_the_channel_leaves_one_payment(
+    client, sandbox_http, settings, runtime, run_worker
+):
+    _, bill, started = await a_paying_bill(client, sandbox_http, settings)
+    await payer_pays(sandbox_http, "wechat", started["out_trade_no"], deliver=False)
+    await inject_fault(sandbox_http, partner="wechatpay", api="query", delay_ms=1500, times=1)
+    await runtime.redis.enqueue_job(payment.CHECK_JOB, bill["id"], _job_id="check-now")
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database.url,
+        "REDIS_URL": settings.redis.url,
+        "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
+        "MEDPAY_ENV": "test",
+    }
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(400):  # until the worker has started the job
+            if await runtime.redis.exists(f"{in_progress_key_prefix}check-now"):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.7)  # its query is on its way: the channel takes 1.5 s to answer
+    finally:
+        worker.kill()
+        worker.wait(10)
+    assert await state(bill["id"]) == "PAYING"
+
+    await runtime.redis.delete(f"{in_progress_key_prefix}check-now")  # its marker lapses
+    await run_worker()
+
+    assert await state(bill["id"]) == "PAID"
+    assert await Journal.count().where(Journal.kind == "bill.cash_paid") == 1
