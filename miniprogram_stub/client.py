@@ -1,15 +1,28 @@
-"""A scripted phone: get a login code from a sandbox platform, log in to medpay, show who we are.
+"""A scripted phone: log in through a sandbox platform, and pay a hospital bill in one scan.
 
 `python -m miniprogram_stub.client login --channel wechat --user alice`
+`python -m miniprogram_stub.client pay --user alice` (the demo hospital system bills the patient)
 """
 
 import argparse
+import hashlib
 import json
 import sys
+import time
+import uuid
 
 import httpx
 
 from miniprogram_stub.sandbox import config
+from miniprogram_stub.sandbox.insured import _CHECK_CHARS, _WEIGHTS
+
+DEMO_HIS = ("demo-his", "demo-his-secret")  # seeded by `medpay dev`
+DEMO_ITEMS = [
+    {"code": "REG001", "name": "专家门诊诊查费", "category": "A", "quantity": 1, "unit_price_fen": 2500},
+    {"code": "MED201", "name": "阿莫西林胶囊", "category": "B", "quantity": 2, "unit_price_fen": 1850},
+    {"code": "MED907", "name": "进口维生素", "category": "C", "quantity": 1, "unit_price_fen": 6800},
+    {"code": "CT0001", "name": "胸部CT平扫", "category": "A", "quantity": 1, "unit_price_fen": 60000},
+]
 
 
 def phone_code(http: httpx.Client, sandbox: str, channel: str, user: str) -> str:
@@ -44,17 +57,73 @@ def login(sandbox: str, api: str, channel: str, user: str) -> int:
         return 1 if me.is_error else 0
 
 
+def resident_id(user: str) -> str:
+    """A well-formed ID of a Hangzhou resident-insured person, the same for the same user."""
+    sequence = int(hashlib.sha256(user.encode()).hexdigest(), 16) % 500 * 2  # even: resident insurance
+    number = f"33010619900101{sequence:03d}"
+    return number + _CHECK_CHARS[sum(int(c) * w for c, w in zip(number, _WEIGHTS, strict=True)) % 11]
+
+
+def pay(sandbox: str, api: str, user: str) -> int:
+    """Bind, get billed by the demo hospital, pre-settle, pay the cash part by WeChat Pay, wait."""
+    with httpx.Client(timeout=10) as http:
+        code = phone_code(http, sandbox, "wechat", user)
+        tokens = http.post(f"{api}/api/v1/auth/login", json={"channel": "wechat", "code": code})
+        bearer = {"Authorization": f"Bearer {tokens.raise_for_status().json()['access_token']}"}
+        ecert = http.get(f"{api}/api/v1/ecert", headers=bearer)
+        if ecert.status_code == 404:
+            body = {"name": "测试患者", "id_type": "resident_id", "id_number": resident_id(user)}
+            ecert = http.post(f"{api}/api/v1/ecert/bind", json=body, headers=bearer)
+        show("e-certificate", ecert)
+        token = http.post(f"{api}/oauth/token", data={"grant_type": "client_credentials"}, auth=DEMO_HIS)
+        his = {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
+        bill = http.post(
+            f"{api}/api/v1/partner/bills",
+            json={
+                "order_type": "DIAG",
+                "cert_no": ecert.raise_for_status().json()["cert_no"],
+                "items": DEMO_ITEMS,
+            },
+            headers={**his, "Idempotency-Key": uuid.uuid4().hex},
+        ).raise_for_status()
+        bill_url = f"{api}/api/v1/bills/{bill.json()['id']}"
+        show("presettle", http.post(f"{bill_url}/presettle", json={}, headers=bearer))
+        paid = http.post(
+            f"{bill_url}/pay",
+            json={"cash_method": "wechat"},
+            headers={**bearer, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        show("pay", paid)
+        if paid.raise_for_status().json()["state"] == "PAYING":
+            # The patient enters the password; WeChat Pay notifies medpay, whose worker completes the bill.
+            confirm = {"out_trade_no": paid.json()["out_trade_no"], "outcome": "success", "deliver": True}
+            http.post(f"{sandbox}/_sandbox/pay/wechat/confirm", json=confirm).raise_for_status()
+        for _ in range(100):
+            shown = http.get(bill_url, headers=bearer).raise_for_status()
+            if shown.json()["state"] == "PAID":
+                break
+            time.sleep(0.2)
+        print(f"bill {shown.json()['bill_no']}: {shown.json()['state']}")  # noqa: T201
+        return 0 if shown.json()["state"] == "PAID" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m miniprogram_stub.client")
     commands = parser.add_subparsers(dest="command", required=True)
     cmd = commands.add_parser("login", help="log in as a patient through a mini-program channel")
     cmd.add_argument("--channel", choices=("wechat", "alipay"), required=True)
     cmd.add_argument("--user", required=True, help="the phone's user, e.g. alice")
-    cmd.add_argument("--sandbox", default="http://127.0.0.1:8100")
-    cmd.add_argument("--api", default="http://127.0.0.1:8000")
+    paying = commands.add_parser("pay", help="get billed by the demo hospital and pay in one scan")
+    paying.add_argument("--user", required=True, help="the phone's user, e.g. alice")
+    for each in (cmd, paying):
+        each.add_argument("--sandbox", default="http://127.0.0.1:8100")
+        each.add_argument("--api", default="http://127.0.0.1:8000")
     args = parser.parse_args(argv)
+    sandbox, api = args.sandbox.rstrip("/"), args.api.rstrip("/")
     try:
-        return login(args.sandbox.rstrip("/"), args.api.rstrip("/"), args.channel, args.user)
+        if args.command == "pay":
+            return pay(sandbox, api, args.user)
+        return login(sandbox, api, args.channel, args.user)
     except httpx.HTTPError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2

@@ -61,6 +61,18 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_its_data(tmp_path: Path) ->
             auth=("demo-terminal", "demo-terminal-secret"),
         )
         assert token.status_code == 200
+        # One scan: billed, paid by WeChat Pay, notified over HTTP, completed by the worker.
+        phone = [sys.executable, "-m", "miniprogram_stub.client"]
+        paid = subprocess.run(
+            [*phone, "pay", "--user", "dev-payer", "--api", base, "--sandbox", sandbox],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert paid.returncode == 0, paid.stdout + paid.stderr
+        assert paid.stdout.rstrip().endswith(": PAID")
     finally:
         output = stop(first)
     assert first.returncode is not None
