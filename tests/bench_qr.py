@@ -76,15 +76,15 @@ async def bench(settings: Settings, seconds: float, patients: int, concurrency: 
             began = time.perf_counter()
             await asyncio.gather(*(loop(w) for w in range(concurrency)))
             elapsed = time.perf_counter() - began
-    report("issued", issued, elapsed)
-    report("decoded", decoded, elapsed)
+    report("QR codes issued", issued, elapsed)
+    report("QR codes decoded", decoded, elapsed)
 
 
 def report(what: str, latencies: list[float], elapsed: float) -> None:
     ms = sorted(x * 1000 for x in latencies)
     p95 = ms[int(len(ms) * 0.95)]
     print(  # noqa: T201
-        f"QR codes {what}: {len(ms) / elapsed:8.1f}/s   "
+        f"{what}: {len(ms) / elapsed:8.1f}/s   "
         f"p50 {statistics.median(ms):6.1f} ms   p95 {p95:6.1f} ms   ({len(ms)} in {elapsed:.1f} s)"
     )
 
