@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 import warnings
-from pathlib import Path
 
 import httpx
 from arq.worker import Worker
@@ -171,21 +169,7 @@ def main() -> None:
         parser.error("--patients must be at least --concurrency")
     configure_logging("WARNING")
     warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        servers.postgres(Path(tmp)) as pg,
-        servers.redis(Path(tmp)) as redis,
-        servers.sandbox() as sandbox,
-    ):
-        settings = Settings.from_env(
-            {
-                "MEDPAY_ENV": "test",
-                "DATABASE_URL": pg,
-                "REDIS_URL": redis,
-                "MEDPAY_SANDBOX_PORT": sandbox.rsplit(":", 1)[1],
-                "MEDPAY_LOG_LEVEL": "WARNING",
-            }
-        )
+    with servers.bench_settings() as settings:
         print(  # noqa: T201
             f"{args.patients} patients per mode, {args.concurrency} concurrent bill-and-pay loops, "
             f"{args.seconds:.0f} s each, in-process ASGI"

@@ -7,10 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -101,3 +103,43 @@ def medpay(
         timeout=60,
         check=False,
     )
+
+
+def arq_worker(settings: Any) -> subprocess.Popen[bytes]:
+    """A real worker process (`arq workers.main.WorkerSettings`) on the tests' servers."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database.url,
+        "REDIS_URL": settings.redis.url,
+        "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
+        "MEDPAY_ENV": "test",
+    }
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@contextmanager
+def bench_settings() -> Iterator[Any]:
+    """Settings for a benchmark run on throw-away embedded servers and a sandbox."""
+    from backend.settings import Settings
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        postgres(Path(tmp)) as pg,
+        redis(Path(tmp)) as cache,
+        sandbox() as partners,
+    ):
+        yield Settings.from_env(
+            {
+                "MEDPAY_ENV": "test",
+                "DATABASE_URL": pg,
+                "REDIS_URL": cache,
+                "MEDPAY_SANDBOX_PORT": partners.rsplit(":", 1)[1],
+                "MEDPAY_LOG_LEVEL": "WARNING",
+            }
+        )

@@ -1,11 +1,7 @@
 """Subscribe messages through the sandbox platforms: consent, delivery, at most once."""
 
 import asyncio
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from arq.constants import in_progress_key_prefix
@@ -15,8 +11,8 @@ from backend.notify.tables import Notification, SubscriptionGrant
 from backend.piccolo_conf import DB
 from backend.platform import outbox
 from backend.platform.tables import OutboxMessage
+from tests import servers
 from tests.helpers import Client, bearer, inject_fault, login, sandbox_calls, subscribe
-from tests.servers import ROOT
 
 PAY = "wxtpl-pay-success"
 
@@ -333,20 +329,7 @@ async def test_a_worker_killed_mid_delivery_leaves_exactly_one_message(
     await inject_fault(sandbox_http, partner="wechat", api="subscribe_send", delay_ms=1500, times=1)
     message_id = await paid(alice["id"])
     await send(runtime, message_id)
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database.url,
-        "REDIS_URL": settings.redis.url,
-        "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
-        "MEDPAY_ENV": "test",
-    }
-    worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = servers.arq_worker(settings)
     try:
         for _ in range(400):  # until the worker is inside the platform call
             row = await Notification.select(Notification.status).first()

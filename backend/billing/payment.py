@@ -22,12 +22,9 @@ from backend.auth import service as auth
 from backend.auth.service import Patient
 from backend.billing import policy
 from backend.billing.schemas import PaymentRead, PayRequest
-from backend.billing.service import CHINA, owned_bill, policy_year, split_for
+from backend.billing.service import notify_patients, owned_bill, policy_year, post_parts, split_for
 from backend.billing.tables import Bill, CashPayment
-from backend.ecert import service as ecert
 from backend.hospitals import service as hospitals
-from backend.ledger import service as ledger
-from backend.notify import service as notify
 from backend.partners.channels import OrderRequest, OrderStatus
 from backend.piccolo_conf import DB
 from backend.platform import outbox
@@ -129,20 +126,12 @@ async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayReq
         method = request.cash_method if split.cash_fen else None
         if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
             raise problem
-        person = await ecert.insured_person(bill["insured_id"])
-        institution = await hospitals.find_by_id(bill["institution_id"])
-        region = policy.pooling_region(person["region_code"])
-        await ledger.post(
+        await post_parts(
             "bill.settled",
             f"bill:{bill_id}",
-            [
-                (
-                    ledger.hospital_receivable(institution["code"]),
-                    split.fund_fen + split.personal_account_fen,
-                ),
-                (ledger.fund_pool(region, person["insurance_type"]), -split.fund_fen),
-                (ledger.personal_account(bill["insured_id"]), -split.personal_account_fen),
-            ],
+            bill,
+            fund_fen=split.fund_fen,
+            personal_account_fen=split.personal_account_fen,
         )
         await policy.add_usage(bill["insured_id"], year, split.deductible_fen, split.fund_fen)
         now = datetime.now(UTC)
@@ -181,7 +170,7 @@ async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayReq
                 )
             )
         else:
-            messages += await _notify_paid(bill, institution, now)
+            messages += await _notify_paid(bill, now)
     await outbox.send(rt.redis, messages)
     settled = await Bill.select().where(Bill.id == bill_id).first()
     assert settled is not None
@@ -244,25 +233,10 @@ async def _locked_bill(bill_id: uuid.UUID) -> dict[str, Any]:
     return row
 
 
-async def _notify_paid(bill: dict[str, Any], institution: dict[str, Any], at: datetime) -> list[int]:
-    messages = []
-    for user_id in await ecert.users_of_insured(bill["insured_id"]):
-        message = await notify.notify(
-            user_id,
-            "payment_succeeded",
-            f"bill:{bill['id']}",
-            "paid",
-            {
-                "hospital": institution["name"],
-                "amount_fen": bill["total_fen"],
-                "at": at.astimezone(CHINA).isoformat(),
-                "bill_no": bill["bill_no"],
-                "bill_id": str(bill["id"]),
-            },
-        )
-        if message is not None:
-            messages.append(message)
-    return messages
+async def _notify_paid(bill: dict[str, Any], at: datetime) -> list[int]:
+    return await notify_patients(
+        bill, "payment_succeeded", "paid", at, amount_fen=bill["total_fen"], bill_no=bill["bill_no"]
+    )
 
 
 async def schedule_check(rt: Runtime, bill_id: uuid.UUID, after_seconds: float) -> None:
@@ -321,19 +295,11 @@ async def complete_cash(
             }
         ).where((CashPayment.id == cash["id"]) & (CashPayment.state == "CREATED"))
         bill = await _locked_bill(cash["bill_id"])
-        institution = await hospitals.find_by_id(bill["institution_id"])
         await Bill.update({Bill.state: "PAID", Bill.paid_at: now, Bill.updated_at: now}).where(
             (Bill.id == bill["id"]) & (Bill.state == "PAYING")
         )
-        await ledger.post(
-            "bill.cash_paid",
-            f"bill:{bill['id']}",
-            [
-                (ledger.hospital_receivable(institution["code"]), cash["amount_fen"]),
-                (ledger.channel_clearing(cash["method"]), -cash["amount_fen"]),
-            ],
-        )
-        messages += await _notify_paid(bill, institution, now)
+        await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, cash_fen=cash["amount_fen"])
+        messages += await _notify_paid(bill, now)
     await outbox.send(rt.redis, messages)
     log.info("bill paid", bill_id=str(cash["bill_id"]), cash_fen=cash["amount_fen"])
     return "paid"
@@ -358,20 +324,13 @@ async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str) -> bool:
         await Bill.update(
             {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
         ).where((Bill.id == bill_id) & (Bill.state == "PAYING"))
-        person = await ecert.insured_person(bill["insured_id"])
-        institution = await hospitals.find_by_id(bill["institution_id"])
-        region = policy.pooling_region(person["region_code"])
-        await ledger.post(
+        await post_parts(
             "bill.reversed",
             f"bill:{bill_id}",
-            [
-                (
-                    ledger.hospital_receivable(institution["code"]),
-                    -(bill["fund_fen"] + bill["personal_account_fen"]),
-                ),
-                (ledger.fund_pool(region, person["insurance_type"]), bill["fund_fen"]),
-                (ledger.personal_account(bill["insured_id"]), bill["personal_account_fen"]),
-            ],
+            bill,
+            fund_fen=bill["fund_fen"],
+            personal_account_fen=bill["personal_account_fen"],
+            giving_back=True,
         )
         await policy.add_usage(
             bill["insured_id"], bill["policy_year"], -bill["deductible_fen"], -bill["fund_fen"]

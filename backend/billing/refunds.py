@@ -18,13 +18,9 @@ import structlog
 
 from backend.billing import policy
 from backend.billing.schemas import RefundCreate, RefundRead
-from backend.billing.service import CHINA, partner_bill, refund_read
+from backend.billing.service import notify_patients, partner_bill, post_parts, refund_read
 from backend.billing.settlement import RefundParts, refund_parts
 from backend.billing.tables import Bill, CashPayment, Refund
-from backend.ecert import service as ecert
-from backend.hospitals import service as hospitals
-from backend.ledger import service as ledger
-from backend.notify import service as notify
 from backend.oauth.service import Partner
 from backend.partners.channels import RefundStatus
 from backend.piccolo_conf import DB
@@ -192,17 +188,15 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
         return []
     refund = rows[0]
     bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", refund["bill_id"]))[0]
-    person = await ecert.insured_person(bill["insured_id"])
-    institution = await hospitals.find_by_id(bill["institution_id"])
-    region = policy.pooling_region(person["region_code"])
-    lines = [
-        (ledger.hospital_receivable(institution["code"]), -refund["amount_fen"]),
-        (ledger.fund_pool(region, person["insurance_type"]), refund["fund_fen"]),
-        (ledger.personal_account(bill["insured_id"]), refund["personal_account_fen"]),
-    ]
-    if refund["cash_fen"]:
-        lines.append((ledger.channel_clearing(bill["cash_method"]), refund["cash_fen"]))
-    await ledger.post("bill.refunded", f"refund:{refund_id}", lines)
+    await post_parts(
+        "bill.refunded",
+        f"refund:{refund_id}",
+        bill,
+        fund_fen=refund["fund_fen"],
+        personal_account_fen=refund["personal_account_fen"],
+        cash_fen=refund["cash_fen"],
+        giving_back=True,
+    )
     await policy.add_usage(
         bill["insured_id"], bill["policy_year"], -refund["deductible_fen"], -refund["fund_fen"]
     )
@@ -214,7 +208,7 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
             Bill.updated_at: now,
         }
     ).where((Bill.id == bill["id"]) & Bill.state.is_in(["PAID", "PARTIALLY_REFUNDED"]))
-    return await _notify_refunded(bill, institution, refund, now) if state == "SUCCEEDED" else []
+    return await _notify_refunded(bill, refund, now) if state == "SUCCEEDED" else []
 
 
 async def _succeeded(refund_id: uuid.UUID) -> list[int]:
@@ -230,31 +224,18 @@ async def _succeeded(refund_id: uuid.UUID) -> list[int]:
         return []
     bill = await Bill.select().where(Bill.id == rows[0]["bill_id"]).first()
     assert bill is not None
-    institution = await hospitals.find_by_id(bill["institution_id"])
-    return await _notify_refunded(bill, institution, rows[0], now)
+    return await _notify_refunded(bill, rows[0], now)
 
 
-async def _notify_refunded(
-    bill: dict[str, Any], institution: dict[str, Any], refund: dict[str, Any], at: datetime
-) -> list[int]:
-    messages = []
-    for user_id in await ecert.users_of_insured(bill["insured_id"]):
-        message = await notify.notify(
-            user_id,
-            "refund_succeeded",
-            f"bill:{bill['id']}",
-            refund["out_refund_no"],
-            {
-                "hospital": institution["name"],
-                "amount_fen": refund["amount_fen"],
-                "at": at.astimezone(CHINA).isoformat(),
-                "reason": refund["reason"],
-                "bill_id": str(bill["id"]),
-            },
-        )
-        if message is not None:
-            messages.append(message)
-    return messages
+async def _notify_refunded(bill: dict[str, Any], refund: dict[str, Any], at: datetime) -> list[int]:
+    return await notify_patients(
+        bill,
+        "refund_succeeded",
+        refund["out_refund_no"],
+        at,
+        amount_fen=refund["amount_fen"],
+        reason=refund["reason"],
+    )
 
 
 async def by_out_refund_no(out_refund_no: str) -> uuid.UUID | None:

@@ -30,6 +30,7 @@ from backend.billing.tables import Bill, BillItem, Refund
 from backend.ecert import service as ecert
 from backend.hospitals import service as hospitals
 from backend.ledger import service as ledger
+from backend.notify import service as notify
 from backend.oauth.service import Partner
 from backend.piccolo_conf import DB
 from backend.platform.errors import AppError, Forbidden, NotFound
@@ -310,3 +311,56 @@ async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_acco
 def item_split_read(split: Any) -> ItemSplitRead:
     fields = asdict(split)
     return ItemSplitRead(**fields)
+
+
+# -- shared by payment and refunds ----------------------------------------------------------
+
+
+async def post_parts(
+    kind: str,
+    reference: str,
+    bill: dict[str, Any],
+    *,
+    fund_fen: int = 0,
+    personal_account_fen: int = 0,
+    cash_fen: int = 0,
+    giving_back: bool = False,
+) -> None:
+    """Post parts of a bill moving from their payers to the hospital (or back, `giving_back`)."""
+    person = await ecert.insured_person(bill["insured_id"])
+    institution = await hospitals.find_by_id(bill["institution_id"])
+    region = policy.pooling_region(person["region_code"])
+    sign = -1 if giving_back else 1
+    total = fund_fen + personal_account_fen + cash_fen
+    lines = [
+        (ledger.hospital_receivable(institution["code"]), sign * total),
+        (ledger.fund_pool(region, person["insurance_type"]), -sign * fund_fen),
+        (ledger.personal_account(bill["insured_id"]), -sign * personal_account_fen),
+    ]
+    if cash_fen:
+        lines.append((ledger.channel_clearing(bill["cash_method"]), -sign * cash_fen))
+    await ledger.post(kind, reference, lines)
+
+
+async def notify_patients(
+    bill: dict[str, Any], template: str, milestone: str, at: datetime, **params: Any
+) -> list[int]:
+    """Tell every user bound to the bill's patient, once per milestone; outbox ids to send."""
+    institution = await hospitals.find_by_id(bill["institution_id"])
+    messages = []
+    for user_id in await ecert.users_of_insured(bill["insured_id"]):
+        message = await notify.notify(
+            user_id,
+            template,
+            f"bill:{bill['id']}",
+            milestone,
+            {
+                "hospital": institution["name"],
+                "at": at.astimezone(CHINA).isoformat(),
+                "bill_id": str(bill["id"]),
+                **params,
+            },
+        )
+        if message is not None:
+            messages.append(message)
+    return messages

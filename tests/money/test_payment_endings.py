@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from arq.constants import default_queue_name, in_progress_key_prefix
 
@@ -17,11 +13,10 @@ from backend.billing.service import expire_job_id
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger import service as ledger
 from backend.ledger.tables import Journal
+from tests import servers
 from tests.helpers import inject_fault, sandbox_calls
 from tests.money.factories import WITH_CT, his_headers, insured_patient, new_bill, pay, payer_pays
 from workers.billing import sweep_bills
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def a_paying_bill(client, sandbox_http, settings):
@@ -120,20 +115,7 @@ async def test_a_worker_killed_while_asking_the_channel_leaves_one_payment(
     await payer_pays(sandbox_http, "wechat", started["out_trade_no"], deliver=False)
     await inject_fault(sandbox_http, partner="wechatpay", api="query", delay_ms=1500, times=1)
     await runtime.redis.enqueue_job(payment.CHECK_JOB, bill["id"], _job_id="check-now")
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database.url,
-        "REDIS_URL": settings.redis.url,
-        "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
-        "MEDPAY_ENV": "test",
-    }
-    worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = servers.arq_worker(settings)
     try:
         for _ in range(400):  # until the worker has started the job
             if await runtime.redis.exists(f"{in_progress_key_prefix}check-now"):
