@@ -5,8 +5,8 @@ from __future__ import annotations
 from backend.billing.tables import Bill
 from backend.ledger import service as ledger
 
-# Bills settled: PAYING, PAID, PARTIALLY_REFUNDED, REFUNDED. Refunds posted to the ledger:
-# PROCESSING, SUCCEEDED, FAILED (accepted by the channel, then failed there).
+# Bills settled: PAYING, PAID, PARTIALLY_REFUNDED, REFUNDED. Refunds standing in the ledger:
+# PROCESSING, SUCCEEDED (a FAILED one was posted and reversed: its journals net to zero).
 
 
 async def audit() -> tuple[list[str], dict[str, int]]:
@@ -46,7 +46,7 @@ async def audit() -> tuple[list[str], dict[str, int]]:
             SELECT bill_id, coalesce(sum(amount_fen), 0) AS amount,
                    coalesce(sum(p.receivable), 0) AS receivable
             FROM bill_refund r LEFT JOIN posted p ON p.reference = 'refund:' || r.id
-            WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'FAILED') GROUP BY bill_id
+            WHERE r.state IN ('PROCESSING', 'SUCCEEDED') GROUP BY bill_id
         )
         SELECT b.bill_no, b.state, b.refunded_fen,
                coalesce(p.receivable, 0) + coalesce(a.receivable, 0) AS receivable,
@@ -78,7 +78,7 @@ async def audit() -> tuple[list[str], dict[str, int]]:
         refunded AS (
             SELECT b.cash_method AS method, sum(r.cash_fen) AS refunded
             FROM bill_refund r JOIN bill b ON b.id = r.bill_id
-            WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'FAILED') AND r.cash_fen > 0 GROUP BY b.cash_method
+            WHERE r.state IN ('PROCESSING', 'SUCCEEDED') AND r.cash_fen > 0 GROUP BY b.cash_method
         ),
         clearing AS (
             SELECT split_part(code, ':', 2) AS method, balance_fen FROM ledger_account
@@ -107,7 +107,7 @@ async def audit() -> tuple[list[str], dict[str, int]]:
             SELECT b.insured_id, b.policy_year AS year,
                    sum(r.fund_fen) AS fund, sum(r.deductible_fen) AS deductible
             FROM bill_refund r JOIN bill b ON b.id = r.bill_id
-            WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'FAILED') GROUP BY 1, 2
+            WHERE r.state IN ('PROCESSING', 'SUCCEEDED') GROUP BY 1, 2
         )
         SELECT u.insured_id, u.year, u.fund_paid_fen, u.deductible_met_fen,
                coalesce(x.fund, 0) - coalesce(g.fund, 0) AS fund,

@@ -184,6 +184,8 @@ async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayReq
 
 async def _resume(rt: Runtime, patient: Patient, bill: dict[str, Any], request: PayRequest) -> PaymentRead:
     """A repeat of the payment in progress (a lost answer, a second device) gets the same launch."""
+    if bill["expires_at"] <= datetime.now(UTC):
+        raise Conflict("the bill has expired; ask the hospital for a new one", code="BILL_EXPIRED")
     settled = (
         bill["settlement"]
         if isinstance(bill["settlement"], dict)
@@ -264,12 +266,16 @@ async def complete_cash(
 ) -> str:
     """The channel says the cash part is paid: complete the bill, once. Returns what happened."""
     messages: list[int] = []
+    order = (
+        await CashPayment.select(CashPayment.bill_id).where(CashPayment.out_trade_no == out_trade_no).first()
+    )
+    if order is None:
+        return "ignored: no such order"
     async with DB.transaction():
+        bill = await _locked_bill(order["bill_id"])
         rows = await CashPayment.raw(
             "SELECT * FROM cash_payment WHERE out_trade_no = {} FOR UPDATE", out_trade_no
         )
-        if not rows:
-            return "ignored: no such order"
         cash = rows[0]
         expected_merchant = (
             rt.partners.channel(cash["method"]).merchant_id if cash["method"] in CHANNELS else None
@@ -294,10 +300,13 @@ async def complete_cash(
                 CashPayment.paid_at: paid_at or now,
             }
         ).where((CashPayment.id == cash["id"]) & (CashPayment.state == "CREATED"))
-        bill = await _locked_bill(cash["bill_id"])
-        await Bill.update({Bill.state: "PAID", Bill.paid_at: now, Bill.updated_at: now}).where(
-            (Bill.id == bill["id"]) & (Bill.state == "PAYING")
+        completed = (
+            await Bill.update({Bill.state: "PAID", Bill.paid_at: now, Bill.updated_at: now})
+            .where((Bill.id == bill["id"]) & (Bill.state == "PAYING"))
+            .returning(Bill.id)
         )
+        if not completed:  # the cash row and the bill move together; anything else is a bug
+            raise RuntimeError(f"bill {bill['id']} is {bill['state']} while its cash payment was open")
         await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, cash_fen=cash["amount_fen"])
         messages += await _notify_paid(bill, now)
     await outbox.send(rt.redis, messages)
@@ -305,25 +314,27 @@ async def complete_cash(
     return "paid"
 
 
-async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str) -> bool:
-    """Close (or fail) a bill whose cash never came, reversing what was settled. Once."""
+async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -> bool:
+    """Close (or fail) a bill still in state `was` whose cash never came, reversing what was
+    settled. False, changing nothing, when the bill has moved on (e.g. a payment started)."""
     assert state in ("CLOSED", "FAILED")
     now = datetime.now(UTC)
     async with DB.transaction():
         bill = await _locked_bill(bill_id)
+        if bill["state"] != was:
+            return False
         if bill["state"] == "CREATED":
             await Bill.update(
                 {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
             ).where((Bill.id == bill_id) & (Bill.state == "CREATED"))
             return True
-        if bill["state"] != "PAYING":
-            return False
         await CashPayment.update({CashPayment.state: state, CashPayment.ended_at: now}).where(
             (CashPayment.bill_id == bill_id) & (CashPayment.state == "CREATED")
         )
         await Bill.update(
             {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
         ).where((Bill.id == bill_id) & (Bill.state == "PAYING"))
+        await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)
         await post_parts(
             "bill.reversed",
             f"bill:{bill_id}",
@@ -350,10 +361,10 @@ async def _apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, ex
             paid_at=status.paid_at,
         )
     if status.state == "FAILED":
-        await end_unpaid(bill_id, "FAILED", "the channel reported the payment failed")
+        await end_unpaid(bill_id, "FAILED", "the channel reported the payment failed", was="PAYING")
         return "failed"
     if status.state == "CLOSED" or (expired and status.state == "NOT_FOUND"):
-        await end_unpaid(bill_id, "CLOSED", "expired unpaid")
+        await end_unpaid(bill_id, "CLOSED", "expired unpaid", was="PAYING")
         return "closed"
     return "pending"
 
@@ -369,10 +380,8 @@ async def check(rt: Runtime, bill_id: uuid.UUID) -> str:
     expired = bill["expires_at"] <= datetime.now(UTC)
     channel = rt.partners.channel(cash["method"])
     status = await (channel.close_order if expired else channel.query_order)(cash["out_trade_no"])
-    outcome = await _apply_status(rt, bill_id, status, expired)
-    if outcome == "pending":
-        await schedule_check(rt, bill_id, rt.settings.billing.payment_check_after_seconds)
-    return outcome
+    # Still pending: the sweeper asks again every minute until it ends or expires.
+    return await _apply_status(rt, bill_id, status, expired)
 
 
 async def expire(rt: Runtime, bill_id: uuid.UUID) -> str:
@@ -382,10 +391,10 @@ async def expire(rt: Runtime, bill_id: uuid.UUID) -> str:
         return "no such bill"
     if bill["expires_at"] > datetime.now(UTC):
         return "not yet"
-    if bill["state"] == "CREATED":
-        await end_unpaid(bill_id, "CLOSED", "expired unpaid")
+    if bill["state"] == "CREATED" and await end_unpaid(bill_id, "CLOSED", "expired unpaid", was="CREATED"):
         return "closed"
-    if bill["state"] == "PAYING":
+    # A payment started meanwhile (or had): the channel is asked before the bill is closed.
+    if (await Bill.select(Bill.state).where(Bill.id == bill_id).first() or {}).get("state") == "PAYING":
         return await check(rt, bill_id)
     return f"already {bill['state']}"
 

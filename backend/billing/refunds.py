@@ -30,7 +30,7 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-LIVE = ("REQUESTED", "PROCESSING", "SUCCEEDED", "FAILED")  # every state but REJECTED holds its parts
+LIVE = ("REQUESTED", "PROCESSING", "SUCCEEDED")  # the refunds holding their parts of the bill
 
 
 async def _remaining(bill: dict[str, Any]) -> RefundParts:
@@ -54,9 +54,26 @@ async def _remaining(bill: dict[str, Any]) -> RefundParts:
 
 
 async def request_refund(
-    rt: Runtime, partner: Partner, bill_id: uuid.UUID, request: RefundCreate
+    rt: Runtime, partner: Partner, bill_id: uuid.UUID, request: RefundCreate, request_key: str | None = None
 ) -> RefundRead:
     await partner_bill(partner, bill_id)
+    if request_key is not None:
+        # A repeat after a failure: the refund recorded then, asked of the channel again if need be.
+        existing = (
+            await Refund.select(Refund.id, Refund.bill_id)
+            .where((Refund.requested_by == partner.client_id) & (Refund.request_key == request_key))
+            .first()
+        )
+        if existing is not None and existing["bill_id"] != bill_id:
+            raise AppError(
+                "this Idempotency-Key was used for a refund of another bill",
+                code="IDEMPOTENCY_KEY_REUSED",
+                status_code=422,
+                detail={"field": "Idempotency-Key"},
+            )
+        if existing is not None:
+            await send(rt, existing["id"])
+            return await read(existing["id"])
     refund_id = uuid.uuid4()
     messages: list[int] = []
     async with DB.transaction():
@@ -92,6 +109,7 @@ async def request_refund(
                 reason=request.reason,
                 state="REQUESTED",
                 requested_by=partner.client_id,
+                request_key=request_key,
                 created_at=now,
             )
         )
@@ -131,6 +149,11 @@ async def send(rt: Runtime, refund_id: uuid.UUID, *, raise_refusal: bool = False
         log.warning("refund left for the sweeper", refund_id=str(refund_id))
         return "deferred"
     except AppError as exc:
+        if exc.code != "PARTNER_REJECTED":
+            # An answer we cannot read or trust: the channel may have refunded. Ask again later
+            # with the same out_refund_no, which the channel never refunds twice.
+            log.error("refund answer unusable; left for the sweeper", refund_id=str(refund_id), code=exc.code)
+            return "deferred"
         await _reject(refund_id, f"{exc.code}: {exc.message}")
         if raise_refusal:
             raise
@@ -143,15 +166,9 @@ async def apply_status(rt: Runtime, refund_id: uuid.UUID, status: RefundStatus) 
     if status.state == "NOT_FOUND":
         return "unknown at the channel"
     if status.state == "FAILED":
-        refund = await Refund.select(Refund.state).where(Refund.id == refund_id).first()
-        if refund and refund["state"] == "REQUESTED":
-            await _reject(refund_id, "the channel refused the refund")
+        if await _reject(refund_id, "the channel refused the refund"):
             return "rejected"
-        await Refund.update(
-            {Refund.state: "FAILED", Refund.error: "failed at the channel after accepting"}
-        ).where((Refund.id == refund_id) & (Refund.state == "PROCESSING"))
-        log.error("refund failed at the channel after it accepted it", refund_id=str(refund_id))
-        return "failed"
+        return "failed" if await _undo_accepted(refund_id) else "already settled"
     messages: list[int] = []
     async with DB.transaction():
         messages += await _accept(refund_id, status.state, status.refund_id)
@@ -161,11 +178,54 @@ async def apply_status(rt: Runtime, refund_id: uuid.UUID, status: RefundStatus) 
     return status.state.lower()
 
 
-async def _reject(refund_id: uuid.UUID, error: str) -> None:
-    await Refund.update({Refund.state: "REJECTED", Refund.error: error}).where(
-        (Refund.id == refund_id) & (Refund.state == "REQUESTED")
+async def _reject(refund_id: uuid.UUID, error: str) -> bool:
+    """REQUESTED -> REJECTED: nothing moved; the reserved parts are free again."""
+    rejected = (
+        await Refund.update({Refund.state: "REJECTED", Refund.error: error})
+        .where((Refund.id == refund_id) & (Refund.state == "REQUESTED"))
+        .returning(Refund.id)
     )
-    log.warning("refund rejected", refund_id=str(refund_id), error=error)
+    if rejected:
+        log.warning("refund rejected", refund_id=str(refund_id), error=error)
+    return bool(rejected)
+
+
+async def _undo_accepted(refund_id: uuid.UUID) -> bool:
+    """PROCESSING -> FAILED: the channel accepted the refund, then could not pay it. Everything
+    the acceptance moved moves back, so the books show the cash still with the hospital and the
+    hospital can refund again."""
+    async with DB.transaction():
+        rows = await Refund.raw(
+            "UPDATE bill_refund SET state = 'FAILED', error = 'failed at the channel after accepting' "
+            "WHERE id = {} AND state = 'PROCESSING' RETURNING *",
+            refund_id,
+        )
+        if not rows:
+            return False
+        refund = rows[0]
+        bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", refund["bill_id"]))[0]
+        await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)
+        await post_parts(
+            "bill.refund_failed",
+            f"refund:{refund_id}",
+            bill,
+            fund_fen=refund["fund_fen"],
+            personal_account_fen=refund["personal_account_fen"],
+            cash_fen=refund["cash_fen"],
+        )
+        await policy.add_usage(
+            bill["insured_id"], bill["policy_year"], refund["deductible_fen"], refund["fund_fen"]
+        )
+        refunded = bill["refunded_fen"] - refund["amount_fen"]
+        await Bill.update(
+            {
+                Bill.refunded_fen: refunded,
+                Bill.state: "PARTIALLY_REFUNDED" if refunded else "PAID",
+                Bill.updated_at: datetime.now(UTC),
+            }
+        ).where((Bill.id == bill["id"]) & Bill.state.is_in(["PARTIALLY_REFUNDED", "REFUNDED"]))
+    log.error("refund failed at the channel after it accepted it; reversed", refund_id=str(refund_id))
+    return True
 
 
 async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | None) -> list[int]:
@@ -188,6 +248,7 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
         return []
     refund = rows[0]
     bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", refund["bill_id"]))[0]
+    await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)  # before the accounts
     await post_parts(
         "bill.refunded",
         f"refund:{refund_id}",

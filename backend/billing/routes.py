@@ -118,7 +118,7 @@ class PartnerBillController(Controller):
         partner = request.state.partner
 
         async def work() -> tuple[int, BillRead]:
-            return 201, await service.create(runtime, partner, data)
+            return 201, await service.create(runtime, partner, data, idempotency_key)
 
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 
@@ -155,7 +155,7 @@ class PartnerBillController(Controller):
         partner = request.state.partner
 
         async def work() -> tuple[int, RefundRead]:
-            refund = await refunds.request_refund(runtime, partner, bill_id, data)
+            refund = await refunds.request_refund(runtime, partner, bill_id, data, idempotency_key)
             return (HTTP_202_ACCEPTED if refund.state == "REQUESTED" else HTTP_201_CREATED), refund
 
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)

@@ -63,7 +63,12 @@ async def partner_institution(partner: Partner) -> dict[str, Any]:
     return institution
 
 
-async def create(rt: Runtime, partner: Partner, request: BillCreate) -> BillRead:
+async def create(
+    rt: Runtime, partner: Partner, request: BillCreate, request_key: str | None = None
+) -> BillRead:
+    """Create a bill; created before under `request_key` (a repeat after a failure), that bill."""
+    if request_key is not None and (existing := await _created_under(partner, request_key)) is not None:
+        return await read(rt, existing)
     if (request.visit_token is None) == (request.cert_no is None):
         raise _field_error("visit_token", "name the patient by exactly one of visit_token or cert_no")
     institution = await partner_institution(partner)
@@ -87,6 +92,7 @@ async def create(rt: Runtime, partner: Partner, request: BillCreate) -> BillRead
                 insured_id=insured_id,
                 visit_id=visit_id,
                 created_by=partner.client_id,
+                request_key=request_key,
                 order_type=request.order_type,
                 state="CREATED",
                 total_fen=total,
@@ -113,6 +119,15 @@ async def create(rt: Runtime, partner: Partner, request: BillCreate) -> BillRead
     await schedule_expiry(rt, bill_id, expires_at)
     log.info("bill created", bill_id=str(bill_id), total_fen=total, institution=institution["code"])
     return await read(rt, bill_id)
+
+
+async def _created_under(partner: Partner, request_key: str) -> uuid.UUID | None:
+    row = (
+        await Bill.select(Bill.id)
+        .where((Bill.created_by == partner.client_id) & (Bill.request_key == request_key))
+        .first()
+    )
+    return row["id"] if row else None
 
 
 async def schedule_expiry(rt: Runtime, bill_id: uuid.UUID, at: datetime) -> None:

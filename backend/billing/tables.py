@@ -65,6 +65,8 @@ class Bill(Table, tablename="bill"):
     insured_id = ForeignKey(InsuredPerson, null=False, index=True)
     visit_id = ForeignKey(Visit, null=True, default=None)
     created_by = Varchar(length=64)  # partner client id
+    # The Idempotency-Key it was created with: a repeat after a failure finds this bill again.
+    request_key = Varchar(length=255, null=True, default=None)
     order_type = Varchar(length=16)
     state = Varchar(length=24, index=True)
     total_fen = BigInt()
@@ -86,6 +88,7 @@ class Bill(Table, tablename="bill"):
     ended_reason = Text(null=True, default=None)
     updated_at = Timestamptz()
 
+    created_once = Unique([created_by, request_key])
     known_state = Check("state IN ('" + "', '".join(BILL_STATES) + "')")
     parts_sum_to_total = Check("fund_fen IS NULL OR fund_fen + personal_account_fen + cash_fen = total_fen")
     refunds_within_total = Check("refunded_fen BETWEEN 0 AND total_fen")
@@ -135,11 +138,15 @@ class Refund(Table, tablename="bill_refund"):
     deductible_fen = BigInt()
     reason = Varchar(length=200)
     # REQUESTED (reserved, channel not yet asked or not yet answered) -> PROCESSING / SUCCEEDED,
-    # or REJECTED (the channel refused; nothing moved). FAILED: accepted, then failed at the channel.
+    # or REJECTED (the channel refused; nothing moved). FAILED: accepted, then failed at the
+    # channel; what the acceptance moved was moved back.
     state = Varchar(length=16, index=True)
     channel_refund_id = Varchar(length=64, null=True, default=None)
     requested_by = Varchar(length=64)
+    request_key = Varchar(length=255, null=True, default=None)  # its Idempotency-Key, as for bills
     created_at = Timestamptz()
     accepted_at = Timestamptz(null=True, default=None)
     succeeded_at = Timestamptz(null=True, default=None)
     error = Text(null=True, default=None)
+
+    requested_once = Unique([requested_by, request_key])

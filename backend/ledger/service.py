@@ -1,8 +1,9 @@
 """Posting to the double-entry ledger, and checking it.
 
 Every money movement is one journal whose entries sum to zero, posted inside the transaction
-of the change it belongs to. Balances are kept on the accounts (locked in code order, so two
-postings never deadlock) and must always equal the sum of their entries; `audit` checks that.
+of the change it belongs to. Balances are kept on the accounts (locked in one order: personal
+accounts, then the others, by code) and must always equal the sum of their entries; `audit`
+checks that.
 
 Sign convention: an account's balance is what it holds. A payment moves value from the payers
 (fund pool, personal account, channel clearing: balances fall) to the hospital's receivable.
@@ -106,8 +107,11 @@ async def _lock_accounts(codes: list[str]) -> dict[str, int]:
             """,
             missing,
         )
+    # Personal accounts first, then the shared ones, each by code: the order every payment,
+    # reversal and refund takes (after the bill and the year's usage), so none waits in a cycle.
     rows = await Account.raw(
-        "SELECT id, code FROM ledger_account WHERE code = ANY({}::text[]) ORDER BY code FOR UPDATE",
+        "SELECT id, code FROM ledger_account WHERE code = ANY({}::text[]) "
+        "ORDER BY kind <> 'personal_account', code FOR UPDATE",
         codes,
     )
     found = {row["code"]: row["id"] for row in rows}

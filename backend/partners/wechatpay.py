@@ -346,7 +346,7 @@ class WechatPayClient:
         if key is None:
             return f"unknown Wechatpay-Serial {serial!r}"
         timestamp, nonce = lower.get("wechatpay-timestamp", ""), lower.get("wechatpay-nonce", "")
-        if not timestamp.isdigit() or not nonce:
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or not nonce:
             return "Wechatpay-Timestamp or Wechatpay-Nonce missing"
         if abs(time.time() - int(timestamp)) > WINDOW_SECONDS:
             return "Wechatpay-Timestamp outside the five-minute window"

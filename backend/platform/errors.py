@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import asyncpg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -137,7 +138,17 @@ def too_deep_handler(_: Request[Any, Any, Any], exc: RecursionError) -> Response
     return envelope(400, "BAD_REQUEST", "the request body is nested too deeply")
 
 
+def contention_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # PostgreSQL broke a lock cycle or a serialization conflict: nothing was written; retry.
+    log.warning("transaction aborted by contention", error=type(exc).__name__)
+    return envelope(
+        503, "TRY_AGAIN", "the request collided with another; send it again", headers={"Retry-After": "1"}
+    )
+
+
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    asyncpg.DeadlockDetectedError: contention_handler,
+    asyncpg.SerializationError: contention_handler,
     AppError: app_error_handler,
     HTTPException: http_error_handler,
     RecursionError: too_deep_handler,

@@ -3,8 +3,9 @@
 The first request with a key claims it and runs; its response (2xx or 4xx) is stored and
 replayed to every repeat with the same body. A repeat with another body is refused with 422
 `IDEMPOTENCY_KEY_REUSED`. A repeat that arrives while the first still runs waits for it and
-replays its answer. A 5xx, or a crash, releases the key, so a retry runs again. Keys are kept
-for `KEEP` (at least a day), then purged by a worker cron.
+replays its answer. A 5xx, or a crash, releases the key, so a retry runs again: the work must
+find what a first run committed (bills and refunds are recorded under their key; a payment
+resumes). Keys are kept for `KEEP` (at least a day), then purged by a worker cron.
 """
 
 from __future__ import annotations
@@ -71,27 +72,38 @@ async def run_once(
         status_code, body = await work()
     except AppError as exc:
         if exc.status_code >= 500:
-            await IdempotencyKey.delete().where(IdempotencyKey.id == claimed)
+            await _release(claimed)
             raise
         error = {"error": {"code": exc.code, "message": exc.message, "detail": exc.detail}}
         await _store(claimed, exc.status_code, msgspec.json.encode(error))
         raise
     except BaseException:
-        await IdempotencyKey.delete().where(IdempotencyKey.id == claimed)
+        await _release(claimed)
         raise
     encoded = msgspec.json.encode(body)
     await _store(claimed, status_code, encoded)
     return Response(encoded, status_code=status_code, media_type="application/json")
 
 
-async def _store(key_id: int, status_code: int, body: bytes) -> None:
+# A claim is (row id, the time it was taken): a request whose lease lapsed and was taken over
+# by a repeat can no longer store or release what is now the repeat's.
+Claim = tuple[int, datetime]
+
+
+async def _store(claim: Claim, status_code: int, body: bytes) -> None:
     await IdempotencyKey.update({IdempotencyKey.status_code: status_code, IdempotencyKey.body: body}).where(
-        IdempotencyKey.id == key_id
+        (IdempotencyKey.id == claim[0]) & (IdempotencyKey.created_at == claim[1])
     )
 
 
-async def _claim(scope: str, key: str, request_fingerprint: str) -> int | Response[bytes]:
-    """The claimed key's id, or the response to replay."""
+async def _release(claim: Claim) -> None:
+    await IdempotencyKey.delete().where(
+        (IdempotencyKey.id == claim[0]) & (IdempotencyKey.created_at == claim[1])
+    )
+
+
+async def _claim(scope: str, key: str, request_fingerprint: str) -> Claim | Response[bytes]:
+    """The claim on the key, or the response to replay."""
     deadline = asyncio.get_running_loop().time() + WAIT
     while True:
         now = datetime.now(UTC)
@@ -114,7 +126,7 @@ async def _claim(scope: str, key: str, request_fingerprint: str) -> int | Respon
             now,
         )
         if rows:
-            return int(rows[0]["id"])
+            return int(rows[0]["id"]), now
         existing = (
             await IdempotencyKey.select(
                 IdempotencyKey.fingerprint, IdempotencyKey.status_code, IdempotencyKey.body
