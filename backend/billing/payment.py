@@ -112,11 +112,26 @@ def _not_payable(state: str) -> Conflict:
 
 async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest) -> PaymentRead:
     await owned_bill(patient, bill_id)
+    started = await _settle(rt, patient, bill_id, request)
+    if started is not None:
+        return started
+    # The payment in progress, launched again outside any transaction: the channel is never
+    # called with the bill locked.
+    bill = await Bill.select().where(Bill.id == bill_id).first()
+    assert bill is not None
+    return await _launch(rt, bill)
+
+
+async def _settle(
+    rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest
+) -> PaymentRead | None:
+    """Settle the bill and open its cash part; None when this payment was already in progress."""
     messages: list[int] = []
     async with DB.transaction():
         bill = await _locked_bill(bill_id)
         if bill["state"] == "PAYING":
-            return await _resume(rt, patient, bill, request)
+            _check_resumable(patient, bill, request)
+            return None
         if bill["state"] != "CREATED":
             raise _not_payable(bill["state"])
         if bill["expires_at"] <= datetime.now(UTC):
@@ -182,7 +197,7 @@ async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayReq
     return await _launch(rt, bill)
 
 
-async def _resume(rt: Runtime, patient: Patient, bill: dict[str, Any], request: PayRequest) -> PaymentRead:
+def _check_resumable(patient: Patient, bill: dict[str, Any], request: PayRequest) -> None:
     """A repeat of the payment in progress (a lost answer, a second device) gets the same launch."""
     if bill["expires_at"] <= datetime.now(UTC):
         raise Conflict("the bill has expired; ask the hospital for a new one", code="BILL_EXPIRED")
@@ -202,7 +217,6 @@ async def _resume(rt: Runtime, patient: Patient, bill: dict[str, Any], request: 
             code="BILL_PAYMENT_IN_PROGRESS",
             detail={"state": bill["state"]},
         )
-    return await _launch(rt, bill)
 
 
 async def _launch(rt: Runtime, bill: dict[str, Any]) -> PaymentRead:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from backend.billing import payment
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger import service as ledger
 from backend.ledger.tables import Journal
@@ -174,3 +177,19 @@ async def test_a_payment_that_cannot_start_writes_nothing(client, sandbox_http, 
     assert await Journal.count() == 0
     assert await CashPayment.count() == 0
     assert await InsuredYearUsage.count().where(InsuredYearUsage.fund_paid_fen != 0) == 0
+
+
+async def test_a_notification_and_the_order_query_racing_complete_the_bill_once(
+    client, sandbox_http, settings, runtime, run_worker
+):
+    _, bill, started = await paying(client, sandbox_http, settings)
+    note = await payer_pays(sandbox_http, "wechat", started["out_trade_no"])
+    assert (await post_notification(client, "wechat", note)).status_code == 204
+
+    checked, _ = await asyncio.gather(payment.check(runtime, uuid.UUID(bill["id"])), run_worker())
+
+    event = await InboxEvent.select().first()
+    assert {checked, event["outcome"]} == {"paid", "already paid"}
+    assert (await Bill.select(Bill.state).first())["state"] == "PAID"
+    assert await ledger.balance(ledger.channel_clearing("wechat")) == -55177
+    assert await Notification.count().where(Notification.template == "payment_succeeded") == 1
