@@ -6,7 +6,7 @@ from backend.billing.tables import Bill
 from backend.ledger import service as ledger
 
 # Bills settled: PAYING, PAID, PARTIALLY_REFUNDED, REFUNDED. Refunds standing in the ledger:
-# PROCESSING, SUCCEEDED (a FAILED one was posted and reversed: its journals net to zero).
+# PROCESSING, SUCCEEDED, ATTENTION; REQUESTED and REJECTED ones have posted nothing.
 
 
 async def audit() -> tuple[list[str], dict[str, int]]:
@@ -46,7 +46,7 @@ async def audit() -> tuple[list[str], dict[str, int]]:
             SELECT bill_id, coalesce(sum(amount_fen), 0) AS amount,
                    coalesce(sum(p.receivable), 0) AS receivable
             FROM bill_refund r LEFT JOIN posted p ON p.reference = 'refund:' || r.id
-            WHERE r.state IN ('PROCESSING', 'SUCCEEDED') GROUP BY bill_id
+            WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION') GROUP BY bill_id
         )
         SELECT b.bill_no, b.state, b.refunded_fen,
                coalesce(p.receivable, 0) + coalesce(a.receivable, 0) AS receivable,
@@ -78,7 +78,8 @@ async def audit() -> tuple[list[str], dict[str, int]]:
         refunded AS (
             SELECT b.cash_method AS method, sum(r.cash_fen) AS refunded
             FROM bill_refund r JOIN bill b ON b.id = r.bill_id
-            WHERE r.state IN ('PROCESSING', 'SUCCEEDED') AND r.cash_fen > 0 GROUP BY b.cash_method
+            WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION') AND r.cash_fen > 0
+            GROUP BY b.cash_method
         ),
         clearing AS (
             SELECT split_part(code, ':', 2) AS method, balance_fen FROM ledger_account
@@ -107,7 +108,7 @@ async def audit() -> tuple[list[str], dict[str, int]]:
             SELECT b.insured_id, b.policy_year AS year,
                    sum(r.fund_fen) AS fund, sum(r.deductible_fen) AS deductible
             FROM bill_refund r JOIN bill b ON b.id = r.bill_id
-            WHERE r.state IN ('PROCESSING', 'SUCCEEDED') GROUP BY 1, 2
+            WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION') GROUP BY 1, 2
         )
         SELECT u.insured_id, u.year, u.fund_paid_fen, u.deductible_met_fen,
                coalesce(x.fund, 0) - coalesce(g.fund, 0) AS fund,
@@ -122,6 +123,22 @@ async def audit() -> tuple[list[str], dict[str, int]]:
         problems.append(
             f"insured person {row['insured_id']}, {row['year']}: usage says fund {row['fund_paid_fen']} / "
             f"deductible {row['deductible_met_fen']}, the bills say {row['fund']} / {row['deductible']}"
+        )
+    for row in await Bill.raw(
+        """
+        SELECT r.out_refund_no, r.state, r.amount_fen, coalesce(sum(e.amount_fen), 0) AS receivable
+        FROM bill_refund r
+        LEFT JOIN ledger_journal j ON j.reference = 'refund:' || r.id
+        LEFT JOIN ledger_entry e ON e.journal_id = j.id
+          AND e.account_id IN (SELECT id FROM ledger_account WHERE kind = 'hospital_receivable')
+        GROUP BY r.id
+        HAVING coalesce(sum(e.amount_fen), 0) <> CASE
+            WHEN r.state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION') THEN -r.amount_fen ELSE 0 END
+        """
+    ):
+        problems.append(
+            f"refund {row['out_refund_no']} ({row['state']} of {row['amount_fen']} fen) took "
+            f"{-row['receivable']} fen from the hospital's receivable"
         )
     counts = {"bills": await Bill.count()}
     return problems, counts

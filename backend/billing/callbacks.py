@@ -79,7 +79,7 @@ async def _apply_refund(rt: Runtime, event: ChannelEvent) -> str:
     (Alipay reports the trade's total refunded so far, not this refund's amount)."""
     if event.merchant_id != rt.partners.channel(event.channel).merchant_id:
         return f"ignored: merchant {event.merchant_id} is not ours"
-    query = Refund.select(Refund.id).where(Refund.state == "PROCESSING")
+    query = Refund.select(Refund.id).where(Refund.state.is_in(["PROCESSING", "ATTENTION"]))
     if event.out_refund_no:
         query = query.where(Refund.out_refund_no == event.out_refund_no)
     else:

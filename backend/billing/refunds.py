@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import structlog
 
 from backend.billing import policy
@@ -30,7 +31,7 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-LIVE = ("REQUESTED", "PROCESSING", "SUCCEEDED")  # the refunds holding their parts of the bill
+LIVE = ("REQUESTED", "PROCESSING", "SUCCEEDED", "ATTENTION")  # the refunds holding their parts
 
 
 async def _remaining(bill: dict[str, Any]) -> RefundParts:
@@ -72,54 +73,71 @@ async def request_refund(
                 detail={"field": "Idempotency-Key"},
             )
         if existing is not None:
-            await send(rt, existing["id"])
-            return await read(existing["id"])
+            await send(rt, existing["id"], raise_refusal=True)
+            found = await read(existing["id"])
+            if found.state == "REJECTED":
+                raise _refused({})
+            return found
     refund_id = uuid.uuid4()
     messages: list[int] = []
-    async with DB.transaction():
-        bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", bill_id))[0]
-        if bill["state"] not in ("PAID", "PARTIALLY_REFUNDED"):
-            raise Conflict(
-                f"the bill is {bill['state']}; only a paid bill is refunded",
-                code="BILL_NOT_REFUNDABLE",
-                detail={"state": bill["state"]},
+    try:
+        async with DB.transaction():
+            bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", bill_id))[0]
+            if bill["state"] not in ("PAID", "PARTIALLY_REFUNDED"):
+                raise Conflict(
+                    f"the bill is {bill['state']}; only a paid bill is refunded",
+                    code="BILL_NOT_REFUNDABLE",
+                    detail={"state": bill["state"]},
+                )
+            remaining = await _remaining(bill)
+            left = remaining.fund_fen + remaining.personal_account_fen + remaining.cash_fen
+            amount = request.amount_fen if request.amount_fen is not None else left
+            if amount > left or amount == 0:
+                raise AppError(
+                    f"{left} fen are left to refund on this bill",
+                    code="REFUND_EXCEEDS_REMAINING",
+                    status_code=422,
+                    detail={"field": "amount_fen", "refundable_fen": left},
+                )
+            parts = refund_parts(amount, remaining, left)
+            now = datetime.now(UTC)
+            await Refund.insert(
+                Refund(
+                    id=refund_id,
+                    bill_id=bill_id,
+                    out_refund_no=f"RF{refund_id.hex[:30]}",
+                    amount_fen=amount,
+                    fund_fen=parts.fund_fen,
+                    personal_account_fen=parts.personal_account_fen,
+                    cash_fen=parts.cash_fen,
+                    deductible_fen=parts.deductible_fen,
+                    reason=request.reason,
+                    state="REQUESTED",
+                    requested_by=partner.client_id,
+                    request_key=request_key,
+                    created_at=now,
+                )
             )
-        remaining = await _remaining(bill)
-        left = remaining.fund_fen + remaining.personal_account_fen + remaining.cash_fen
-        amount = request.amount_fen if request.amount_fen is not None else left
-        if amount > left or amount == 0:
-            raise AppError(
-                f"{left} fen are left to refund on this bill",
-                code="REFUND_EXCEEDS_REMAINING",
-                status_code=422,
-                detail={"field": "amount_fen", "refundable_fen": left},
-            )
-        parts = refund_parts(amount, remaining, left)
-        now = datetime.now(UTC)
-        await Refund.insert(
-            Refund(
-                id=refund_id,
-                bill_id=bill_id,
-                out_refund_no=f"RF{refund_id.hex[:30]}",
-                amount_fen=amount,
-                fund_fen=parts.fund_fen,
-                personal_account_fen=parts.personal_account_fen,
-                cash_fen=parts.cash_fen,
-                deductible_fen=parts.deductible_fen,
-                reason=request.reason,
-                state="REQUESTED",
-                requested_by=partner.client_id,
-                request_key=request_key,
-                created_at=now,
-            )
-        )
-        if not parts.cash_fen:
-            messages += await _accept(refund_id, "SUCCEEDED", None)
+            if not parts.cash_fen:
+                messages += await _accept(refund_id, "SUCCEEDED", None)
+    except asyncpg.UniqueViolationError:
+        if request_key is None:
+            raise
+        # The same key's first request recorded it a moment ago: that refund is the answer.
+        return await request_refund(rt, partner, bill_id, request, request_key)
     await outbox.send(rt.redis, messages)
     log.info("refund recorded", bill_id=str(bill_id), refund_id=str(refund_id), amount_fen=amount)
     if parts.cash_fen:
         await send(rt, refund_id, raise_refusal=True)
     return await read(refund_id)
+
+
+def _refused(detail: dict[str, Any]) -> Conflict:
+    return Conflict(
+        "the channel refused to refund this payment; nothing was refunded",
+        code="REFUND_REJECTED",
+        detail={k: v for k, v in detail.items() if k in ("platform_code", "platform_message")},
+    )
 
 
 async def read(refund_id: uuid.UUID) -> RefundRead:
@@ -154,9 +172,9 @@ async def send(rt: Runtime, refund_id: uuid.UUID, *, raise_refusal: bool = False
             # with the same out_refund_no, which the channel never refunds twice.
             log.error("refund answer unusable; left for the sweeper", refund_id=str(refund_id), code=exc.code)
             return "deferred"
-        await _reject(refund_id, f"{exc.code}: {exc.message}")
+        await _reject(refund_id, f"{exc.detail.get('platform_code', exc.code)}: {exc.message}")
         if raise_refusal:
-            raise
+            raise _refused(exc.detail) from exc
         return "rejected"
     return await apply_status(rt, refund_id, status)
 
@@ -168,7 +186,7 @@ async def apply_status(rt: Runtime, refund_id: uuid.UUID, status: RefundStatus) 
     if status.state == "FAILED":
         if await _reject(refund_id, "the channel refused the refund"):
             return "rejected"
-        return "failed" if await _undo_accepted(refund_id) else "already settled"
+        return "needs attention" if await _needs_attention(refund_id) else "already settled"
     messages: list[int] = []
     async with DB.transaction():
         messages += await _accept(refund_id, status.state, status.refund_id)
@@ -190,42 +208,18 @@ async def _reject(refund_id: uuid.UUID, error: str) -> bool:
     return bool(rejected)
 
 
-async def _undo_accepted(refund_id: uuid.UUID) -> bool:
-    """PROCESSING -> FAILED: the channel accepted the refund, then could not pay it. Everything
-    the acceptance moved moves back, so the books show the cash still with the hospital and the
-    hospital can refund again."""
-    async with DB.transaction():
-        rows = await Refund.raw(
-            "UPDATE bill_refund SET state = 'FAILED', error = 'failed at the channel after accepting' "
-            "WHERE id = {} AND state = 'PROCESSING' RETURNING *",
-            refund_id,
-        )
-        if not rows:
-            return False
-        refund = rows[0]
-        bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", refund["bill_id"]))[0]
-        await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)
-        await post_parts(
-            "bill.refund_failed",
-            f"refund:{refund_id}",
-            bill,
-            fund_fen=refund["fund_fen"],
-            personal_account_fen=refund["personal_account_fen"],
-            cash_fen=refund["cash_fen"],
-        )
-        await policy.add_usage(
-            bill["insured_id"], bill["policy_year"], refund["deductible_fen"], refund["fund_fen"]
-        )
-        refunded = bill["refunded_fen"] - refund["amount_fen"]
-        await Bill.update(
-            {
-                Bill.refunded_fen: refunded,
-                Bill.state: "PARTIALLY_REFUNDED" if refunded else "PAID",
-                Bill.updated_at: datetime.now(UTC),
-            }
-        ).where((Bill.id == bill["id"]) & Bill.state.is_in(["PARTIALLY_REFUNDED", "REFUNDED"]))
-    log.error("refund failed at the channel after it accepted it; reversed", refund_id=str(refund_id))
-    return True
+async def _needs_attention(refund_id: uuid.UUID) -> bool:
+    """PROCESSING -> ATTENTION: the channel took the money from the merchant but could not pay
+    it to the payer (WeChat Pay's ABNORMAL, e.g. a closed card). The refund stands in the books;
+    the hospital settles it through the channel's abnormal-refund process, whose SUCCESS ends it."""
+    flagged = (
+        await Refund.update({Refund.state: "ATTENTION", Refund.error: "the channel could not pay it out"})
+        .where((Refund.id == refund_id) & (Refund.state == "PROCESSING"))
+        .returning(Refund.id)
+    )
+    if flagged:
+        log.error("refund accepted but not paid out: settle it at the channel", refund_id=str(refund_id))
+    return bool(flagged)
 
 
 async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | None) -> list[int]:
@@ -273,11 +267,11 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
 
 
 async def _succeeded(refund_id: uuid.UUID) -> list[int]:
-    """PROCESSING -> SUCCEEDED, and the patient hears of it."""
+    """PROCESSING (or ATTENTION) -> SUCCEEDED, and the patient hears of it."""
     now = datetime.now(UTC)
     rows = await Refund.raw(
         "UPDATE bill_refund SET state = 'SUCCEEDED', succeeded_at = {} "
-        "WHERE id = {} AND state = 'PROCESSING' RETURNING *",
+        "WHERE id = {} AND state IN ('PROCESSING', 'ATTENTION') RETURNING *",
         now,
         refund_id,
     )
@@ -307,7 +301,7 @@ async def by_out_refund_no(out_refund_no: str) -> uuid.UUID | None:
 async def check(rt: Runtime, refund_id: uuid.UUID) -> str:
     """Ask the channel about a refund it accepted but has not confirmed."""
     refund = await Refund.select().where(Refund.id == refund_id).first()
-    if refund is None or refund["state"] != "PROCESSING":
+    if refund is None or refund["state"] not in ("PROCESSING", "ATTENTION"):
         return "nothing to check"
     cash = await CashPayment.select().where(CashPayment.bill_id == refund["bill_id"]).first()
     assert cash is not None
@@ -327,7 +321,7 @@ async def unfinished(older_than: timedelta, limit: int = 200) -> tuple[list[uuid
     )
     processing = (
         await Refund.select(Refund.id)
-        .where((Refund.state == "PROCESSING") & (Refund.accepted_at <= cutoff))
+        .where(Refund.state.is_in(["PROCESSING", "ATTENTION"]) & (Refund.accepted_at <= cutoff))
         .limit(limit)
     )
     return [r["id"] for r in requested], [r["id"] for r in processing]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import structlog
 
 from backend.auth.service import Patient
@@ -83,39 +84,44 @@ async def create(
     now = datetime.now(UTC)
     bill_id = uuid.uuid4()
     expires_at = now + timedelta(seconds=rt.settings.billing.ttl_seconds)
-    async with DB.transaction():
-        await Bill.insert(
-            Bill(
-                id=bill_id,
-                bill_no=f"B{now.astimezone(CHINA):%Y%m%d}{secrets.randbelow(10**10):010d}",
-                institution_id=institution["id"],
-                insured_id=insured_id,
-                visit_id=visit_id,
-                created_by=partner.client_id,
-                request_key=request_key,
-                order_type=request.order_type,
-                state="CREATED",
-                total_fen=total,
-                created_at=now,
-                expires_at=expires_at,
-                updated_at=now,
-            )
-        )
-        await BillItem.insert(
-            *(
-                BillItem(
-                    bill_id=bill_id,
-                    line_no=line_no,
-                    code=item.code,
-                    name=item.name,
-                    category=item.category,
-                    quantity=item.quantity,
-                    unit_price_fen=item.unit_price_fen,
-                    amount_fen=item.quantity * item.unit_price_fen,
+    try:
+        async with DB.transaction():
+            await Bill.insert(
+                Bill(
+                    id=bill_id,
+                    bill_no=f"B{now.astimezone(CHINA):%Y%m%d}{secrets.randbelow(10**10):010d}",
+                    institution_id=institution["id"],
+                    insured_id=insured_id,
+                    visit_id=visit_id,
+                    created_by=partner.client_id,
+                    request_key=request_key,
+                    order_type=request.order_type,
+                    state="CREATED",
+                    total_fen=total,
+                    created_at=now,
+                    expires_at=expires_at,
+                    updated_at=now,
                 )
-                for line_no, item in enumerate(request.items, start=1)
             )
-        )
+            await BillItem.insert(
+                *(
+                    BillItem(
+                        bill_id=bill_id,
+                        line_no=line_no,
+                        code=item.code,
+                        name=item.name,
+                        category=item.category,
+                        quantity=item.quantity,
+                        unit_price_fen=item.unit_price_fen,
+                        amount_fen=item.quantity * item.unit_price_fen,
+                    )
+                    for line_no, item in enumerate(request.items, start=1)
+                )
+            )
+    except asyncpg.UniqueViolationError:
+        if request_key is None or (existing := await _created_under(partner, request_key)) is None:
+            raise
+        return await read(rt, existing)  # the same key's first request created it a moment ago
     await schedule_expiry(rt, bill_id, expires_at)
     log.info("bill created", bill_id=str(bill_id), total_fen=total, institution=institution["code"])
     return await read(rt, bill_id)

@@ -137,9 +137,9 @@ class Refund(Table, tablename="bill_refund"):
     cash_fen = BigInt()
     deductible_fen = BigInt()
     reason = Varchar(length=200)
-    # REQUESTED (reserved, channel not yet asked or not yet answered) -> PROCESSING / SUCCEEDED,
-    # or REJECTED (the channel refused; nothing moved). FAILED: accepted, then failed at the
-    # channel; what the acceptance moved was moved back.
+    # REQUESTED (reserved, channel not yet asked or not yet answered) -> PROCESSING -> SUCCEEDED,
+    # or REJECTED (the channel refused; nothing moved). ATTENTION: accepted, then the channel
+    # could not pay it out; it stands in the books until the channel reports SUCCEEDED.
     state = Varchar(length=16, index=True)
     channel_refund_id = Varchar(length=64, null=True, default=None)
     requested_by = Varchar(length=64)

@@ -28,7 +28,7 @@ with warnings.catch_warnings():
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from backend.partners.delivery import NOT_SENT_ERRORS, Delivery
-from backend.partners.http import TransientPartnerError, rejected, signature_invalid, with_retries
+from backend.partners.http import TransientPartnerError, rejected, signature_invalid, unusable, with_retries
 from backend.platform.errors import AppError, Unauthorized
 from backend.settings import AlipaySettings, PartnerHttpSettings
 
@@ -166,7 +166,7 @@ class AlipayClient:
             answer = json.loads(content)
         except (ValueError, KeyError) as exc:
             log.error("alipay answer unreadable", status=response.status_code)
-            raise rejected(self.partner, "Alipay's answer could not be read") from exc
+            raise unusable(self.partner, "Alipay's answer could not be read") from exc
         if not rsa2_verify(self._platform_key, content, signature):
             raise signature_invalid(self.partner, "Alipay's answer failed signature verification")
         return root == "error_response", answer

@@ -31,7 +31,7 @@ from backend.partners.channels import (
     RefundState,
     RefundStatus,
 )
-from backend.partners.http import TransientPartnerError, rejected, with_retries
+from backend.partners.http import TransientPartnerError, rejected, unusable, with_retries
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +135,7 @@ class AlipayTradeClient:
                 merchant_id=self.merchant_id,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise rejected(self.partner, f"Alipay's trade answer is unusable: {exc}") from exc
+            raise unusable(self.partner, f"Alipay's trade answer is unusable: {exc}") from exc
 
     async def close_order(self, out_trade_no: str) -> OrderStatus:
         ok, answer = await self._call(CLOSE, {"out_trade_no": out_trade_no})
@@ -165,8 +165,10 @@ class AlipayTradeClient:
             "refund_reason": reason[:256],
         }
         ok, answer = await self._call(REFUND, biz, notify_url or None)
-        if not ok or answer.get("out_trade_no") != out_trade_no:
+        if not ok:
             raise self._refusal(answer, "Alipay refused the refund")
+        if answer.get("out_trade_no") != out_trade_no:
+            raise unusable(self.partner, "Alipay's refund answer names another trade")
         if answer.get("fund_change") == "Y":
             return RefundStatus(out_refund_no, "SUCCEEDED", amount_fen=refund_fen)
         # "N": this out_request_no was served before (or is being served): ask what came of it.
@@ -191,7 +193,7 @@ class AlipayTradeClient:
             )
             return RefundStatus(out_refund_no, state, amount_fen=yuan_to_fen(answer["refund_amount"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise rejected(self.partner, f"Alipay's refund answer is unusable: {exc}") from exc
+            raise unusable(self.partner, f"Alipay's refund answer is unusable: {exc}") from exc
 
     def verify_notification(self, headers: Mapping[str, str], body: bytes) -> ChannelEvent:
         try:

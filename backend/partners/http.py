@@ -35,6 +35,11 @@ def rejected(partner: str, message: str, **detail: Any) -> AppError:
     return AppError(message, code="PARTNER_REJECTED", status_code=502, detail={"partner": partner, **detail})
 
 
+def unusable(partner: str, message: str) -> AppError:
+    """An answer we cannot read: the partner may have acted on the request, so it is not a refusal."""
+    return AppError(message, code="PARTNER_ANSWER_UNUSABLE", status_code=502, detail={"partner": partner})
+
+
 def signature_invalid(partner: str, message: str) -> AppError:
     return AppError(message, code="PARTNER_SIGNATURE_INVALID", status_code=502, detail={"partner": partner})
 

@@ -38,7 +38,7 @@ from backend.partners.channels import (
     RefundState,
     RefundStatus,
 )
-from backend.partners.http import TransientPartnerError, rejected, signature_invalid, with_retries
+from backend.partners.http import TransientPartnerError, rejected, signature_invalid, unusable, with_retries
 from backend.settings import PartnerHttpSettings, SettingsError, WechatPaySettings
 
 log = structlog.get_logger(__name__)
@@ -220,7 +220,7 @@ class WechatPayClient:
                 merchant_id=str(body["mchid"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise rejected(self.partner, f"WeChat Pay's order answer is unusable: {exc}") from exc
+            raise unusable(self.partner, f"WeChat Pay's order answer is unusable: {exc}") from exc
 
     async def close_order(self, out_trade_no: str) -> OrderStatus:
         path = f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}/close"
@@ -385,9 +385,9 @@ class WechatPayClient:
             try:
                 answer = json.loads(response.content) if response.content else {}
             except ValueError as exc:
-                raise rejected(self.partner, "WeChat Pay's answer could not be read") from exc
+                raise unusable(self.partner, "WeChat Pay's answer could not be read") from exc
             if not isinstance(answer, dict):
-                raise rejected(self.partner, "WeChat Pay's answer is not an object")
+                raise unusable(self.partner, "WeChat Pay's answer is not an object")
             reply = _Reply(response.status_code, answer)
             if response.status_code == 429 or reply.code in TRANSIENT_CODES:
                 raise TransientPartnerError(self.partner, reply.code or "HTTP 429")
@@ -402,6 +402,8 @@ class WechatPayClient:
         return value
 
     def _refusal(self, reply: _Reply, message: str) -> Exception:
+        if reply.status == 200:  # a success that lacks what it should carry: not a refusal
+            return unusable(self.partner, f"{message}: the answer lacks a field it should carry")
         log.error(
             "wechat pay refused", status=reply.status, code=reply.code, message=reply.body.get("message")
         )
@@ -424,4 +426,4 @@ class WechatPayClient:
                 amount_fen=_fen(body["amount"]["refund"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise rejected(self.partner, f"WeChat Pay's refund answer is unusable: {exc}") from exc
+            raise unusable(self.partner, f"WeChat Pay's refund answer is unusable: {exc}") from exc

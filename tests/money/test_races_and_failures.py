@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
 from backend.billing import payment, refunds, service
 from backend.billing.schemas import BillCreate, ItemIn, RefundCreate
-from backend.billing.tables import Bill, InsuredYearUsage, Refund
+from backend.billing.tables import Bill, Refund
 from backend.ledger.tables import Journal
+from backend.notify.tables import Notification
 from backend.oauth.service import Partner
 from backend.partners.channels import RefundStatus
+from tests.helpers import inject_fault
 from tests.money.factories import (
     WITH_CT,
     his_headers,
@@ -72,8 +72,7 @@ async def test_expiry_leaves_a_bill_whose_payment_has_started_to_the_channel_che
     assert await Journal.count().where(Journal.kind == "bill.reversed") == 0
 
 
-@pytest.mark.channel_differs  # the sandbox refunds for real; WeChat's ABNORMAL is told here
-async def test_a_refund_that_fails_after_the_channel_accepted_it_is_reversed(
+async def test_a_refund_accepted_but_not_paid_out_waits_for_the_channel_then_completes(
     client, sandbox_http, settings, runtime, run_worker
 ):
     patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
@@ -84,20 +83,51 @@ async def test_a_refund_that_fails_after_the_channel_accepted_it_is_reversed(
         client, "wechat", await payer_pays(sandbox_http, "wechat", started["out_trade_no"])
     )
     await run_worker()
-    usage = (await InsuredYearUsage.select().first())["fund_paid_fen"]
     accepted = await refund(client, his, bill["id"], amount_fen=7300)
     assert accepted.json()["state"] == "PROCESSING"
     row = await Refund.select().first()
 
-    # WeChat Pay reports the refund ABNORMAL (the payer's card was closed): it failed.
+    # WeChat Pay reports ABNORMAL: the money left the merchant but the payer's card was closed.
     outcome = await refunds.apply_status(runtime, row["id"], RefundStatus(row["out_refund_no"], "FAILED"))
 
-    assert outcome == "failed"
-    assert (await Refund.select(Refund.state).first())["state"] == "FAILED"
+    assert outcome == "needs attention"
+    assert (await Refund.select(Refund.state).first())["state"] == "ATTENTION"
     shown = await Bill.select(Bill.state, Bill.refunded_fen).first()
-    assert (shown["state"], shown["refunded_fen"]) == ("PAID", 0)
-    assert (await InsuredYearUsage.select().first())["fund_paid_fen"] == usage
-    assert await Journal.count().where(Journal.kind == "bill.refund_failed") == 1
+    assert (shown["state"], shown["refunded_fen"]) == ("PARTIALLY_REFUNDED", 7300)  # it stands
+    more = await refund(client, his, bill["id"])
+    assert more.json()["amount_fen"] == 73000 - 7300  # its parts stay taken
+
+    # Settled through the channel's abnormal-refund process, the channel reports success.
+    assert await refunds.check(runtime, row["id"]) == "succeeded"
+    assert (await Refund.select(Refund.state).where(Refund.id == row["id"]).first())["state"] == "SUCCEEDED"
+    assert await Notification.count().where(Notification.template == "refund_succeeded") >= 1
+
+
+async def test_a_refund_the_channel_refuses_is_refused_again_on_retry(
+    client, sandbox_http, settings, run_worker
+):
+    patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
+    his = await his_headers(client)
+    bill = await new_bill(client, his, patient, WITH_CT)
+    started = (await pay(client, patient, bill["id"], cash_method="wechat")).json()
+    await post_notification(
+        client, "wechat", await payer_pays(sandbox_http, "wechat", started["out_trade_no"])
+    )
+    await run_worker()
+    await inject_fault(sandbox_http, partner="wechatpay", api="refund", times=1, code="NOT_ENOUGH")
+    headers = {**his, "Idempotency-Key": "refund-once"}
+    url = f"/api/v1/partner/bills/{bill['id']}/refunds"
+
+    first = await client.post(url, json={"reason": "退费", "amount_fen": 1000}, headers=headers)
+    again = await client.post(url, json={"reason": "退费", "amount_fen": 1000}, headers=headers)
+
+    assert first.status_code == 409, first.text
+    assert first.json()["error"]["code"] == "REFUND_REJECTED"
+    assert first.json()["error"]["detail"]["platform_code"] == "NOT_ENOUGH"
+    assert again.status_code == 409
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (await Refund.select(Refund.state).first())["state"] == "REJECTED"
+    assert (await Bill.select(Bill.refunded_fen).first())["refunded_fen"] == 0
 
 
 async def test_a_request_repeated_after_failing_part_way_finds_what_it_made(
