@@ -61,17 +61,10 @@ async def request_refund(
     if request_key is not None:
         # A repeat after a failure: the refund recorded then, asked of the channel again if need be.
         existing = (
-            await Refund.select(Refund.id, Refund.bill_id)
+            await Refund.select(Refund.id)
             .where((Refund.requested_by == partner.client_id) & (Refund.request_key == request_key))
             .first()
         )
-        if existing is not None and existing["bill_id"] != bill_id:
-            raise AppError(
-                "this Idempotency-Key was used for a refund of another bill",
-                code="IDEMPOTENCY_KEY_REUSED",
-                status_code=422,
-                detail={"field": "Idempotency-Key"},
-            )
         if existing is not None:
             await send(rt, existing["id"], raise_refusal=True)
             found = await read(existing["id"])

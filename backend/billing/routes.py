@@ -47,10 +47,12 @@ async def _once(
     scope: str,
     key: str | None,
     data: Any,
-    work: Callable[[], Awaitable[tuple[int, Any]]],
+    work: Callable[[str], Awaitable[tuple[int, Any]]],
 ) -> Response[bytes]:
+    """Run `work` once per key; it gets the request's key in the form bills and refunds keep."""
     fingerprint = idempotency.fingerprint(request.method, request.url.path, msgspec.to_builtins(data))
-    return await idempotency.run_once(scope, key, fingerprint, work)
+    request_key = idempotency.request_key(scope, key or "", fingerprint)
+    return await idempotency.run_once(scope, key, fingerprint, lambda: work(request_key))
 
 
 class BillController(Controller):
@@ -94,7 +96,7 @@ class BillController(Controller):
         """Pay in one confirmation: the fund's and personal account's parts settle now; a cash part
         returns `launch`, what the mini-program opens the channel's payment with."""
 
-        async def work() -> tuple[int, PaymentRead]:
+        async def work(_: str) -> tuple[int, PaymentRead]:
             return 200, await payment.pay(runtime, patient, bill_id, data)
 
         return await _once(request, f"user:{patient.user_id}", idempotency_key, data, work)
@@ -117,8 +119,8 @@ class PartnerBillController(Controller):
         totals it. It expires unpaid after `MEDPAY_BILL_TTL_SECONDS`."""
         partner = request.state.partner
 
-        async def work() -> tuple[int, BillRead]:
-            return 201, await service.create(runtime, partner, data, idempotency_key)
+        async def work(request_key: str) -> tuple[int, BillRead]:
+            return 201, await service.create(runtime, partner, data, request_key)
 
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 
@@ -154,8 +156,8 @@ class PartnerBillController(Controller):
         its share; cash goes back through the channel. 202 while the channel has not answered."""
         partner = request.state.partner
 
-        async def work() -> tuple[int, RefundRead]:
-            refund = await refunds.request_refund(runtime, partner, bill_id, data, idempotency_key)
+        async def work(request_key: str) -> tuple[int, RefundRead]:
+            refund = await refunds.request_refund(runtime, partner, bill_id, data, request_key)
             return (HTTP_202_ACCEPTED if refund.state == "REQUESTED" else HTTP_201_CREATED), refund
 
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)

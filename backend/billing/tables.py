@@ -65,7 +65,7 @@ class Bill(Table, tablename="bill"):
     insured_id = ForeignKey(InsuredPerson, null=False, index=True)
     visit_id = ForeignKey(Visit, null=True, default=None)
     created_by = Varchar(length=64)  # partner client id
-    # The Idempotency-Key it was created with: a repeat after a failure finds this bill again.
+    # Its request's key (idempotency.request_key): a repeat after a failure finds this bill again.
     request_key = Varchar(length=255, null=True, default=None)
     order_type = Varchar(length=16)
     state = Varchar(length=24, index=True)
@@ -143,7 +143,7 @@ class Refund(Table, tablename="bill_refund"):
     state = Varchar(length=16, index=True)
     channel_refund_id = Varchar(length=64, null=True, default=None)
     requested_by = Varchar(length=64)
-    request_key = Varchar(length=255, null=True, default=None)  # its Idempotency-Key, as for bills
+    request_key = Varchar(length=255, null=True, default=None)  # as for bills
     created_at = Timestamptz()
     accepted_at = Timestamptz(null=True, default=None)
     succeeded_at = Timestamptz(null=True, default=None)

@@ -49,6 +49,12 @@ def fingerprint(method: str, path: str, body: Any) -> str:
     return digest.hexdigest()
 
 
+def request_key(scope: str, key: str, request_fingerprint: str) -> str:
+    """What a bill or refund is recorded under: the key and what was asked, so a key reused for
+    another request after it was purged makes a new record rather than finding the old one."""
+    return hashlib.sha256(f"{scope}\n{key}\n{request_fingerprint}".encode()).hexdigest()
+
+
 def _replay(status_code: int, body: bytes) -> Response[bytes]:
     return Response(
         body, status_code=status_code, media_type="application/json", headers={"Idempotent-Replayed": "true"}
