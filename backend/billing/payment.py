@@ -152,13 +152,6 @@ async def _settle(
         method = request.cash_method if split.cash_fen else None
         if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
             raise problem
-        await post_parts(
-            "bill.settled",
-            f"bill:{bill_id}",
-            bill,
-            fund_fen=split.fund_fen,
-            personal_account_fen=split.personal_account_fen,
-        )
         await policy.add_usage(bill["insured_id"], year, split.deductible_fen, split.fund_fen)
         now = datetime.now(UTC)
         state = "PAYING" if split.cash_fen else "PAID"
@@ -197,6 +190,15 @@ async def _settle(
             )
         else:
             messages += await _notify_paid(bill, now)
+        # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
+        # from here to the commit.
+        await post_parts(
+            "bill.settled",
+            f"bill:{bill_id}",
+            bill,
+            fund_fen=split.fund_fen,
+            personal_account_fen=split.personal_account_fen,
+        )
     await outbox.send(rt.redis, messages)
     settled = await Bill.select().where(Bill.id == bill_id).first()
     assert settled is not None
@@ -332,8 +334,8 @@ async def complete_cash(
         )
         if not completed:  # the cash row and the bill move together; anything else is a bug
             raise RuntimeError(f"bill {bill['id']} is {bill['state']} while its cash payment was open")
-        await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, cash_fen=cash["amount_fen"])
         messages += await _notify_paid(bill, now)
+        await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, cash_fen=cash["amount_fen"])
     await outbox.send(rt.redis, messages)
     log.info("bill paid", bill_id=str(cash["bill_id"]), cash_fen=cash["amount_fen"])
     return "paid"

@@ -83,13 +83,14 @@ async def create(
         raise _field_error("items", f"a bill may total at most {MAX_TOTAL_FEN} fen")
     now = datetime.now(UTC)
     bill_id = uuid.uuid4()
+    bill_no = f"B{now.astimezone(CHINA):%Y%m%d}{secrets.randbelow(10**10):010d}"
     expires_at = now + timedelta(seconds=rt.settings.billing.ttl_seconds)
     try:
         async with DB.transaction():
             await Bill.insert(
                 Bill(
                     id=bill_id,
-                    bill_no=f"B{now.astimezone(CHINA):%Y%m%d}{secrets.randbelow(10**10):010d}",
+                    bill_no=bill_no,
                     institution_id=institution["id"],
                     insured_id=insured_id,
                     visit_id=visit_id,
@@ -124,7 +125,40 @@ async def create(
         return await read(rt, existing)  # the same key's first request created it a moment ago
     await schedule_expiry(rt, bill_id, expires_at)
     log.info("bill created", bill_id=str(bill_id), total_fen=total, institution=institution["code"])
-    return await read(rt, bill_id)
+    person = await ecert.insured_person(insured_id)
+    return BillRead(  # as `read` would find it, without reading back what was just written
+        id=bill_id,
+        bill_no=bill_no,
+        state="CREATED",
+        order_type=request.order_type,
+        institution=InstitutionRead(
+            code=institution["code"], name=institution["name"], level=institution["level"]
+        ),
+        patient=person["masked"],
+        total_fen=total,
+        items=[
+            ItemRead(
+                line_no=line_no,
+                code=item.code,
+                name=item.name,
+                category=item.category,
+                quantity=item.quantity,
+                unit_price_fen=item.unit_price_fen,
+                amount_fen=item.quantity * item.unit_price_fen,
+            )
+            for line_no, item in enumerate(request.items, start=1)
+        ],
+        fund_fen=None,
+        personal_account_fen=None,
+        cash_fen=None,
+        cash_method=None,
+        refunded_fen=0,
+        refunds=[],
+        pay_url=pay_url(rt, bill_id),
+        created_at=now,
+        expires_at=expires_at,
+        paid_at=None,
+    )
 
 
 async def _created_under(partner: Partner, request_key: str) -> uuid.UUID | None:
