@@ -163,3 +163,17 @@ async def post_notification(client: Client, channel: str, notification: dict[str
             headers={**notification["headers"], "Content-Type": "application/json"},
         )
     return await client.post(url, data=notification["form"])
+
+
+async def paid_in_cash(
+    client: Client, sandbox: Client, settings: Settings, run_worker: Any, channel: str = "wechat"
+) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+    """A resident's bill, its cash part paid through `channel` and the notification applied:
+    (the hospital system's headers, the bill, the payment's answer)."""
+    patient = await insured_patient(client, sandbox, settings, insurance="resident", channel=channel)
+    his = await his_headers(client)
+    bill = await new_bill(client, his, patient, WITH_CT)
+    started = (await pay(client, patient, bill["id"], cash_method=channel)).json()
+    await post_notification(client, channel, await payer_pays(sandbox, channel, started["out_trade_no"]))
+    await run_worker()
+    return his, bill, started

@@ -10,25 +10,13 @@ from backend.billing.audit import full_audit
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger.tables import Account, Entry
 from tests.money.factories import (
-    WITH_CT,
-    his_headers,
-    insured_patient,
-    new_bill,
-    pay,
-    payer_pays,
-    post_notification,
+    paid_in_cash,
 )
 from tests.servers import medpay
 
 
 async def paid_bills(client, sandbox_http, settings, run_worker):
-    patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
-    bill = await new_bill(client, await his_headers(client), patient, WITH_CT)
-    started = (await pay(client, patient, bill["id"], cash_method="wechat")).json()
-    await post_notification(
-        client, "wechat", await payer_pays(sandbox_http, "wechat", started["out_trade_no"])
-    )
-    await run_worker()
+    _, bill, _ = await paid_in_cash(client, sandbox_http, settings, run_worker)
     return bill
 
 

@@ -13,9 +13,8 @@ from tests.money.factories import (
     his_headers,
     insured_patient,
     new_bill,
+    paid_in_cash,
     pay,
-    payer_pays,
-    post_notification,
     refund,
 )
 
@@ -41,14 +40,7 @@ async def test_keys_are_replayed_for_a_day_and_purged_after_two(client, sandbox_
 
 
 async def test_an_alipay_payment_is_refunded_through_the_gateway(client, sandbox_http, settings, run_worker):
-    patient = await insured_patient(client, sandbox_http, settings, insurance="resident", channel="alipay")
-    his = await his_headers(client)
-    bill = await new_bill(client, his, patient, WITH_CT)
-    started = (await pay(client, patient, bill["id"], cash_method="alipay")).json()
-    await post_notification(
-        client, "alipay", await payer_pays(sandbox_http, "alipay", started["out_trade_no"])
-    )
-    await run_worker()
+    his, bill, started = await paid_in_cash(client, sandbox_http, settings, run_worker, "alipay")
 
     first = await refund(client, his, bill["id"], amount_fen=1000)
     rest = await refund(client, his, bill["id"])

@@ -19,6 +19,7 @@ from tests.money.factories import (
     his_headers,
     insured_patient,
     new_bill,
+    paid_in_cash,
     pay,
     payer_pays,
     post_notification,
@@ -75,14 +76,7 @@ async def test_expiry_leaves_a_bill_whose_payment_has_started_to_the_channel_che
 async def test_a_refund_accepted_but_not_paid_out_waits_for_the_channel_then_completes(
     client, sandbox_http, settings, runtime, run_worker
 ):
-    patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
-    his = await his_headers(client)
-    bill = await new_bill(client, his, patient, WITH_CT)
-    started = (await pay(client, patient, bill["id"], cash_method="wechat")).json()
-    await post_notification(
-        client, "wechat", await payer_pays(sandbox_http, "wechat", started["out_trade_no"])
-    )
-    await run_worker()
+    his, bill, _ = await paid_in_cash(client, sandbox_http, settings, run_worker)
     accepted = await refund(client, his, bill["id"], amount_fen=7300)
     assert accepted.json()["state"] == "PROCESSING"
     row = await Refund.select().first()
@@ -106,14 +100,7 @@ async def test_a_refund_accepted_but_not_paid_out_waits_for_the_channel_then_com
 async def test_a_refund_the_channel_refuses_is_refused_again_on_retry(
     client, sandbox_http, settings, run_worker
 ):
-    patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
-    his = await his_headers(client)
-    bill = await new_bill(client, his, patient, WITH_CT)
-    started = (await pay(client, patient, bill["id"], cash_method="wechat")).json()
-    await post_notification(
-        client, "wechat", await payer_pays(sandbox_http, "wechat", started["out_trade_no"])
-    )
-    await run_worker()
+    his, bill, _ = await paid_in_cash(client, sandbox_http, settings, run_worker)
     await inject_fault(sandbox_http, partner="wechatpay", api="refund", times=1, code="NOT_ENOUGH")
     headers = {**his, "Idempotency-Key": "refund-once"}
     url = f"/api/v1/partner/bills/{bill['id']}/refunds"
