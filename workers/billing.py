@@ -65,6 +65,18 @@ async def sweep_bills(ctx: dict[str, Any]) -> int:
         return len(jobs)
 
 
+async def recheck_refunds_needing_attention(ctx: dict[str, Any]) -> int:
+    """Cron, hourly: ask the channel about refunds waiting for a person (it may have paid them)."""
+    runtime: Runtime = ctx["runtime"]
+    with correlated(None, cron="recheck_refunds_needing_attention"):
+        waiting = await refunds.needing_attention()
+        for refund_id in waiting:
+            await runtime.redis.enqueue_job(
+                REFUND_CHECK_JOB, str(refund_id), _job_id=f"refund-check:{refund_id}"
+            )
+        return len(waiting)
+
+
 async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
     with correlated(None, cron="purge_idempotency_keys"):
         return await idempotency.purge()

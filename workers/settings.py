@@ -17,6 +17,7 @@ from workers.billing import (
     check_refund,
     expire_bill,
     purge_idempotency_keys,
+    recheck_refunds_needing_attention,
     send_refund,
     sweep_bills,
 )
@@ -66,6 +67,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             cron(purge_refresh_tokens, hour={3}, minute={17}, second={0}, timeout=300),
             cron(purge_ecert_codes, hour={3}, minute={27}, second={0}, timeout=300),
             cron(sweep_bills, second={5}, run_at_startup=True, timeout=60),
+            cron(recheck_refunds_needing_attention, minute={7}, second={30}, timeout=120),
             cron(purge_idempotency_keys, hour={3}, minute={37}, second={0}, timeout=300),
         ],
         "redis_settings": arq_redis_settings(settings.redis.url),

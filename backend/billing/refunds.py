@@ -67,10 +67,7 @@ async def request_refund(
         )
         if existing is not None:
             await send(rt, existing["id"], raise_refusal=True)
-            found = await read(existing["id"])
-            if found.state == "REJECTED":
-                raise _refused({})
-            return found
+            return await _answer(existing["id"])
     refund_id = uuid.uuid4()
     messages: list[int] = []
     try:
@@ -113,8 +110,8 @@ async def request_refund(
             )
             if not parts.cash_fen:
                 messages += await _accept(refund_id, "SUCCEEDED", None)
-    except asyncpg.UniqueViolationError:
-        if request_key is None:
+    except asyncpg.UniqueViolationError as exc:
+        if request_key is None or exc.constraint_name != "requested_once":
             raise
         # The same key's first request recorded it a moment ago: that refund is the answer.
         return await request_refund(rt, partner, bill_id, request, request_key)
@@ -122,6 +119,15 @@ async def request_refund(
     log.info("refund recorded", bill_id=str(bill_id), refund_id=str(refund_id), amount_fen=amount)
     if parts.cash_fen:
         await send(rt, refund_id, raise_refusal=True)
+    return await _answer(refund_id)
+
+
+async def _answer(refund_id: uuid.UUID) -> RefundRead:
+    """The refund, or the channel's refusal of it (409, with the channel's code)."""
+    row = await Refund.select(Refund.state, Refund.error).where(Refund.id == refund_id).first()
+    assert row is not None
+    if row["state"] == "REJECTED":
+        raise _refused({"platform_code": (row["error"] or "").split(":", 1)[0]})
     return await read(refund_id)
 
 
@@ -165,7 +171,8 @@ async def send(rt: Runtime, refund_id: uuid.UUID, *, raise_refusal: bool = False
             # with the same out_refund_no, which the channel never refunds twice.
             log.error("refund answer unusable; left for the sweeper", refund_id=str(refund_id), code=exc.code)
             return "deferred"
-        await _reject(refund_id, f"{exc.detail.get('platform_code', exc.code)}: {exc.message}")
+        if not await _reject(refund_id, f"{exc.detail.get('platform_code', exc.code)}: {exc.message}"):
+            return "already settled"  # another send got the channel's word first
         if raise_refusal:
             raise _refused(exc.detail) from exc
         return "rejected"
@@ -176,10 +183,16 @@ async def apply_status(rt: Runtime, refund_id: uuid.UUID, status: RefundStatus) 
     """The channel's word on a refund (its answer, its notification or a query)."""
     if status.state == "NOT_FOUND":
         return "unknown at the channel"
-    if status.state == "FAILED":
-        if await _reject(refund_id, "the channel refused the refund"):
+    if status.state == "FAILED":  # nothing was refunded
+        if await _reject(refund_id, "CLOSED: the channel closed the refund"):
             return "rejected"
-        return "needs attention" if await _needs_attention(refund_id) else "already settled"
+        closed = await _needs_attention(refund_id, "the channel closed the refund after accepting it")
+        return "needs attention" if closed else "already settled"
+    if status.state == "ABNORMAL":  # the money left the merchant, the payer's account refused it
+        async with DB.transaction():
+            await _accept(refund_id, "PROCESSING", status.refund_id)
+            await _needs_attention(refund_id, "the channel could not pay it out to the payer")
+        return "needs attention"
     messages: list[int] = []
     async with DB.transaction():
         messages += await _accept(refund_id, status.state, status.refund_id)
@@ -201,17 +214,20 @@ async def _reject(refund_id: uuid.UUID, error: str) -> bool:
     return bool(rejected)
 
 
-async def _needs_attention(refund_id: uuid.UUID) -> bool:
-    """PROCESSING -> ATTENTION: the channel took the money from the merchant but could not pay
-    it to the payer (WeChat Pay's ABNORMAL, e.g. a closed card). The refund stands in the books;
-    the hospital settles it through the channel's abnormal-refund process, whose SUCCESS ends it."""
+async def _needs_attention(refund_id: uuid.UUID, why: str) -> bool:
+    """PROCESSING -> ATTENTION: the channel accepted the refund but did not pay it out. Either it
+    took the money from the merchant and the payer's account refused it (WeChat Pay's ABNORMAL,
+    settled through the channel's abnormal-refund process, whose SUCCESS ends it here), or it
+    closed the refund. The refund stands in the books until a person settles it."""
     flagged = (
-        await Refund.update({Refund.state: "ATTENTION", Refund.error: "the channel could not pay it out"})
+        await Refund.update({Refund.state: "ATTENTION", Refund.error: why})
         .where((Refund.id == refund_id) & (Refund.state == "PROCESSING"))
         .returning(Refund.id)
     )
     if flagged:
-        log.error("refund accepted but not paid out: settle it at the channel", refund_id=str(refund_id))
+        log.error(
+            "refund accepted but not paid out: settle it at the channel", refund_id=str(refund_id), why=why
+        )
     return bool(flagged)
 
 
@@ -310,11 +326,24 @@ async def unfinished(older_than: timedelta, limit: int = 200) -> tuple[list[uuid
     requested = (
         await Refund.select(Refund.id)
         .where((Refund.state == "REQUESTED") & (Refund.created_at <= cutoff))
+        .order_by(Refund.created_at)
         .limit(limit)
     )
     processing = (
         await Refund.select(Refund.id)
-        .where(Refund.state.is_in(["PROCESSING", "ATTENTION"]) & (Refund.accepted_at <= cutoff))
+        .where((Refund.state == "PROCESSING") & (Refund.accepted_at <= cutoff))
+        .order_by(Refund.accepted_at)
         .limit(limit)
     )
     return [r["id"] for r in requested], [r["id"] for r in processing]
+
+
+async def needing_attention(limit: int = 500) -> list[uuid.UUID]:
+    """Refunds waiting for a person: asked about hourly, in case the channel has paid them out."""
+    rows = (
+        await Refund.select(Refund.id)
+        .where(Refund.state == "ATTENTION")
+        .order_by(Refund.accepted_at)
+        .limit(limit)
+    )
+    return [r["id"] for r in rows]

@@ -83,46 +83,53 @@ async def create(
         raise _field_error("items", f"a bill may total at most {MAX_TOTAL_FEN} fen")
     now = datetime.now(UTC)
     bill_id = uuid.uuid4()
-    bill_no = f"B{now.astimezone(CHINA):%Y%m%d}{secrets.randbelow(10**10):010d}"
     expires_at = now + timedelta(seconds=rt.settings.billing.ttl_seconds)
-    try:
-        async with DB.transaction():
-            await Bill.insert(
-                Bill(
-                    id=bill_id,
-                    bill_no=bill_no,
-                    institution_id=institution["id"],
-                    insured_id=insured_id,
-                    visit_id=visit_id,
-                    created_by=partner.client_id,
-                    request_key=request_key,
-                    order_type=request.order_type,
-                    state="CREATED",
-                    total_fen=total,
-                    created_at=now,
-                    expires_at=expires_at,
-                    updated_at=now,
-                )
-            )
-            await BillItem.insert(
-                *(
-                    BillItem(
-                        bill_id=bill_id,
-                        line_no=line_no,
-                        code=item.code,
-                        name=item.name,
-                        category=item.category,
-                        quantity=item.quantity,
-                        unit_price_fen=item.unit_price_fen,
-                        amount_fen=item.quantity * item.unit_price_fen,
+    for attempt in range(3):
+        bill_no = f"B{now.astimezone(CHINA):%Y%m%d}{secrets.randbelow(10**10):010d}"
+        try:
+            async with DB.transaction():
+                await Bill.insert(
+                    Bill(
+                        id=bill_id,
+                        bill_no=bill_no,
+                        institution_id=institution["id"],
+                        insured_id=insured_id,
+                        visit_id=visit_id,
+                        created_by=partner.client_id,
+                        request_key=request_key,
+                        order_type=request.order_type,
+                        state="CREATED",
+                        total_fen=total,
+                        created_at=now,
+                        expires_at=expires_at,
+                        updated_at=now,
                     )
-                    for line_no, item in enumerate(request.items, start=1)
                 )
-            )
-    except asyncpg.UniqueViolationError:
-        if request_key is None or (existing := await _created_under(partner, request_key)) is None:
-            raise
-        return await read(rt, existing)  # the same key's first request created it a moment ago
+                await BillItem.insert(
+                    *(
+                        BillItem(
+                            bill_id=bill_id,
+                            line_no=line_no,
+                            code=item.code,
+                            name=item.name,
+                            category=item.category,
+                            quantity=item.quantity,
+                            unit_price_fen=item.unit_price_fen,
+                            amount_fen=item.quantity * item.unit_price_fen,
+                        )
+                        for line_no, item in enumerate(request.items, start=1)
+                    )
+                )
+            break
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "created_once" and request_key is not None:
+                # The same key's first request created it a moment ago: that bill is the answer.
+                existing = await _created_under(partner, request_key)
+                assert existing is not None
+                return await read(rt, existing)
+            if "bill_no" not in (exc.constraint_name or "") or attempt == 2:
+                raise
+            # Two bills of one day drew the same random number: draw again.
     await schedule_expiry(rt, bill_id, expires_at)
     log.info("bill created", bill_id=str(bill_id), total_fen=total, institution=institution["code"])
     person = await ecert.insured_person(insured_id)

@@ -32,6 +32,7 @@ from backend.partners.channels import (
     RefundStatus,
 )
 from backend.partners.http import TransientPartnerError, rejected, unusable, with_retries
+from backend.platform.errors import AppError
 
 log = structlog.get_logger(__name__)
 
@@ -102,8 +103,10 @@ class AlipayTradeClient:
         }
         ok, answer = await self._call(CREATE, biz, order.notify_url)
         trade_no = answer.get("trade_no")
-        if not ok or not isinstance(trade_no, str) or answer.get("out_trade_no") != order.out_trade_no:
+        if not ok:
             raise self._refusal(answer, "Alipay refused the trade")
+        if not isinstance(trade_no, str) or answer.get("out_trade_no") != order.out_trade_no:
+            raise unusable(self.partner, "Alipay's trade answer lacks the trade or names another")
         return {"tradeNO": trade_no}
 
     async def query_order(self, out_trade_no: str) -> OrderStatus:
@@ -172,7 +175,13 @@ class AlipayTradeClient:
         if answer.get("fund_change") == "Y":
             return RefundStatus(out_refund_no, "SUCCEEDED", amount_fen=refund_fen)
         # "N": this out_request_no was served before (or is being served): ask what came of it.
-        return await self.query_refund(out_trade_no, out_refund_no)
+        # The refund was accepted; a query that fails says nothing about it, so it is no refusal.
+        try:
+            return await self.query_refund(out_trade_no, out_refund_no)
+        except AppError as exc:
+            if exc.code != "PARTNER_REJECTED":
+                raise
+            raise unusable(self.partner, f"Alipay's refund query failed: {exc.message}") from exc
 
     async def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundStatus:
         biz = {"out_trade_no": out_trade_no, "out_request_no": out_refund_no}

@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 OrderState = Literal["PENDING", "PAID", "CLOSED", "FAILED", "NOT_FOUND"]
-RefundState = Literal["PROCESSING", "SUCCEEDED", "FAILED", "NOT_FOUND"]
+# ABNORMAL: the money left the merchant but could not reach the payer (WeChat Pay); it is paid
+# out once the merchant settles it through the channel. FAILED: nothing was refunded.
+RefundState = Literal["PROCESSING", "SUCCEEDED", "ABNORMAL", "FAILED", "NOT_FOUND"]
 ChannelName = Literal["wechat", "alipay"]
 
 

@@ -57,11 +57,11 @@ TRADE_STATES: dict[str, OrderState] = {
     "PAYERROR": "FAILED",
 }
 NOTIFIED_TRADE_STATES = {"SUCCESS": "PAID", "CLOSED": "CLOSED", "REVOKED": "CLOSED", "PAYERROR": "FAILED"}
-NOTIFIED_REFUND_STATES = {"SUCCESS": "SUCCEEDED", "ABNORMAL": "FAILED", "CLOSED": "FAILED"}
+NOTIFIED_REFUND_STATES = {"SUCCESS": "SUCCEEDED", "ABNORMAL": "ABNORMAL", "CLOSED": "FAILED"}
 REFUND_STATES: dict[str, RefundState] = {
     "SUCCESS": "SUCCEEDED",
     "PROCESSING": "PROCESSING",
-    "ABNORMAL": "FAILED",
+    "ABNORMAL": "ABNORMAL",
     "CLOSED": "FAILED",
 }
 # Worth sending again (with the same out_trade_no / out_refund_no, which deduplicate).

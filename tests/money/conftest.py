@@ -42,7 +42,7 @@ async def _disagreements_with_the_channels(sandbox: httpx.AsyncClient) -> list[s
             )
         given_back = await Refund.raw(
             "SELECT coalesce(sum(cash_fen), 0) AS total FROM bill_refund "
-            "WHERE bill_id = {} AND state IN ('PROCESSING', 'SUCCEEDED')",
+            "WHERE bill_id = {} AND state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION')",
             cash["bill_id"],
         )
         if paid_there and given_back[0]["total"] != order.get("refunded_fen", 0):

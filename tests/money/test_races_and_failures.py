@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from backend.billing import payment, refunds, service
 from backend.billing.schemas import BillCreate, ItemIn, RefundCreate
 from backend.billing.tables import Bill, Refund
@@ -82,7 +84,7 @@ async def test_a_refund_accepted_but_not_paid_out_waits_for_the_channel_then_com
     row = await Refund.select().first()
 
     # WeChat Pay reports ABNORMAL: the money left the merchant but the payer's card was closed.
-    outcome = await refunds.apply_status(runtime, row["id"], RefundStatus(row["out_refund_no"], "FAILED"))
+    outcome = await refunds.apply_status(runtime, row["id"], RefundStatus(row["out_refund_no"], "ABNORMAL"))
 
     assert outcome == "needs attention"
     assert (await Refund.select(Refund.state).first())["state"] == "ATTENTION"
@@ -95,6 +97,23 @@ async def test_a_refund_accepted_but_not_paid_out_waits_for_the_channel_then_com
     assert await refunds.check(runtime, row["id"]) == "succeeded"
     assert (await Refund.select(Refund.state).where(Refund.id == row["id"]).first())["state"] == "SUCCEEDED"
     assert await Notification.count().where(Notification.template == "refund_succeeded") >= 1
+
+
+@pytest.mark.channel_differs  # the sandbox cannot answer ABNORMAL: it is told to our side directly
+async def test_a_refund_abnormal_at_its_first_answer_is_posted_and_waits(
+    client, sandbox_http, settings, runtime, run_worker
+):
+    his, bill, _ = await paid_in_cash(client, sandbox_http, settings, run_worker)
+    await inject_fault(sandbox_http, partner="wechatpay", api="refund", times=10, http_status=503)
+    assert (await refund(client, his, bill["id"], amount_fen=7300)).status_code == 202
+    row = await Refund.select().first()
+
+    outcome = await refunds.apply_status(runtime, row["id"], RefundStatus(row["out_refund_no"], "ABNORMAL"))
+
+    assert outcome == "needs attention"
+    assert (await Refund.select(Refund.state).first())["state"] == "ATTENTION"
+    assert (await Bill.select(Bill.refunded_fen).first())["refunded_fen"] == 7300
+    assert await Journal.count().where(Journal.kind == "bill.refunded") == 1
 
 
 async def test_a_refund_the_channel_refuses_is_refused_again_on_retry(
@@ -127,19 +146,21 @@ async def test_a_request_repeated_after_failing_part_way_finds_what_it_made(
         items=[ItemIn(code="A1", name="诊查费", category="A", quantity=1, unit_price_fen=2500)],
     )
 
-    first = await service.create(runtime, HIS, request, "key-1")
+    first, at_once = await asyncio.gather(
+        service.create(runtime, HIS, request, "key-1"), service.create(runtime, HIS, request, "key-1")
+    )
     again = await service.create(runtime, HIS, request, "key-1")
 
-    assert first.id == again.id
+    assert first.id == at_once.id == again.id
     assert await Bill.count() == 1
     await pay(client, patient, str(first.id), use_personal_account=True)
-    made = await refunds.request_refund(
-        runtime, HIS, first.id, RefundCreate(reason="取消", amount_fen=500), "key-2"
+    ask = RefundCreate(reason="取消", amount_fen=500)
+    made, at_once = await asyncio.gather(
+        refunds.request_refund(runtime, HIS, first.id, ask, "key-2"),
+        refunds.request_refund(runtime, HIS, first.id, ask, "key-2"),
     )
-    repeated = await refunds.request_refund(
-        runtime, HIS, first.id, RefundCreate(reason="取消", amount_fen=500), "key-2"
-    )
-    assert made.id == repeated.id
+    repeated = await refunds.request_refund(runtime, HIS, first.id, ask, "key-2")
+    assert made.id == at_once.id == repeated.id
     assert await Refund.count() == 1
 
 
