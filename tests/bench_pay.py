@@ -11,11 +11,9 @@ arq worker, timed on its own, and `medpay audit`'s checks run over everything wr
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
-import warnings
 
 import httpx
 from arq.worker import Worker
@@ -24,12 +22,10 @@ from backend.app import create_app
 from backend.billing.audit import full_audit
 from backend.billing.tables import Bill
 from backend.platform import database
-from backend.platform.logging import configure_logging
 from backend.platform.runtime import running
 from backend.seed import seed
 from backend.settings import Settings
-from tests import servers
-from tests.bench_qr import report, servers_url
+from tests.bench_qr import report, run_benchmark, servers_url
 from tests.helpers import bearer, bind_ecert, login, partner_token
 from tests.identities import employee_id, resident_id
 from workers.settings import worker_settings
@@ -160,21 +156,15 @@ async def run_mode(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--patients", type=int, default=32)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    if args.patients < args.concurrency:
-        parser.error("--patients must be at least --concurrency")
-    configure_logging("WARNING")
-    warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
-    with servers.bench_settings() as settings:
-        print(  # noqa: T201
-            f"{args.patients} patients per mode, {args.concurrency} concurrent bill-and-pay loops, "
-            f"{args.seconds:.0f} s each, in-process ASGI"
-        )
-        asyncio.run(bench(settings, args.seconds, args.patients, args.concurrency))
+    run_benchmark(
+        __doc__,
+        bench,
+        32,
+        lambda a: (
+            f"{a.patients} patients per mode, {a.concurrency} concurrent bill-and-pay loops, "
+            f"{a.seconds:.0f} s each, in-process ASGI"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import asyncio
 import statistics
 import time
 import warnings
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -91,10 +92,16 @@ def servers_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.sandbox.port}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def run_benchmark(
+    doc: str | None,
+    bench_fn: Callable[[Settings, float, int, int], Awaitable[None]],
+    patients: int,
+    describe: Callable[[argparse.Namespace], str],
+) -> None:
+    """The command line every benchmark shares: parse, start throw-away servers, run, print."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--patients", type=int, default=50)
+    parser.add_argument("--patients", type=int, default=patients)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     if args.patients < args.concurrency:
@@ -102,11 +109,20 @@ def main() -> None:
     configure_logging("WARNING")
     warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
     with servers.bench_settings() as settings:
-        print(  # noqa: T201
-            f"{args.patients} patients, {args.concurrency} concurrent phone+terminal loops, "
-            f"{args.seconds:.0f} s, in-process ASGI"
-        )
-        asyncio.run(bench(settings, args.seconds, args.patients, args.concurrency))
+        print(describe(args))  # noqa: T201
+        asyncio.run(bench_fn(settings, args.seconds, args.patients, args.concurrency))
+
+
+def main() -> None:
+    run_benchmark(
+        __doc__,
+        bench,
+        50,
+        lambda a: (
+            f"{a.patients} patients, {a.concurrency} concurrent phone+terminal loops, "
+            f"{a.seconds:.0f} s, in-process ASGI"
+        ),
+    )
 
 
 if __name__ == "__main__":
