@@ -113,7 +113,7 @@ async def test_a_worker_killed_while_asking_the_channel_leaves_one_payment(
 ):
     _, bill, started = await a_paying_bill(client, sandbox_http, settings)
     await payer_pays(sandbox_http, "wechat", started["out_trade_no"], deliver=False)
-    await inject_fault(sandbox_http, partner="wechatpay", api="query", delay_ms=1500, times=1)
+    await inject_fault(sandbox_http, partner="wechatpay", api="query", delay_ms=3000, times=1)
     await runtime.redis.enqueue_job(payment.CHECK_JOB, bill["id"], _job_id="check-now")
     worker = servers.arq_worker(settings)
     try:
@@ -121,7 +121,7 @@ async def test_a_worker_killed_while_asking_the_channel_leaves_one_payment(
             if await runtime.redis.exists(f"{in_progress_key_prefix}check-now"):
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.7)  # its query is on its way: the channel takes 1.5 s to answer
+        await asyncio.sleep(0.7)  # its query is on its way: the channel takes 3 s to answer
     finally:
         worker.kill()
         worker.wait(10)
