@@ -22,7 +22,15 @@ from backend.auth import service as auth
 from backend.auth.service import Patient
 from backend.billing import policy
 from backend.billing.schemas import PaymentRead, PayRequest
-from backend.billing.service import notify_patients, owned_bill, policy_year, post_parts, split_for
+from backend.billing.service import (
+    Parties,
+    notify_patients,
+    owned_bill,
+    parties_of,
+    policy_year,
+    post_parts,
+    split_for,
+)
 from backend.billing.tables import Bill, CashPayment
 from backend.hospitals import service as hospitals
 from backend.partners.channels import OrderRequest, OrderStatus
@@ -148,7 +156,8 @@ async def _settle(
         if bill["expires_at"] <= datetime.now(UTC) + PAY_MARGIN:
             raise _expired()
         year = policy_year()
-        split, _ = await split_for(bill, request.use_personal_account, year, lock=True)
+        parties = await parties_of(bill)
+        split, _ = await split_for(bill, parties, request.use_personal_account, year, lock=True)
         method = request.cash_method if split.cash_fen else None
         if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
             raise problem
@@ -189,13 +198,14 @@ async def _settle(
                 )
             )
         else:
-            messages += await _notify_paid(bill, now)
+            messages += await _notify_paid(bill, parties, now)
         # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
         # from here to the commit.
         await post_parts(
             "bill.settled",
             f"bill:{bill_id}",
             bill,
+            parties,
             fund_fen=split.fund_fen,
             personal_account_fen=split.personal_account_fen,
         )
@@ -262,14 +272,14 @@ async def _locked_bill(bill_id: uuid.UUID) -> dict[str, Any]:
     return row
 
 
-async def _notify_paid(bill: dict[str, Any], at: datetime) -> list[int]:
+async def _notify_paid(bill: dict[str, Any], parties: Parties, at: datetime) -> list[int]:
     return await notify_patients(
-        bill, "payment_succeeded", "paid", at, amount_fen=bill["total_fen"], bill_no=bill["bill_no"]
+        bill, parties, "payment_succeeded", "paid", at, amount_fen=bill["total_fen"], bill_no=bill["bill_no"]
     )
 
 
 async def schedule_check(rt: Runtime, bill_id: uuid.UUID, after_seconds: float) -> None:
-    """Ask the channel about the payment later (the job id names the time: a check may reschedule)."""
+    """Ask the channel about the payment later; after that the sweeper asks each minute."""
     due = datetime.now(UTC) + timedelta(seconds=after_seconds)
     try:
         await rt.redis.enqueue_job(
@@ -334,8 +344,9 @@ async def complete_cash(
         )
         if not completed:  # the cash row and the bill move together; anything else is a bug
             raise RuntimeError(f"bill {bill['id']} is {bill['state']} while its cash payment was open")
-        messages += await _notify_paid(bill, now)
-        await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, cash_fen=cash["amount_fen"])
+        parties = await parties_of(bill)
+        messages += await _notify_paid(bill, parties, now)
+        await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, parties, cash_fen=cash["amount_fen"])
     await outbox.send(rt.redis, messages)
     log.info("bill paid", bill_id=str(cash["bill_id"]), cash_fen=cash["amount_fen"])
     return "paid"
@@ -366,6 +377,7 @@ async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -
             "bill.reversed",
             f"bill:{bill_id}",
             bill,
+            await parties_of(bill),
             fund_fen=bill["fund_fen"],
             personal_account_fen=bill["personal_account_fen"],
             giving_back=True,

@@ -19,7 +19,14 @@ import structlog
 
 from backend.billing import policy
 from backend.billing.schemas import RefundCreate, RefundRead
-from backend.billing.service import notify_patients, partner_bill, post_parts, refund_read
+from backend.billing.service import (
+    Parties,
+    notify_patients,
+    parties_of,
+    partner_bill,
+    post_parts,
+    refund_read,
+)
 from backend.billing.settlement import RefundParts, refund_parts
 from backend.billing.tables import Bill, CashPayment, Refund
 from backend.oauth.service import Partner
@@ -252,10 +259,12 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
     refund = rows[0]
     bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", refund["bill_id"]))[0]
     await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)  # before the accounts
+    parties = await parties_of(bill)
     await post_parts(
         "bill.refunded",
         f"refund:{refund_id}",
         bill,
+        parties,
         fund_fen=refund["fund_fen"],
         personal_account_fen=refund["personal_account_fen"],
         cash_fen=refund["cash_fen"],
@@ -272,7 +281,7 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
             Bill.updated_at: now,
         }
     ).where((Bill.id == bill["id"]) & Bill.state.is_in(["PAID", "PARTIALLY_REFUNDED"]))
-    return await _notify_refunded(bill, refund, now) if state == "SUCCEEDED" else []
+    return await _notify_refunded(bill, parties, refund, now) if state == "SUCCEEDED" else []
 
 
 async def _succeeded(refund_id: uuid.UUID) -> list[int]:
@@ -288,23 +297,21 @@ async def _succeeded(refund_id: uuid.UUID) -> list[int]:
         return []
     bill = await Bill.select().where(Bill.id == rows[0]["bill_id"]).first()
     assert bill is not None
-    return await _notify_refunded(bill, rows[0], now)
+    return await _notify_refunded(bill, await parties_of(bill), rows[0], now)
 
 
-async def _notify_refunded(bill: dict[str, Any], refund: dict[str, Any], at: datetime) -> list[int]:
+async def _notify_refunded(
+    bill: dict[str, Any], parties: Parties, refund: dict[str, Any], at: datetime
+) -> list[int]:
     return await notify_patients(
         bill,
+        parties,
         "refund_succeeded",
         refund["out_refund_no"],
         at,
         amount_fen=refund["amount_fen"],
         reason=refund["reason"],
     )
-
-
-async def by_out_refund_no(out_refund_no: str) -> uuid.UUID | None:
-    row = await Refund.select(Refund.id).where(Refund.out_refund_no == out_refund_no).first()
-    return row["id"] if row else None
 
 
 async def check(rt: Runtime, refund_id: uuid.UUID) -> str:

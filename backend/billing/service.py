@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -301,16 +301,29 @@ async def list_for(patient: Patient, limit: int, before: datetime | None) -> Bil
 # -- pre-settlement ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Parties:
+    """Who a bill is between, read once per transaction: the insured person and the hospital."""
+
+    person: dict[str, Any]
+    institution: dict[str, Any]
+
+
+async def parties_of(bill: dict[str, Any]) -> Parties:
+    return Parties(
+        await ecert.insured_person(bill["insured_id"]), await hospitals.find_by_id(bill["institution_id"])
+    )
+
+
 async def split_for(
-    bill: dict[str, Any], use_personal_account: bool, year: int, *, lock: bool
+    bill: dict[str, Any], parties: Parties, use_personal_account: bool, year: int, *, lock: bool
 ) -> tuple[Split, int]:
     """The bill's split under its person's policy and usage: (split, personal account balance).
 
     With `lock`, the usage and personal account rows stay locked until the caller commits, so
     concurrent payments of one person are settled one after another against fresh balances.
     """
-    person = await ecert.insured_person(bill["insured_id"])
-    institution = await hospitals.find_by_id(bill["institution_id"])
+    person, institution = parties.person, parties.institution
     rules = await policy.policy_for(person["region_code"], person["insurance_type"], year)
     usage = await policy.usage(bill["insured_id"], year, lock=lock)
     balance = 0
@@ -353,8 +366,9 @@ async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_acco
             status_code=409,
             detail={"state": bill["state"]},
         )
-    split, balance = await split_for(bill, use_personal_account, policy_year(), lock=False)
-    person = await ecert.insured_person(bill["insured_id"])
+    parties = await parties_of(bill)
+    split, balance = await split_for(bill, parties, use_personal_account, policy_year(), lock=False)
+    person = parties.person
     return PresettleRead(
         total_fen=split.total_fen,
         fund_fen=split.fund_fen,
@@ -382,6 +396,7 @@ async def post_parts(
     kind: str,
     reference: str,
     bill: dict[str, Any],
+    parties: Parties,
     *,
     fund_fen: int = 0,
     personal_account_fen: int = 0,
@@ -389,8 +404,7 @@ async def post_parts(
     giving_back: bool = False,
 ) -> None:
     """Post parts of a bill moving from their payers to the hospital (or back, `giving_back`)."""
-    person = await ecert.insured_person(bill["insured_id"])
-    institution = await hospitals.find_by_id(bill["institution_id"])
+    person, institution = parties.person, parties.institution
     region = policy.pooling_region(person["region_code"])
     sign = -1 if giving_back else 1
     total = fund_fen + personal_account_fen + cash_fen
@@ -405,10 +419,10 @@ async def post_parts(
 
 
 async def notify_patients(
-    bill: dict[str, Any], template: str, milestone: str, at: datetime, **params: Any
+    bill: dict[str, Any], parties: Parties, template: str, milestone: str, at: datetime, **params: Any
 ) -> list[int]:
     """Tell every user bound to the bill's patient, once per milestone; outbox ids to send."""
-    institution = await hospitals.find_by_id(bill["institution_id"])
+    institution = parties.institution
     messages = []
     for user_id in await ecert.users_of_insured(bill["insured_id"]):
         message = await notify.notify(

@@ -150,11 +150,6 @@ async def balance(code: str, default: int = 0) -> int:
     return int(rows[0]["balance_fen"]) if rows else default
 
 
-async def balances(prefix: str) -> dict[str, int]:
-    rows = await Account.select(Account.code, Account.balance_fen).where(Account.code.like(prefix + "%"))
-    return {row["code"]: int(row["balance_fen"]) for row in rows}
-
-
 async def audit() -> tuple[list[str], dict[str, int]]:
     """The ledger's own invariants: (problems, counts)."""
     problems = []
