@@ -58,7 +58,7 @@ CashCollector = Callable[[Runtime, dict[str, Any], dict[str, Any]], Awaitable[di
 async def _open_channel_order(rt: Runtime, bill: dict[str, Any], cash: dict[str, Any]) -> dict[str, str]:
     """Create (or find again: out_trade_no is the channel's dedup key) the channel order."""
     if cash["launch"]:
-        return dict(cash["launch"])
+        return dict(msgspec.json.decode(cash["launch"]))
     institution = await hospitals.find_by_id(bill["institution_id"])
     order = OrderRequest(
         out_trade_no=cash["out_trade_no"],
@@ -224,11 +224,7 @@ def _check_resumable(patient: Patient, bill: dict[str, Any], request: PayRequest
     """A repeat of the payment in progress (a lost answer, a second device) gets the same launch."""
     if bill["expires_at"] <= datetime.now(UTC) + PAY_MARGIN:
         raise _expired()
-    settled = (
-        bill["settlement"]
-        if isinstance(bill["settlement"], dict)
-        else msgspec.json.decode(bill["settlement"])
-    )
+    settled = msgspec.json.decode(bill["settlement"])
     same = (
         bill["payer_user_id"] == patient.user_id
         and settled["use_personal_account"] == request.use_personal_account
