@@ -9,10 +9,11 @@ from backend.platform.schemas import Wire
 
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+\Z")]
 Token = Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
+Channel = Literal["wechat", "alipay"]
 
 
 class LoginRequest(Wire):
-    channel: Literal["wechat", "alipay"]
+    channel: Channel
     code: Code
 
 
