@@ -64,10 +64,9 @@ async def test_a_payment_repeated_under_new_keys_gets_the_same_order_even_ten_at
     assert first.status_code == 200, first.text
     assert first.json()["state"] == "PAYING"
 
-    again = await pay(client, patient, bill["id"], use_personal_account=True, cash_method="wechat")
-    crowd = await asyncio.gather(
-        *(pay(client, patient, bill["id"], use_personal_account=True, cash_method="wechat") for _ in range(10))
-    )
+    body = {"use_personal_account": True, "cash_method": "wechat"}
+    again = await pay(client, patient, bill["id"], **body)
+    crowd = await asyncio.gather(*(pay(client, patient, bill["id"], **body) for _ in range(10)))
 
     for answer in [again, *crowd]:
         assert answer.status_code == 200, answer.text
