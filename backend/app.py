@@ -16,6 +16,7 @@ from backend.billing.routes import BillController, PartnerBillController, Paymen
 from backend.ecert.routes import EcertController, TerminalController
 from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController
+from backend.platform.bodies import JsonRequest
 from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
 from backend.platform.health import HealthController
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         middleware=[CorrelationMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JsonRequest,
         request_max_body_size=1024 * 1024,
         openapi_config=OpenAPIConfig(
             title="medpay",
