@@ -17,6 +17,7 @@ from miniprogram_stub.sandbox import config
 from miniprogram_stub.sandbox.insured import _CHECK_CHARS, _WEIGHTS
 
 DEMO_HIS = ("demo-his", "demo-his-secret")  # seeded by `medpay dev`
+DEMO_TERMINAL = ("demo-terminal", "demo-terminal-secret")
 DEMO_ITEMS = [
     {"code": "REG001", "name": "专家门诊诊查费", "category": "A", "quantity": 1, "unit_price_fen": 2500},
     {"code": "MED201", "name": "阿莫西林胶囊", "category": "B", "quantity": 2, "unit_price_fen": 1850},
@@ -34,6 +35,12 @@ def phone_code(http: httpx.Client, sandbox: str, channel: str, user: str) -> str
     body = {"app_id": config.ALIPAY_APP_ID, "user": user}
     answer = http.post(f"{sandbox}/alipay/_sandbox/login", json=body).raise_for_status()
     return str(answer.json()["auth_code"])
+
+
+def partner(http: httpx.Client, api: str, credentials: tuple[str, str]) -> dict[str, str]:
+    """A demo partner's bearer header, by OAuth2 client credentials."""
+    token = http.post(f"{api}/oauth/token", data={"grant_type": "client_credentials"}, auth=credentials)
+    return {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
 
 
 def show(label: str, response: httpx.Response) -> None:
@@ -65,7 +72,8 @@ def resident_id(user: str) -> str:
 
 
 def pay(sandbox: str, api: str, user: str) -> int:
-    """Bind, get billed by the demo hospital, pre-settle, pay the cash part by WeChat Pay, wait."""
+    """Bind, show the QR code at the demo hospital's terminal, get billed for the visit, pre-settle,
+    pay the cash part by WeChat Pay, wait."""
     with httpx.Client(timeout=10) as http:
         code = phone_code(http, sandbox, "wechat", user)
         tokens = http.post(f"{api}/api/v1/auth/login", json={"channel": "wechat", "code": code})
@@ -74,17 +82,16 @@ def pay(sandbox: str, api: str, user: str) -> int:
         if ecert.status_code == 404:
             body = {"name": "测试患者", "id_type": "resident_id", "id_number": resident_id(user)}
             ecert = http.post(f"{api}/api/v1/ecert/bind", json=body, headers=bearer)
-        show("e-certificate", ecert)
-        token = http.post(f"{api}/oauth/token", data={"grant_type": "client_credentials"}, auth=DEMO_HIS)
-        his = {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
+        show("e-certificate", ecert.raise_for_status())
+        # At the counter: the patient shows the QR code, the terminal decodes it into a visit.
+        qr = http.get(f"{api}/api/v1/ecert/qrcode", headers=bearer).raise_for_status().json()["payload"]
+        terminal = partner(http, api, DEMO_TERMINAL)
+        visit = http.post(f"{api}/api/v1/partner/ecert/decode", json={"qr": qr}, headers=terminal)
+        show("visit", visit.raise_for_status())
         bill = http.post(
             f"{api}/api/v1/partner/bills",
-            json={
-                "order_type": "DIAG",
-                "cert_no": ecert.raise_for_status().json()["cert_no"],
-                "items": DEMO_ITEMS,
-            },
-            headers={**his, "Idempotency-Key": uuid.uuid4().hex},
+            json={"order_type": "DIAG", "visit_token": visit.json()["visit_token"], "items": DEMO_ITEMS},
+            headers={**partner(http, api, DEMO_HIS), "Idempotency-Key": uuid.uuid4().hex},
         ).raise_for_status()
         bill_url = f"{api}/api/v1/bills/{bill.json()['id']}"
         show("presettle", http.post(f"{bill_url}/presettle", json={}, headers=bearer))

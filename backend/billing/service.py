@@ -78,6 +78,7 @@ async def create(
     else:
         assert request.cert_no is not None
         visit_id, insured_id = None, await ecert.insured_by_cert_no(request.cert_no)
+        await _require_recent_visit(rt, insured_id, institution)
     total = sum(item.quantity * item.unit_price_fen for item in request.items)
     if total > MAX_TOTAL_FEN:
         raise _field_error("items", f"a bill may total at most {MAX_TOTAL_FEN} fen")
@@ -166,6 +167,19 @@ async def create(
         expires_at=expires_at,
         paid_at=None,
     )
+
+
+async def _require_recent_visit(rt: Runtime, insured_id: int, institution: dict[str, Any]) -> None:
+    """Fund supervision: a bill rests on the patient's presence. Named by e-certificate number
+    alone, the patient must have been identified at this institution within the window."""
+    days = rt.settings.billing.visit_window_days
+    if not await ecert.has_visited(insured_id, institution["id"], datetime.now(UTC) - timedelta(days=days)):
+        raise Forbidden(
+            f"this patient has no visit at this institution in the last {days} days: "
+            "decode their e-certificate QR code or check their face, and bill the visit_token",
+            code="NO_RECENT_VISIT",
+            detail={"field": "cert_no", "window_days": days},
+        )
 
 
 async def _created_under(partner: Partner, request_key: str) -> uuid.UUID | None:
