@@ -12,7 +12,12 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.auth.routes import AuthController, MeController
-from backend.billing.routes import BillController, PartnerBillController, PaymentNotifyController
+from backend.billing.routes import (
+    BillController,
+    PartnerBillController,
+    PayLinkController,
+    PaymentNotifyController,
+)
 from backend.ecert.routes import EcertController, TerminalController
 from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController
@@ -37,6 +42,7 @@ ROUTES = [
     BillController,
     PartnerBillController,
     PaymentNotifyController,
+    PayLinkController,
 ]
 
 

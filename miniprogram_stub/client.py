@@ -2,16 +2,23 @@
 
 `python -m miniprogram_stub.client login --channel wechat --user alice`
 `python -m miniprogram_stub.client pay --user alice` (the demo hospital system bills the patient)
+
+It finds medpay and the sandbox where `medpay dev` puts them (`MEDPAY_HOST`, `MEDPAY_PORT`,
+`MEDPAY_SANDBOX_PORT`, from the environment or `./.env`); `--api` and `--sandbox` override that.
 """
 
 import argparse
 import hashlib
+import ipaddress
 import json
+import os
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 
 import httpx
+from dotenv import dotenv_values
 
 from miniprogram_stub.sandbox import config
 from miniprogram_stub.sandbox.insured import _CHECK_CHARS, _WEIGHTS
@@ -24,6 +31,31 @@ DEMO_ITEMS = [
     {"code": "MED907", "name": "进口维生素", "category": "C", "quantity": 1, "unit_price_fen": 6800},
     {"code": "CT0001", "name": "胸部CT平扫", "category": "A", "quantity": 1, "unit_price_fen": 60000},
 ]
+
+
+def default_urls(env: Mapping[str, str | None] | None = None) -> tuple[str, str]:
+    """The API's and the sandbox's base URLs as `medpay dev` serves them, read from the same
+    variables it reads (the environment over `./.env`): this side talks HTTP only, never imports
+    `backend`."""
+    if env is None:
+        env = {**dotenv_values(".env"), **os.environ}
+    host = env.get("MEDPAY_HOST") or "127.0.0.1"
+    api = f"http://{_reachable(host)}:{env.get('MEDPAY_PORT') or 8000}"
+    # `medpay dev` runs the sandbox on loopback, at MEDPAY_SANDBOX_PORT.
+    sandbox = f"http://127.0.0.1:{env.get('MEDPAY_SANDBOX_PORT') or 8100}"
+    return api, sandbox
+
+
+def _reachable(host: str) -> str:
+    """Where to connect to a server bound to `host`: every address (0.0.0.0, ::) is reached on
+    loopback; an IPv6 address goes in brackets."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a name
+    if address.is_unspecified:
+        return "127.0.0.1"
+    return f"[{host}]" if address.version == 6 else host
 
 
 def phone_code(http: httpx.Client, sandbox: str, channel: str, user: str) -> str:
@@ -122,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--user", required=True, help="the phone's user, e.g. alice")
     paying = commands.add_parser("pay", help="get billed by the demo hospital and pay in one scan")
     paying.add_argument("--user", required=True, help="the phone's user, e.g. alice")
+    api, sandbox = default_urls()
     for each in (cmd, paying):
-        each.add_argument("--sandbox", default="http://127.0.0.1:8100")
-        each.add_argument("--api", default="http://127.0.0.1:8000")
+        each.add_argument("--sandbox", default=sandbox, help=f"the sandbox partners (default {sandbox})")
+        each.add_argument("--api", default=api, help=f"medpay (default {api})")
     args = parser.parse_args(argv)
     sandbox, api = args.sandbox.rstrip("/"), args.api.rstrip("/")
     try:
@@ -132,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
             return pay(sandbox, api, args.user)
         return login(sandbox, api, args.channel, args.user)
     except httpx.HTTPError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        try:
+            where = f" ({exc.request.method} {exc.request.url})"
+        except RuntimeError:  # no request attached
+            where = ""
+        print(f"error: {exc}{where}", file=sys.stderr)  # noqa: T201
         return 2
 
 
