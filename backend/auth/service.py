@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 import structlog
 
+from backend.auth import jobs
 from backend.auth.schemas import Channel, SecurityEventRead, TokenPair, UserRead
 from backend.auth.tables import RefreshFamily, RefreshToken, SecurityEvent, User
 from backend.piccolo_conf import DB
@@ -23,7 +24,6 @@ from backend.platform.tokens import PATIENT_AUDIENCE, bearer_token
 
 log = structlog.get_logger(__name__)
 
-SESSION_REVOKED = "auth.session_revoked"
 MAX_USER_ID = 2**31 - 1  # app_user.id is a PostgreSQL serial
 
 
@@ -151,7 +151,7 @@ async def _revoke(family: dict[str, Any], reason: str) -> int:
         {RefreshFamily.revoked_at: datetime.now(UTC), RefreshFamily.revoked_reason: reason}
     ).where(RefreshFamily.id == family["id"])
     return await outbox.add(
-        SESSION_REVOKED,
+        jobs.SESSION_REVOKED,
         {"user_id": family["user_id"], "family_id": str(family["id"]), "reason": reason},
     )
 

@@ -13,7 +13,7 @@ import asyncpg
 import structlog
 
 from backend.auth.service import Patient
-from backend.billing import policy
+from backend.billing import jobs, policy
 from backend.billing.schemas import (
     BillCreate,
     BillPage,
@@ -41,7 +41,6 @@ log = structlog.get_logger(__name__)
 
 CHINA = ZoneInfo("Asia/Shanghai")
 MAX_TOTAL_FEN = 10**12
-EXPIRE_JOB = "expire_bill"
 
 
 def _field_error(field: str, message: str) -> AppError:
@@ -51,10 +50,6 @@ def _field_error(field: str, message: str) -> AppError:
 def policy_year(now: datetime | None = None) -> int:
     """Insurance years follow the calendar in China's time zone."""
     return (now or datetime.now(UTC)).astimezone(CHINA).year
-
-
-def expire_job_id(bill_id: uuid.UUID) -> str:
-    return f"bill-expiry:{bill_id}"
 
 
 async def partner_institution(partner: Partner) -> dict[str, Any]:
@@ -193,10 +188,7 @@ async def _created_under(partner: Partner, request_key: str) -> uuid.UUID | None
 
 async def schedule_expiry(rt: Runtime, bill_id: uuid.UUID, at: datetime) -> None:
     """A deferred job closes the bill when it expires; the sweeper catches any Redis loses."""
-    try:
-        await rt.redis.enqueue_job(EXPIRE_JOB, str(bill_id), _job_id=expire_job_id(bill_id), _defer_until=at)
-    except Exception as exc:
-        log.warning("bill expiry left to the sweeper", bill_id=str(bill_id), error=str(exc))
+    await jobs.EXPIRE_BILL.enqueue(rt, str(bill_id), defer_until=at)
 
 
 # -- reading -------------------------------------------------------------------------------
