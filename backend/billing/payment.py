@@ -57,7 +57,7 @@ async def _open_channel_order(rt: Runtime, bill: dict[str, Any], cash: dict[str,
     institution = await hospitals.get(bill["institution_id"])
     order = OrderRequest(
         out_trade_no=cash["out_trade_no"],
-        payer_id=await auth.payer_id(bill["payer_user_id"]),
+        payer_id=(await auth.channel_account(bill["payer_user_id"])).openid,
         description=f"{institution.name}-{ORDER_TYPES[bill['order_type']]}",
         total_fen=bill["total_fen"],
         cash_fen=cash["amount_fen"],
