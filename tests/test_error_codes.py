@@ -16,7 +16,7 @@ from pathlib import Path
 import authlib
 from authlib.oauth2.rfc6749 import errors as oauth_errors
 
-from backend.billing.service import MAX_TOTAL_FEN
+from backend.billing.bills import MAX_TOTAL_FEN
 from backend.partners.ecert import REFUSALS
 from backend.platform.errors import HTTP_CODES
 from tests.helpers import Client

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import msgspec
 import structlog
 
-from backend.billing import jobs, payment, refunds
+from backend.billing import cash, jobs, refunds
 from backend.billing.tables import CashPayment, Refund
 from backend.partners.channels import Answer, ChannelEvent, NotificationInvalid, PaymentChannel
 from backend.piccolo_conf import DB
@@ -53,7 +53,7 @@ async def apply(rt: Runtime, inbox_id: int) -> str:
 
 async def _apply_payment(rt: Runtime, event: ChannelEvent) -> str:
     if event.state == "PAID":
-        return await payment.complete_cash(
+        return await cash.complete_cash(
             rt,
             event.out_trade_no,
             amount_fen=event.amount_fen,
@@ -62,14 +62,14 @@ async def _apply_payment(rt: Runtime, event: ChannelEvent) -> str:
             paid_at=event.occurred_at,
         )
     # A closed or failed order is confirmed by the channel's order query before the bill ends.
-    cash = (
+    order = (
         await CashPayment.select(CashPayment.bill_id)
         .where(CashPayment.out_trade_no == event.out_trade_no)
         .first()
     )
-    if cash is None:
+    if order is None:
         return "ignored: no such order"
-    return f"checked: {await payment.check(rt, cash['bill_id'])}"
+    return f"checked: {await cash.check(rt, order['bill_id'])}"
 
 
 async def _apply_refund(rt: Runtime, event: ChannelEvent) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from backend.billing import callbacks, payment, refunds
+from backend.billing import callbacks, cash, refunds
 from backend.platform.runtime import Runtime
 from backend.platform.work import Cron, Job, Task
 
@@ -17,11 +17,11 @@ log = structlog.get_logger(__name__)
 
 
 async def _expire_bill(rt: Runtime, bill_id: str) -> str:
-    return await payment.expire(rt, uuid.UUID(bill_id))
+    return await cash.expire(rt, uuid.UUID(bill_id))
 
 
 async def _check_payment(rt: Runtime, bill_id: str) -> str:
-    return await payment.check(rt, uuid.UUID(bill_id))
+    return await cash.check(rt, uuid.UUID(bill_id))
 
 
 async def _send_refund(rt: Runtime, refund_id: str) -> str:
@@ -46,7 +46,7 @@ APPLY_CHANNEL_EVENT = Task("billing.apply_channel_event", _apply_channel_event)
 async def sweep_bills(rt: Runtime) -> int:
     """Whatever a deferred job should have done and did not (Redis lost it, a worker died)."""
     check_after = timedelta(seconds=rt.settings.billing.payment_check_after_seconds)
-    expired, stale = await payment.overdue(check_after)
+    expired, stale = await cash.overdue(check_after)
     requested, processing = await refunds.unfinished(check_after)
     due = [
         *((EXPIRE_BILL, i, "") for i in expired),

@@ -1,10 +1,6 @@
-"""Paying a bill in one confirmation, and every way a payment ends.
-
-`pay` settles the fund's and personal account's parts in one transaction and opens the cash
-part with its collector (a payment channel; a credit line plugs in the same way). The cash part
-completes exactly once, whichever comes first: the channel's notification, the order query of
-`check`, or the close at expiry finding it paid. A bill whose cash never arrives is closed (or
-failed) and its settled parts are reversed, year-to-date usage included.
+"""Paying a bill in one confirmation: pre-settlement, then settling the fund's and personal
+account's parts in one transaction and opening the cash part with its collector (a payment
+channel; a credit line plugs in the same way). How the cash part ends is `cash.py`.
 """
 
 from __future__ import annotations
@@ -20,20 +16,28 @@ import structlog
 
 from backend.auth import service as auth
 from backend.auth.service import Patient
-from backend.billing import jobs, policy
-from backend.billing.schemas import PaymentRead, PayRequest
-from backend.billing.service import (
+from backend.billing import bills, jobs, policy
+from backend.billing.parties import (
+    CHANNELS,
     Parties,
-    notify_patients,
-    owned_bill,
+    locked_bill,
+    notify_paid,
     parties_of,
     policy_year,
     post_parts,
-    split_for,
 )
-from backend.billing.tables import Bill, CashPayment
+from backend.billing.schemas import (
+    ItemSplitRead,
+    PaymentRead,
+    PayRequest,
+    PolicyRead,
+    PresettleRead,
+)
+from backend.billing.settlement import Item, Split, presettle
+from backend.billing.tables import Bill, BillItem, CashPayment
 from backend.hospitals import service as hospitals
-from backend.partners.channels import OrderRequest, OrderStatus
+from backend.ledger import service as ledger
+from backend.partners.channels import OrderRequest
 from backend.piccolo_conf import DB
 from backend.platform import outbox
 from backend.platform.errors import AppError, Conflict
@@ -41,7 +45,6 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-CHANNELS = ("wechat", "alipay")
 ORDER_TYPES = {"REG": "挂号", "DIAG": "门诊缴费", "PHARMACY": "药店购药", "IN_HOSP": "住院缴费"}
 
 
@@ -125,7 +128,7 @@ def _not_payable(state: str) -> Conflict:
 
 
 async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest) -> PaymentRead:
-    await owned_bill(patient, bill_id)
+    await bills.owned_bill(patient, bill_id)
     started = await _settle(rt, patient, bill_id, request)
     if started is not None:
         return started
@@ -142,7 +145,7 @@ async def _settle(
     """Settle the bill and open its cash part; None when this payment was already in progress."""
     messages: list[int] = []
     async with DB.transaction():
-        bill = await _locked_bill(bill_id)
+        bill = await locked_bill(bill_id)
         if bill["state"] == "PAYING":
             _check_resumable(patient, bill, request)
             return None
@@ -193,7 +196,7 @@ async def _settle(
                 )
             )
         else:
-            messages += await _notify_paid(bill, parties, now)
+            messages += await notify_paid(bill, parties, now)
         # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
         # from here to the commit.
         await post_parts(
@@ -255,187 +258,84 @@ def _payment_read(
     )
 
 
-async def _locked_bill(bill_id: uuid.UUID) -> dict[str, Any]:
-    rows = await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", bill_id)
-    if not rows:
-        raise AppError("no such bill", code="BILL_NOT_FOUND", status_code=404)
-    row: dict[str, Any] = rows[0]
-    return row
-
-
-async def _notify_paid(bill: dict[str, Any], parties: Parties, at: datetime) -> list[int]:
-    return await notify_patients(
-        bill, parties, "payment_succeeded", "paid", at, amount_fen=bill["total_fen"], bill_no=bill["bill_no"]
-    )
-
-
 async def schedule_check(rt: Runtime, bill_id: uuid.UUID, after_seconds: float) -> None:
     """Ask the channel about the payment later; after that the sweeper asks each minute."""
     due = datetime.now(UTC) + timedelta(seconds=after_seconds)
     await jobs.CHECK_PAYMENT.enqueue(rt, str(bill_id), defer_until=due, suffix=f":{due:%Y%m%d%H%M%S}")
 
 
-# -- how a cash part ends ------------------------------------------------------------------
+# -- pre-settlement ------------------------------------------------------------------------
 
 
-async def complete_cash(
-    rt: Runtime,
-    out_trade_no: str,
-    *,
-    amount_fen: int,
-    merchant_id: str | None,
-    transaction_id: str | None,
-    paid_at: datetime | None,
-) -> str:
-    """The channel says the cash part is paid: complete the bill, once. Returns what happened."""
-    messages: list[int] = []
-    order = (
-        await CashPayment.select(CashPayment.bill_id).where(CashPayment.out_trade_no == out_trade_no).first()
+async def split_for(
+    bill: dict[str, Any], parties: Parties, use_personal_account: bool, year: int, *, lock: bool
+) -> tuple[Split, int]:
+    """The bill's split under its person's policy and usage: (split, personal account balance).
+
+    With `lock`, the usage and personal account rows stay locked until the caller commits, so
+    concurrent payments of one person are settled one after another against fresh balances.
+    """
+    person, institution = parties.person, parties.institution
+    rules = await policy.policy_for(person.region_code, person.insurance_type, year)
+    usage = await policy.usage(bill["insured_id"], year, lock=lock)
+    balance = 0
+    if rules.personal_account_pays:
+        code = ledger.personal_account(bill["insured_id"])
+        if lock:
+            await ledger.open_personal_account(
+                bill["insured_id"],
+                policy.pooling_region(person.region_code),
+                person.opening_balance_fen,
+            )
+            balance = await ledger.locked_balance(code)
+        else:
+            balance = await ledger.balance(code, default=person.opening_balance_fen)
+    items = (
+        await BillItem.select(
+            BillItem.code, BillItem.name, BillItem.category, BillItem.quantity, BillItem.unit_price_fen
+        )
+        .where(BillItem.bill_id == bill["id"])
+        .order_by(BillItem.line_no)
     )
-    if order is None:
-        return "ignored: no such order"
-    async with DB.transaction():
-        bill = await _locked_bill(order["bill_id"])
-        rows = await CashPayment.raw(
-            "SELECT * FROM cash_payment WHERE out_trade_no = {} FOR UPDATE", out_trade_no
-        )
-        cash = rows[0]
-        expected_merchant = (
-            rt.partners.channel(cash["method"]).merchant_id if cash["method"] in CHANNELS else None
-        )
-        if merchant_id != expected_merchant:
-            log.error("payment for another merchant", out_trade_no=out_trade_no, merchant_id=merchant_id)
-            return f"ignored: merchant {merchant_id} is not ours"
-        if amount_fen != cash["amount_fen"]:
-            log.error("paid amount differs from the order", out_trade_no=out_trade_no, paid=amount_fen)
-            return f"ignored: paid {amount_fen} fen, the order is for {cash['amount_fen']}"
-        if cash["state"] == "PAID":
-            return "already paid"
-        if cash["state"] != "CREATED":
-            log.error("a closed order was paid; refund it at the channel", out_trade_no=out_trade_no)
-            return f"ignored: the order is {cash['state']}; paid after it ended"
-        now = datetime.now(UTC)
-        await CashPayment.update(
-            {
-                CashPayment.state: "PAID",
-                CashPayment.transaction_id: transaction_id,
-                CashPayment.merchant_id: merchant_id,
-                CashPayment.paid_at: paid_at or now,
-            }
-        ).where((CashPayment.id == cash["id"]) & (CashPayment.state == "CREATED"))
-        completed = (
-            await Bill.update({Bill.state: "PAID", Bill.paid_at: now, Bill.updated_at: now})
-            .where((Bill.id == bill["id"]) & (Bill.state == "PAYING"))
-            .returning(Bill.id)
-        )
-        if not completed:  # the cash row and the bill move together; anything else is a bug
-            raise RuntimeError(f"bill {bill['id']} is {bill['state']} while its cash payment was open")
-        parties = await parties_of(bill)
-        messages += await _notify_paid(bill, parties, now)
-        await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, parties, cash_fen=cash["amount_fen"])
-    await outbox.send(rt.redis, messages)
-    log.info("bill paid", bill_id=str(cash["bill_id"]), cash_fen=cash["amount_fen"])
-    return "paid"
+    split = presettle(
+        rules,
+        institution.level,
+        usage,
+        [Item(**item) for item in items],
+        balance if use_personal_account else 0,
+    )
+    return split, balance
 
 
-async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -> bool:
-    """Close (or fail) a bill still in state `was` whose cash never came, reversing what was
-    settled. False, changing nothing, when the bill has moved on (e.g. a payment started)."""
-    assert state in ("CLOSED", "FAILED")
-    now = datetime.now(UTC)
-    async with DB.transaction():
-        bill = await _locked_bill(bill_id)
-        if bill["state"] != was:
-            return False
-        if bill["state"] == "CREATED":
-            await Bill.update(
-                {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
-            ).where((Bill.id == bill_id) & (Bill.state == "CREATED"))
-            log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
-            return True
-        await CashPayment.update({CashPayment.state: state, CashPayment.ended_at: now}).where(
-            (CashPayment.bill_id == bill_id) & (CashPayment.state == "CREATED")
-        )
-        await Bill.update(
-            {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
-        ).where((Bill.id == bill_id) & (Bill.state == "PAYING"))
-        await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)
-        await post_parts(
-            "bill.reversed",
-            f"bill:{bill_id}",
-            bill,
-            await parties_of(bill),
-            fund_fen=bill["fund_fen"],
-            personal_account_fen=bill["personal_account_fen"],
-            giving_back=True,
-        )
-        await policy.add_usage(
-            bill["insured_id"], bill["policy_year"], -bill["deductible_fen"], -bill["fund_fen"]
-        )
-    log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
-    return True
-
-
-async def _apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, expired: bool) -> str:
-    if status.state == "PAID":
-        return await complete_cash(
-            rt,
-            status.out_trade_no,
-            amount_fen=status.amount_fen or 0,
-            merchant_id=status.merchant_id,
-            transaction_id=status.transaction_id,
-            paid_at=status.paid_at,
-        )
-    if status.state == "FAILED":
-        await end_unpaid(bill_id, "FAILED", "the channel reported the payment failed", was="PAYING")
-        return "failed"
-    if status.state == "CLOSED" or (expired and status.state == "NOT_FOUND"):
-        await end_unpaid(bill_id, "CLOSED", "expired unpaid", was="PAYING")
-        return "closed"
-    return "pending"
-
-
-async def check(rt: Runtime, bill_id: uuid.UUID) -> str:
-    """Job: ask the channel about a payment still in progress; complete, end, or look again later."""
+async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_account: bool) -> PresettleRead:
+    await bills.owned_bill(patient, bill_id)
     bill = await Bill.select().where(Bill.id == bill_id).first()
-    if bill is None or bill["state"] != "PAYING":
-        return "nothing to check"
-    cash = await CashPayment.select().where(CashPayment.bill_id == bill_id).first()
-    if cash is None or cash["method"] not in CHANNELS:
-        return "not a channel payment"
-    expired = bill["expires_at"] <= datetime.now(UTC)
-    channel = rt.partners.channel(cash["method"])
-    status = await (channel.close_order if expired else channel.query_order)(cash["out_trade_no"])
-    # Still pending: the sweeper asks again every minute until it ends or expires.
-    return await _apply_status(rt, bill_id, status, expired)
-
-
-async def expire(rt: Runtime, bill_id: uuid.UUID) -> str:
-    """Job at a bill's expiry: close it unpaid; a payment in progress is closed at the channel first."""
-    bill = await Bill.select(Bill.state, Bill.expires_at).where(Bill.id == bill_id).first()
-    if bill is None:
-        return "no such bill"
-    if bill["expires_at"] > datetime.now(UTC):
-        return "not yet"
-    if bill["state"] == "CREATED" and await end_unpaid(bill_id, "CLOSED", "expired unpaid", was="CREATED"):
-        return "closed"
-    # A payment started meanwhile (or had): the channel is asked before the bill is closed.
-    if (await Bill.select(Bill.state).where(Bill.id == bill_id).first() or {}).get("state") == "PAYING":
-        return await check(rt, bill_id)
-    return f"already {bill['state']}"
-
-
-async def overdue(check_after: timedelta, limit: int = 200) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-    """For the sweeper: (bills past expiry and unpaid, payments in progress for a while)."""
-    now = datetime.now(UTC)
-    expired = (
-        await Bill.select(Bill.id)
-        .where(Bill.state.is_in(["CREATED", "PAYING"]) & (Bill.expires_at <= now))
-        .limit(limit)
+    assert bill is not None
+    if bill["state"] != "CREATED":
+        raise AppError(
+            f"the bill is {bill['state']}; only an unpaid bill is pre-settled",
+            code="BILL_NOT_PAYABLE",
+            status_code=409,
+            detail={"state": bill["state"]},
+        )
+    parties = await parties_of(bill)
+    split, balance = await split_for(bill, parties, use_personal_account, policy_year(), lock=False)
+    person = parties.person
+    return PresettleRead(
+        total_fen=split.total_fen,
+        fund_fen=split.fund_fen,
+        personal_account_fen=split.personal_account_fen,
+        cash_fen=split.cash_fen,
+        personal_account_balance_fen=balance,
+        policy=PolicyRead(
+            region_code=policy.pooling_region(person.region_code),
+            insurance_type=person.insurance_type,
+            year=policy_year(),
+        ),
+        items=[item_split_read(s) for s in split.items],
     )
-    stale = (
-        await Bill.select(Bill.id)
-        .where((Bill.state == "PAYING") & (Bill.paying_at <= now - check_after) & (Bill.expires_at > now))
-        .limit(limit)
-    )
-    return [r["id"] for r in expired], [r["id"] for r in stale]
+
+
+def item_split_read(split: Any) -> ItemSplitRead:
+    fields = asdict(split)
+    return ItemSplitRead(**fields)

@@ -17,16 +17,9 @@ from typing import Any
 import asyncpg
 import structlog
 
-from backend.billing import policy
+from backend.billing import bills, policy
+from backend.billing.parties import Parties, notify_patients, parties_of, post_parts
 from backend.billing.schemas import RefundCreate, RefundRead
-from backend.billing.service import (
-    Parties,
-    notify_patients,
-    parties_of,
-    partner_bill,
-    post_parts,
-    refund_read,
-)
 from backend.billing.settlement import RefundParts, refund_parts
 from backend.billing.tables import Bill, CashPayment, Refund
 from backend.oauth.service import Partner
@@ -64,7 +57,7 @@ async def _remaining(bill: dict[str, Any]) -> RefundParts:
 async def request_refund(
     rt: Runtime, partner: Partner, bill_id: uuid.UUID, request: RefundCreate, request_key: str | None = None
 ) -> RefundRead:
-    await partner_bill(partner, bill_id)
+    await bills.partner_bill(partner, bill_id)
     if request_key is not None:
         # A repeat after a failure: the refund recorded then, asked of the channel again if need be.
         existing = (
@@ -149,7 +142,7 @@ def _refused(detail: dict[str, Any]) -> Conflict:
 async def read(refund_id: uuid.UUID) -> RefundRead:
     row = await Refund.select().where(Refund.id == refund_id).first()
     assert row is not None
-    return refund_read(row)
+    return bills.refund_read(row)
 
 
 async def send(rt: Runtime, refund_id: uuid.UUID, *, raise_refusal: bool = False) -> str:

@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Path
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from backend.auth.routes import PatientDep, provide_patient
-from backend.billing import callbacks, payment, refunds, service
+from backend.billing import bills, callbacks, payment, refunds
 from backend.billing.schemas import (
     BillCreate,
     BillPage,
@@ -69,20 +69,20 @@ class BillController(Controller):
         before: FromQuery[datetime | None] = None,
     ) -> BillPage:
         """The patient's bills, newest first."""
-        return await service.list_for(patient, limit, before)
+        return await bills.list_for(patient, limit, before)
 
     @get("/{bill_id:uuid}", operation_id="billGet")
     async def show(self, bill_id: BillId, patient: PatientDep, runtime: RuntimeDep) -> BillRead:
         """One bill with its items, its split once payment started, and its refunds."""
-        await service.owned_bill(patient, bill_id)
-        return await service.read(runtime, bill_id)
+        await bills.owned_bill(patient, bill_id)
+        return await bills.read(runtime, bill_id)
 
     @post("/{bill_id:uuid}/presettle", status_code=HTTP_200_OK, operation_id="billPresettle")
     async def presettle(
         self, bill_id: BillId, data: JSONBody[PresettleRequest], patient: PatientDep
     ) -> PresettleRead:
         """What the fund, the personal account and cash would pay, item by item, with the rule."""
-        return await service.presettle_bill(patient, bill_id, data.use_personal_account)
+        return await payment.presettle_bill(patient, bill_id, data.use_personal_account)
 
     @post("/{bill_id:uuid}/pay", status_code=HTTP_200_OK, operation_id="billPay")
     async def pay(
@@ -121,14 +121,14 @@ class PartnerBillController(Controller):
         partner = request.state.partner
 
         async def work(request_key: str) -> tuple[int, BillRead]:
-            return 201, await service.create(runtime, partner, data, request_key)
+            return 201, await bills.create(runtime, partner, data, request_key)
 
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 
     @get("/{bill_id:uuid}", operation_id="partnerBillGet")
     async def show(self, bill_id: BillId, runtime: RuntimeDep, request: Request[Any, Any, Any]) -> BillRead:
-        await service.partner_bill(request.state.partner, bill_id)
-        return await service.read(runtime, bill_id)
+        await bills.partner_bill(request.state.partner, bill_id)
+        return await bills.read(runtime, bill_id)
 
     @get("/{bill_id:uuid}/qrcode", operation_id="partnerBillQrCode")
     async def qrcode(
@@ -140,9 +140,9 @@ class PartnerBillController(Controller):
     ) -> Response[bytes]:
         """The bill's pay code for the counter's screen or the printed bill: scanning it opens the
         bill in the mini-program (`pay_url`)."""
-        await service.partner_bill(request.state.partner, bill_id)
+        await bills.partner_bill(request.state.partner, bill_id)
         media = "image/svg+xml" if format == "svg" else "image/png"
-        return Response(render(service.pay_url(runtime, bill_id), format), media_type=media)
+        return Response(render(bills.pay_url(runtime, bill_id), format), media_type=media)
 
     @post("/{bill_id:uuid}/refunds", status_code=HTTP_201_CREATED, operation_id="partnerBillRefund")
     async def refund(

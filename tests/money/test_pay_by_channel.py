@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from backend.billing import payment
+from backend.billing import cash
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger import service as ledger
 from backend.ledger.tables import Journal
@@ -186,7 +186,7 @@ async def test_a_notification_and_the_order_query_racing_complete_the_bill_once(
     note = await payer_pays(sandbox_http, "wechat", started["out_trade_no"])
     assert (await post_notification(client, "wechat", note)).status_code == 204
 
-    checked, _ = await asyncio.gather(payment.check(runtime, uuid.UUID(bill["id"])), run_worker())
+    checked, _ = await asyncio.gather(cash.check(runtime, uuid.UUID(bill["id"])), run_worker())
 
     event = await InboxEvent.select().first()
     assert {checked, event["outcome"]} == {"paid", "already paid"}

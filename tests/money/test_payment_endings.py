@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from arq.constants import default_queue_name, in_progress_key_prefix
 
-from backend.billing import jobs, payment
+from backend.billing import cash, jobs
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger import service as ledger
 from backend.ledger.tables import Journal
@@ -121,11 +121,11 @@ async def test_a_payment_the_channel_failed_fails_the_bill_and_reverses_it(
     _, bill, started = await a_paying_bill(client, sandbox_http, settings)
     await payer_pays(sandbox_http, "wechat", started["out_trade_no"], outcome="fail")
 
-    assert await payment.check(runtime, bill["id"]) == "failed"
+    assert await cash.check(runtime, bill["id"]) == "failed"
 
     assert await state(bill["id"]) == "FAILED"
     assert await Journal.count().where(Journal.kind == "bill.reversed") == 1
-    assert await payment.check(runtime, bill["id"]) == "nothing to check"
+    assert await cash.check(runtime, bill["id"]) == "nothing to check"
 
 
 async def test_a_worker_killed_while_asking_the_channel_leaves_one_payment(

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from backend.billing import payment, refunds, service
+from backend.billing import bills, cash, refunds
 from backend.billing.schemas import BillCreate, ItemIn, RefundCreate
 from backend.billing.tables import Bill, Refund
 from backend.ledger.tables import Journal
@@ -69,7 +69,7 @@ async def test_expiry_leaves_a_bill_whose_payment_has_started_to_the_channel_che
     assert (await pay(client, patient, bill["id"], cash_method="wechat")).json()["state"] == "PAYING"
 
     # The expiry job read CREATED just before the payment took the bill.
-    assert await payment.end_unpaid(uuid.UUID(bill["id"]), "CLOSED", "expired unpaid", was="CREATED") is False
+    assert await cash.end_unpaid(uuid.UUID(bill["id"]), "CLOSED", "expired unpaid", was="CREATED") is False
 
     assert (await Bill.select(Bill.state).first())["state"] == "PAYING"
     assert await Journal.count().where(Journal.kind == "bill.reversed") == 0
@@ -147,9 +147,9 @@ async def test_a_request_repeated_after_failing_part_way_finds_what_it_made(
     )
 
     first, at_once = await asyncio.gather(
-        service.create(runtime, HIS, request, "key-1"), service.create(runtime, HIS, request, "key-1")
+        bills.create(runtime, HIS, request, "key-1"), bills.create(runtime, HIS, request, "key-1")
     )
-    again = await service.create(runtime, HIS, request, "key-1")
+    again = await bills.create(runtime, HIS, request, "key-1")
 
     assert first.id == at_once.id == again.id
     assert await Bill.count() == 1

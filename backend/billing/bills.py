@@ -1,19 +1,18 @@
-"""Bills: created by a hospital's system, read by their patient, pre-settled before paying."""
+"""Bills: created by a hospital's system for a patient it identified, read by that patient."""
 
 from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
 
 from backend.auth.service import Patient
-from backend.billing import jobs, policy
+from backend.billing import jobs
+from backend.billing.parties import CHINA
 from backend.billing.schemas import (
     BillCreate,
     BillPage,
@@ -21,19 +20,12 @@ from backend.billing.schemas import (
     BillSummary,
     InstitutionRead,
     ItemRead,
-    ItemSplitRead,
-    PolicyRead,
-    PresettleRead,
     RefundRead,
 )
-from backend.billing.settlement import Item, Split, presettle
 from backend.billing.tables import Bill, BillItem, Refund
 from backend.ecert import service as ecert
-from backend.ecert.service import InsuredPerson
 from backend.hospitals import service as hospitals
 from backend.hospitals.service import Institution
-from backend.ledger import service as ledger
-from backend.notify import service as notify
 from backend.oauth.service import Partner
 from backend.piccolo_conf import DB
 from backend.platform.errors import AppError, Forbidden, NotFound
@@ -41,17 +33,11 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-CHINA = ZoneInfo("Asia/Shanghai")
 MAX_TOTAL_FEN = 10**12
 
 
 def _field_error(field: str, message: str) -> AppError:
     return AppError(message, code="VALIDATION_ERROR", status_code=422, detail={"field": field})
-
-
-def policy_year(now: datetime | None = None) -> int:
-    """Insurance years follow the calendar in China's time zone."""
-    return (now or datetime.now(UTC)).astimezone(CHINA).year
 
 
 async def partner_institution(partner: Partner) -> Institution:
@@ -301,147 +287,3 @@ async def list_for(patient: Patient, limit: int, before: datetime | None) -> Bil
         for row in rows[:limit]
     ]
     return BillPage(items=page, next_before=page[-1].created_at if len(rows) > limit else None)
-
-
-# -- pre-settlement ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Parties:
-    """Who a bill is between, read once per transaction: the insured person and the hospital."""
-
-    person: InsuredPerson
-    institution: Institution
-
-
-async def parties_of(bill: dict[str, Any]) -> Parties:
-    return Parties(
-        await ecert.insured_person(bill["insured_id"]), await hospitals.get(bill["institution_id"])
-    )
-
-
-async def split_for(
-    bill: dict[str, Any], parties: Parties, use_personal_account: bool, year: int, *, lock: bool
-) -> tuple[Split, int]:
-    """The bill's split under its person's policy and usage: (split, personal account balance).
-
-    With `lock`, the usage and personal account rows stay locked until the caller commits, so
-    concurrent payments of one person are settled one after another against fresh balances.
-    """
-    person, institution = parties.person, parties.institution
-    rules = await policy.policy_for(person.region_code, person.insurance_type, year)
-    usage = await policy.usage(bill["insured_id"], year, lock=lock)
-    balance = 0
-    if rules.personal_account_pays:
-        code = ledger.personal_account(bill["insured_id"])
-        if lock:
-            await ledger.open_personal_account(
-                bill["insured_id"],
-                policy.pooling_region(person.region_code),
-                person.opening_balance_fen,
-            )
-            balance = await ledger.locked_balance(code)
-        else:
-            balance = await ledger.balance(code, default=person.opening_balance_fen)
-    items = (
-        await BillItem.select(
-            BillItem.code, BillItem.name, BillItem.category, BillItem.quantity, BillItem.unit_price_fen
-        )
-        .where(BillItem.bill_id == bill["id"])
-        .order_by(BillItem.line_no)
-    )
-    split = presettle(
-        rules,
-        institution.level,
-        usage,
-        [Item(**item) for item in items],
-        balance if use_personal_account else 0,
-    )
-    return split, balance
-
-
-async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_account: bool) -> PresettleRead:
-    await owned_bill(patient, bill_id)
-    bill = await Bill.select().where(Bill.id == bill_id).first()
-    assert bill is not None
-    if bill["state"] != "CREATED":
-        raise AppError(
-            f"the bill is {bill['state']}; only an unpaid bill is pre-settled",
-            code="BILL_NOT_PAYABLE",
-            status_code=409,
-            detail={"state": bill["state"]},
-        )
-    parties = await parties_of(bill)
-    split, balance = await split_for(bill, parties, use_personal_account, policy_year(), lock=False)
-    person = parties.person
-    return PresettleRead(
-        total_fen=split.total_fen,
-        fund_fen=split.fund_fen,
-        personal_account_fen=split.personal_account_fen,
-        cash_fen=split.cash_fen,
-        personal_account_balance_fen=balance,
-        policy=PolicyRead(
-            region_code=policy.pooling_region(person.region_code),
-            insurance_type=person.insurance_type,
-            year=policy_year(),
-        ),
-        items=[item_split_read(s) for s in split.items],
-    )
-
-
-def item_split_read(split: Any) -> ItemSplitRead:
-    fields = asdict(split)
-    return ItemSplitRead(**fields)
-
-
-# -- shared by payment and refunds ----------------------------------------------------------
-
-
-async def post_parts(
-    kind: str,
-    reference: str,
-    bill: dict[str, Any],
-    parties: Parties,
-    *,
-    fund_fen: int = 0,
-    personal_account_fen: int = 0,
-    cash_fen: int = 0,
-    giving_back: bool = False,
-) -> None:
-    """Post parts of a bill moving from their payers to the hospital (or back, `giving_back`)."""
-    person, institution = parties.person, parties.institution
-    region = policy.pooling_region(person.region_code)
-    sign = -1 if giving_back else 1
-    total = fund_fen + personal_account_fen + cash_fen
-    lines = [
-        (ledger.hospital_receivable(institution.code), sign * total),
-        (ledger.fund_pool(region, person.insurance_type), -sign * fund_fen),
-        (ledger.personal_account(bill["insured_id"]), -sign * personal_account_fen),
-    ]
-    if cash_fen:
-        lines.append((ledger.channel_clearing(bill["cash_method"]), -sign * cash_fen))
-    await ledger.post(kind, reference, lines)
-
-
-async def notify_patients(
-    bill: dict[str, Any], parties: Parties, template: str, milestone: str, at: datetime, **params: Any
-) -> list[int]:
-    """Tell every user bound to the bill's patient, once per milestone; outbox ids to send."""
-    institution = parties.institution
-    messages = []
-    for user_id in await ecert.users_of_insured(bill["insured_id"]):
-        message = await notify.notify(
-            user_id,
-            template,
-            f"bill:{bill['id']}",
-            milestone,
-            {
-                "hospital": institution.name,
-                "at": at.astimezone(CHINA).isoformat(),
-                "bill_id": str(bill["id"]),
-                **params,
-            },
-        )
-        if message is not None:
-            messages.append(message)
-    return messages

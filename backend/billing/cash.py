@@ -1,0 +1,191 @@
+"""How a cash part ends: it completes exactly once, whichever comes first: the channel's
+notification, the order query of `check`, or the close at expiry finding it paid. A bill whose
+cash never arrives is closed (or failed) and its settled parts are reversed, year-to-date usage
+included.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from backend.billing import policy
+from backend.billing.parties import (
+    CHANNELS,
+    locked_bill,
+    notify_paid,
+    parties_of,
+    post_parts,
+)
+from backend.billing.tables import Bill, CashPayment
+from backend.partners.channels import OrderStatus
+from backend.piccolo_conf import DB
+from backend.platform import outbox
+from backend.platform.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+async def complete_cash(
+    rt: Runtime,
+    out_trade_no: str,
+    *,
+    amount_fen: int,
+    merchant_id: str | None,
+    transaction_id: str | None,
+    paid_at: datetime | None,
+) -> str:
+    """The channel says the cash part is paid: complete the bill, once. Returns what happened."""
+    messages: list[int] = []
+    order = (
+        await CashPayment.select(CashPayment.bill_id).where(CashPayment.out_trade_no == out_trade_no).first()
+    )
+    if order is None:
+        return "ignored: no such order"
+    async with DB.transaction():
+        bill = await locked_bill(order["bill_id"])
+        rows = await CashPayment.raw(
+            "SELECT * FROM cash_payment WHERE out_trade_no = {} FOR UPDATE", out_trade_no
+        )
+        cash = rows[0]
+        expected_merchant = (
+            rt.partners.channel(cash["method"]).merchant_id if cash["method"] in CHANNELS else None
+        )
+        if merchant_id != expected_merchant:
+            log.error("payment for another merchant", out_trade_no=out_trade_no, merchant_id=merchant_id)
+            return f"ignored: merchant {merchant_id} is not ours"
+        if amount_fen != cash["amount_fen"]:
+            log.error("paid amount differs from the order", out_trade_no=out_trade_no, paid=amount_fen)
+            return f"ignored: paid {amount_fen} fen, the order is for {cash['amount_fen']}"
+        if cash["state"] == "PAID":
+            return "already paid"
+        if cash["state"] != "CREATED":
+            log.error("a closed order was paid; refund it at the channel", out_trade_no=out_trade_no)
+            return f"ignored: the order is {cash['state']}; paid after it ended"
+        now = datetime.now(UTC)
+        await CashPayment.update(
+            {
+                CashPayment.state: "PAID",
+                CashPayment.transaction_id: transaction_id,
+                CashPayment.merchant_id: merchant_id,
+                CashPayment.paid_at: paid_at or now,
+            }
+        ).where((CashPayment.id == cash["id"]) & (CashPayment.state == "CREATED"))
+        completed = (
+            await Bill.update({Bill.state: "PAID", Bill.paid_at: now, Bill.updated_at: now})
+            .where((Bill.id == bill["id"]) & (Bill.state == "PAYING"))
+            .returning(Bill.id)
+        )
+        if not completed:  # the cash row and the bill move together; anything else is a bug
+            raise RuntimeError(f"bill {bill['id']} is {bill['state']} while its cash payment was open")
+        parties = await parties_of(bill)
+        messages += await notify_paid(bill, parties, now)
+        await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, parties, cash_fen=cash["amount_fen"])
+    await outbox.send(rt.redis, messages)
+    log.info("bill paid", bill_id=str(cash["bill_id"]), cash_fen=cash["amount_fen"])
+    return "paid"
+
+
+async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -> bool:
+    """Close (or fail) a bill still in state `was` whose cash never came, reversing what was
+    settled. False, changing nothing, when the bill has moved on (e.g. a payment started)."""
+    assert state in ("CLOSED", "FAILED")
+    now = datetime.now(UTC)
+    async with DB.transaction():
+        bill = await locked_bill(bill_id)
+        if bill["state"] != was:
+            return False
+        if bill["state"] == "CREATED":
+            await Bill.update(
+                {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
+            ).where((Bill.id == bill_id) & (Bill.state == "CREATED"))
+            log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
+            return True
+        await CashPayment.update({CashPayment.state: state, CashPayment.ended_at: now}).where(
+            (CashPayment.bill_id == bill_id) & (CashPayment.state == "CREATED")
+        )
+        await Bill.update(
+            {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
+        ).where((Bill.id == bill_id) & (Bill.state == "PAYING"))
+        await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)
+        await post_parts(
+            "bill.reversed",
+            f"bill:{bill_id}",
+            bill,
+            await parties_of(bill),
+            fund_fen=bill["fund_fen"],
+            personal_account_fen=bill["personal_account_fen"],
+            giving_back=True,
+        )
+        await policy.add_usage(
+            bill["insured_id"], bill["policy_year"], -bill["deductible_fen"], -bill["fund_fen"]
+        )
+    log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
+    return True
+
+
+async def _apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, expired: bool) -> str:
+    if status.state == "PAID":
+        return await complete_cash(
+            rt,
+            status.out_trade_no,
+            amount_fen=status.amount_fen or 0,
+            merchant_id=status.merchant_id,
+            transaction_id=status.transaction_id,
+            paid_at=status.paid_at,
+        )
+    if status.state == "FAILED":
+        await end_unpaid(bill_id, "FAILED", "the channel reported the payment failed", was="PAYING")
+        return "failed"
+    if status.state == "CLOSED" or (expired and status.state == "NOT_FOUND"):
+        await end_unpaid(bill_id, "CLOSED", "expired unpaid", was="PAYING")
+        return "closed"
+    return "pending"
+
+
+async def check(rt: Runtime, bill_id: uuid.UUID) -> str:
+    """Job: ask the channel about a payment still in progress; complete, end, or look again later."""
+    bill = await Bill.select().where(Bill.id == bill_id).first()
+    if bill is None or bill["state"] != "PAYING":
+        return "nothing to check"
+    cash = await CashPayment.select().where(CashPayment.bill_id == bill_id).first()
+    if cash is None or cash["method"] not in CHANNELS:
+        return "not a channel payment"
+    expired = bill["expires_at"] <= datetime.now(UTC)
+    channel = rt.partners.channel(cash["method"])
+    status = await (channel.close_order if expired else channel.query_order)(cash["out_trade_no"])
+    # Still pending: the sweeper asks again every minute until it ends or expires.
+    return await _apply_status(rt, bill_id, status, expired)
+
+
+async def expire(rt: Runtime, bill_id: uuid.UUID) -> str:
+    """Job at a bill's expiry: close it unpaid; a payment in progress is closed at the channel first."""
+    bill = await Bill.select(Bill.state, Bill.expires_at).where(Bill.id == bill_id).first()
+    if bill is None:
+        return "no such bill"
+    if bill["expires_at"] > datetime.now(UTC):
+        return "not yet"
+    if bill["state"] == "CREATED" and await end_unpaid(bill_id, "CLOSED", "expired unpaid", was="CREATED"):
+        return "closed"
+    # A payment started meanwhile (or had): the channel is asked before the bill is closed.
+    if (await Bill.select(Bill.state).where(Bill.id == bill_id).first() or {}).get("state") == "PAYING":
+        return await check(rt, bill_id)
+    return f"already {bill['state']}"
+
+
+async def overdue(check_after: timedelta, limit: int = 200) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """For the sweeper: (bills past expiry and unpaid, payments in progress for a while)."""
+    now = datetime.now(UTC)
+    expired = (
+        await Bill.select(Bill.id)
+        .where(Bill.state.is_in(["CREATED", "PAYING"]) & (Bill.expires_at <= now))
+        .limit(limit)
+    )
+    stale = (
+        await Bill.select(Bill.id)
+        .where((Bill.state == "PAYING") & (Bill.paying_at <= now - check_after) & (Bill.expires_at > now))
+        .limit(limit)
+    )
+    return [r["id"] for r in expired], [r["id"] for r in stale]

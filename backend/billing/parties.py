@@ -1,0 +1,106 @@
+"""What bills, payments and refunds share: who a bill is between (read once per transaction),
+the bill locked, posting its parts to the ledger, and telling its patients."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from backend.billing import policy
+from backend.billing.tables import Bill
+from backend.ecert import service as ecert
+from backend.ecert.service import InsuredPerson
+from backend.hospitals import service as hospitals
+from backend.hospitals.service import Institution
+from backend.ledger import service as ledger
+from backend.notify import service as notify
+from backend.platform.errors import AppError
+
+CHINA = ZoneInfo("Asia/Shanghai")
+CHANNELS = ("wechat", "alipay")  # the cash methods a payment channel collects
+
+
+def policy_year(now: datetime | None = None) -> int:
+    """Insurance years follow the calendar in China's time zone."""
+    return (now or datetime.now(UTC)).astimezone(CHINA).year
+
+
+@dataclass(frozen=True)
+class Parties:
+    """Who a bill is between, read once per transaction: the insured person and the hospital."""
+
+    person: InsuredPerson
+    institution: Institution
+
+
+async def parties_of(bill: dict[str, Any]) -> Parties:
+    return Parties(
+        await ecert.insured_person(bill["insured_id"]), await hospitals.get(bill["institution_id"])
+    )
+
+
+async def post_parts(
+    kind: str,
+    reference: str,
+    bill: dict[str, Any],
+    parties: Parties,
+    *,
+    fund_fen: int = 0,
+    personal_account_fen: int = 0,
+    cash_fen: int = 0,
+    giving_back: bool = False,
+) -> None:
+    """Post parts of a bill moving from their payers to the hospital (or back, `giving_back`)."""
+    person, institution = parties.person, parties.institution
+    region = policy.pooling_region(person.region_code)
+    sign = -1 if giving_back else 1
+    total = fund_fen + personal_account_fen + cash_fen
+    lines = [
+        (ledger.hospital_receivable(institution.code), sign * total),
+        (ledger.fund_pool(region, person.insurance_type), -sign * fund_fen),
+        (ledger.personal_account(bill["insured_id"]), -sign * personal_account_fen),
+    ]
+    if cash_fen:
+        lines.append((ledger.channel_clearing(bill["cash_method"]), -sign * cash_fen))
+    await ledger.post(kind, reference, lines)
+
+
+async def notify_patients(
+    bill: dict[str, Any], parties: Parties, template: str, milestone: str, at: datetime, **params: Any
+) -> list[int]:
+    """Tell every user bound to the bill's patient, once per milestone; outbox ids to send."""
+    institution = parties.institution
+    messages = []
+    for user_id in await ecert.users_of_insured(bill["insured_id"]):
+        message = await notify.notify(
+            user_id,
+            template,
+            f"bill:{bill['id']}",
+            milestone,
+            {
+                "hospital": institution.name,
+                "at": at.astimezone(CHINA).isoformat(),
+                "bill_id": str(bill["id"]),
+                **params,
+            },
+        )
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+async def locked_bill(bill_id: uuid.UUID) -> dict[str, Any]:
+    rows = await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", bill_id)
+    if not rows:
+        raise AppError("no such bill", code="BILL_NOT_FOUND", status_code=404)
+    row: dict[str, Any] = rows[0]
+    return row
+
+
+async def notify_paid(bill: dict[str, Any], parties: Parties, at: datetime) -> list[int]:
+    return await notify_patients(
+        bill, parties, "payment_succeeded", "paid", at, amount_fen=bill["total_fen"], bill_no=bill["bill_no"]
+    )
