@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from backend.billing.tables import Bill, CashPayment, Refund
+from backend.billing.tables import Bill, BillState, CashPayment, CashState, Refund, RefundState
 from backend.ledger import service as ledger
 
 # Bills settled: PAYING, PAID, PARTIALLY_REFUNDED, REFUNDED. Refunds standing in the ledger:
 # PROCESSING, SUCCEEDED, ATTENTION; REQUESTED and REJECTED ones have posted nothing.
-STANDING_REFUNDS = ("PROCESSING", "SUCCEEDED", "ATTENTION")
+STANDING_REFUNDS = (RefundState.PROCESSING, RefundState.SUCCEEDED, RefundState.ATTENTION)
 
 
 async def audit() -> tuple[list[str], dict[str, int]]:
@@ -99,9 +99,9 @@ async def _receivables(receivable: dict[str, int]) -> list[str]:
         held = receivable.get(f"bill:{bill['id']}", 0) + sum(
             receivable.get(f"refund:{refund_id}", 0) for refund_id, _ in refunds
         )
-        if bill["state"] == "PAYING":
+        if bill["state"] == BillState.PAYING:
             expected = bill["fund_fen"] + bill["personal_account_fen"]
-        elif bill["state"] in ("PAID", "PARTIALLY_REFUNDED", "REFUNDED"):
+        elif bill["state"] in (BillState.PAID, BillState.PARTIALLY_REFUNDED, BillState.REFUNDED):
             expected = bill["total_fen"] - bill["refunded_fen"]
         else:
             expected = 0
@@ -122,7 +122,7 @@ async def _channel_clearing(clearing: dict[str, int]) -> list[str]:
     """What each channel's clearing account holds, against its orders paid less cash refunded."""
     collected: dict[str, int] = {}
     for order in await CashPayment.select(CashPayment.method, CashPayment.amount_fen).where(
-        CashPayment.state == "PAID"
+        CashPayment.state == CashState.PAID
     ):
         collected[order["method"]] = collected.get(order["method"], 0) + order["amount_fen"]
     for row in await Refund.raw(

@@ -22,7 +22,7 @@ from backend.billing.schemas import (
     ItemRead,
     RefundRead,
 )
-from backend.billing.tables import Bill, BillItem, Refund
+from backend.billing.tables import Bill, BillItem, BillState, Refund
 from backend.ecert import service as ecert
 from backend.hospitals import service as hospitals
 from backend.hospitals.service import Institution
@@ -82,7 +82,7 @@ async def create(
                         created_by=partner.client_id,
                         request_key=request_key,
                         order_type=request.order_type,
-                        state="CREATED",
+                        state=BillState.CREATED,
                         total_fen=total,
                         created_at=now,
                         expires_at=expires_at,
@@ -120,7 +120,7 @@ async def create(
     return BillRead(  # as `read` would find it, without reading back what was just written
         id=bill_id,
         bill_no=bill_no,
-        state="CREATED",
+        state=BillState.CREATED,
         order_type=request.order_type,
         institution=InstitutionRead(code=institution.code, name=institution.name, level=institution.level),
         patient=person.masked,

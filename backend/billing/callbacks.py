@@ -9,7 +9,7 @@ import msgspec
 import structlog
 
 from backend.billing import cash, jobs, refunds
-from backend.billing.tables import CashPayment, Refund
+from backend.billing.tables import CashPayment, Refund, RefundState
 from backend.partners.channels import Answer, ChannelEvent, NotificationInvalid, PaymentChannel
 from backend.piccolo_conf import DB
 from backend.platform import inbox, outbox
@@ -77,7 +77,9 @@ async def _apply_refund(rt: Runtime, event: ChannelEvent) -> str:
     (Alipay reports the trade's total refunded so far, not this refund's amount)."""
     if event.merchant_id != rt.partners.channel(event.channel).merchant_id:
         return f"ignored: merchant {event.merchant_id} is not ours"
-    query = Refund.select(Refund.id).where(Refund.state.is_in(["PROCESSING", "ATTENTION"]))
+    query = Refund.select(Refund.id).where(
+        Refund.state.is_in([RefundState.PROCESSING, RefundState.ATTENTION])
+    )
     if event.out_refund_no:
         query = query.where(Refund.out_refund_no == event.out_refund_no)
     else:

@@ -19,7 +19,7 @@ from backend.billing.parties import (
     parties_of,
     post_parts,
 )
-from backend.billing.tables import Bill, CashPayment
+from backend.billing.tables import Bill, BillState, CashPayment, CashState
 from backend.partners.channels import OrderStatus
 from backend.piccolo_conf import DB
 from backend.platform import outbox
@@ -59,23 +59,23 @@ async def complete_cash(
         if amount_fen != cash["amount_fen"]:
             log.error("paid amount differs from the order", out_trade_no=out_trade_no, paid=amount_fen)
             return f"ignored: paid {amount_fen} fen, the order is for {cash['amount_fen']}"
-        if cash["state"] == "PAID":
+        if cash["state"] == CashState.PAID:
             return "already paid"
-        if cash["state"] != "CREATED":
+        if cash["state"] != CashState.CREATED:
             log.error("a closed order was paid; refund it at the channel", out_trade_no=out_trade_no)
             return f"ignored: the order is {cash['state']}; paid after it ended"
         now = datetime.now(UTC)
         await CashPayment.update(
             {
-                CashPayment.state: "PAID",
+                CashPayment.state: CashState.PAID,
                 CashPayment.transaction_id: transaction_id,
                 CashPayment.merchant_id: merchant_id,
                 CashPayment.paid_at: paid_at or now,
             }
-        ).where((CashPayment.id == cash["id"]) & (CashPayment.state == "CREATED"))
+        ).where((CashPayment.id == cash["id"]) & (CashPayment.state == CashState.CREATED))
         completed = (
-            await Bill.update({Bill.state: "PAID", Bill.paid_at: now, Bill.updated_at: now})
-            .where((Bill.id == bill["id"]) & (Bill.state == "PAYING"))
+            await Bill.update({Bill.state: BillState.PAID, Bill.paid_at: now, Bill.updated_at: now})
+            .where((Bill.id == bill["id"]) & (Bill.state == BillState.PAYING))
             .returning(Bill.id)
         )
         if not completed:  # the cash row and the bill move together; anything else is a bug
@@ -91,24 +91,24 @@ async def complete_cash(
 async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -> bool:
     """Close (or fail) a bill still in state `was` whose cash never came, reversing what was
     settled. False, changing nothing, when the bill has moved on (e.g. a payment started)."""
-    assert state in ("CLOSED", "FAILED")
+    assert state in (BillState.CLOSED, BillState.FAILED)
     now = datetime.now(UTC)
     async with DB.transaction():
         bill = await locked_bill(bill_id)
         if bill["state"] != was:
             return False
-        if bill["state"] == "CREATED":
+        if bill["state"] == BillState.CREATED:
             await Bill.update(
                 {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
-            ).where((Bill.id == bill_id) & (Bill.state == "CREATED"))
+            ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
             log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
             return True
         await CashPayment.update({CashPayment.state: state, CashPayment.ended_at: now}).where(
-            (CashPayment.bill_id == bill_id) & (CashPayment.state == "CREATED")
+            (CashPayment.bill_id == bill_id) & (CashPayment.state == CashState.CREATED)
         )
         await Bill.update(
             {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
-        ).where((Bill.id == bill_id) & (Bill.state == "PAYING"))
+        ).where((Bill.id == bill_id) & (Bill.state == BillState.PAYING))
         await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)
         await post_parts(
             "bill.reversed",
@@ -137,10 +137,12 @@ async def _apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, ex
             paid_at=status.paid_at,
         )
     if status.state == "FAILED":
-        await end_unpaid(bill_id, "FAILED", "the channel reported the payment failed", was="PAYING")
+        await end_unpaid(
+            bill_id, BillState.FAILED, "the channel reported the payment failed", was=BillState.PAYING
+        )
         return "failed"
     if status.state == "CLOSED" or (expired and status.state == "NOT_FOUND"):
-        await end_unpaid(bill_id, "CLOSED", "expired unpaid", was="PAYING")
+        await end_unpaid(bill_id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
         return "closed"
     return "pending"
 
@@ -148,7 +150,7 @@ async def _apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, ex
 async def check(rt: Runtime, bill_id: uuid.UUID) -> str:
     """Job: ask the channel about a payment still in progress; complete, end, or look again later."""
     bill = await Bill.select().where(Bill.id == bill_id).first()
-    if bill is None or bill["state"] != "PAYING":
+    if bill is None or bill["state"] != BillState.PAYING:
         return "nothing to check"
     cash = await CashPayment.select().where(CashPayment.bill_id == bill_id).first()
     if cash is None or cash["method"] not in CHANNELS:
@@ -167,10 +169,14 @@ async def expire(rt: Runtime, bill_id: uuid.UUID) -> str:
         return "no such bill"
     if bill["expires_at"] > datetime.now(UTC):
         return "not yet"
-    if bill["state"] == "CREATED" and await end_unpaid(bill_id, "CLOSED", "expired unpaid", was="CREATED"):
+    if bill["state"] == BillState.CREATED and await end_unpaid(
+        bill_id, BillState.CLOSED, "expired unpaid", was=BillState.CREATED
+    ):
         return "closed"
     # A payment started meanwhile (or had): the channel is asked before the bill is closed.
-    if (await Bill.select(Bill.state).where(Bill.id == bill_id).first() or {}).get("state") == "PAYING":
+    if (await Bill.select(Bill.state).where(Bill.id == bill_id).first() or {}).get(
+        "state"
+    ) == BillState.PAYING:
         return await check(rt, bill_id)
     return f"already {bill['state']}"
 
@@ -180,12 +186,14 @@ async def overdue(check_after: timedelta, limit: int = 200) -> tuple[list[uuid.U
     now = datetime.now(UTC)
     expired = (
         await Bill.select(Bill.id)
-        .where(Bill.state.is_in(["CREATED", "PAYING"]) & (Bill.expires_at <= now))
+        .where(Bill.state.is_in([BillState.CREATED, BillState.PAYING]) & (Bill.expires_at <= now))
         .limit(limit)
     )
     stale = (
         await Bill.select(Bill.id)
-        .where((Bill.state == "PAYING") & (Bill.paying_at <= now - check_after) & (Bill.expires_at > now))
+        .where(
+            (Bill.state == BillState.PAYING) & (Bill.paying_at <= now - check_after) & (Bill.expires_at > now)
+        )
         .limit(limit)
     )
     return [r["id"] for r in expired], [r["id"] for r in stale]

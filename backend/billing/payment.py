@@ -34,7 +34,7 @@ from backend.billing.schemas import (
     PresettleRead,
 )
 from backend.billing.settlement import Item, Split, presettle
-from backend.billing.tables import Bill, BillItem, CashPayment
+from backend.billing.tables import Bill, BillItem, BillState, CashPayment
 from backend.hospitals import service as hospitals
 from backend.ledger import service as ledger
 from backend.partners.channels import OrderRequest
@@ -146,10 +146,10 @@ async def _settle(
     messages: list[int] = []
     async with DB.transaction():
         bill = await locked_bill(bill_id)
-        if bill["state"] == "PAYING":
+        if bill["state"] == BillState.PAYING:
             _check_resumable(patient, bill, request)
             return None
-        if bill["state"] != "CREATED":
+        if bill["state"] != BillState.CREATED:
             raise _not_payable(bill["state"])
         if bill["expires_at"] <= datetime.now(UTC) + PAY_MARGIN:
             raise _expired()
@@ -161,7 +161,7 @@ async def _settle(
             raise problem
         await policy.add_usage(bill["insured_id"], year, split.deductible_fen, split.fund_fen)
         now = datetime.now(UTC)
-        state = "PAYING" if split.cash_fen else "PAID"
+        state = BillState.PAYING if split.cash_fen else BillState.PAID
         await Bill.update(
             {
                 Bill.state: state,
@@ -182,7 +182,7 @@ async def _settle(
                 Bill.paid_at: None if split.cash_fen else now,
                 Bill.updated_at: now,
             }
-        ).where((Bill.id == bill_id) & (Bill.state == "CREATED"))
+        ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
         if split.cash_fen:
             assert method is not None
             await CashPayment.insert(
@@ -191,7 +191,7 @@ async def _settle(
                     method=method,
                     out_trade_no=f"MP{bill_id.hex[:30]}",
                     amount_fen=split.cash_fen,
-                    state="CREATED",
+                    state=BillState.CREATED,
                     created_at=now,
                 )
             )
@@ -311,7 +311,7 @@ async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_acco
     await bills.owned_bill(patient, bill_id)
     bill = await Bill.select().where(Bill.id == bill_id).first()
     assert bill is not None
-    if bill["state"] != "CREATED":
+    if bill["state"] != BillState.CREATED:
         raise AppError(
             f"the bill is {bill['state']}; only an unpaid bill is pre-settled",
             code="BILL_NOT_PAYABLE",

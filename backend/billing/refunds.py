@@ -21,7 +21,7 @@ from backend.billing import bills, policy
 from backend.billing.parties import Parties, notify_patients, parties_of, post_parts
 from backend.billing.schemas import RefundCreate, RefundRead
 from backend.billing.settlement import RefundParts, refund_parts
-from backend.billing.tables import Bill, CashPayment, Refund
+from backend.billing.tables import Bill, BillState, CashPayment, Refund, RefundState
 from backend.oauth.service import Partner
 from backend.partners.channels import RefundStatus
 from backend.piccolo_conf import DB
@@ -31,7 +31,12 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-LIVE = ("REQUESTED", "PROCESSING", "SUCCEEDED", "ATTENTION")  # the refunds holding their parts
+LIVE = (
+    RefundState.REQUESTED,
+    RefundState.PROCESSING,
+    RefundState.SUCCEEDED,
+    RefundState.ATTENTION,
+)  # the refunds holding their parts
 
 
 async def _remaining(bill: dict[str, Any]) -> RefundParts:
@@ -73,7 +78,7 @@ async def request_refund(
     try:
         async with DB.transaction():
             bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", bill_id))[0]
-            if bill["state"] not in ("PAID", "PARTIALLY_REFUNDED"):
+            if bill["state"] not in (BillState.PAID, BillState.PARTIALLY_REFUNDED):
                 raise Conflict(
                     f"the bill is {bill['state']}; only a paid bill is refunded",
                     code="BILL_NOT_REFUNDABLE",
@@ -102,14 +107,14 @@ async def request_refund(
                     cash_fen=parts.cash_fen,
                     deductible_fen=parts.deductible_fen,
                     reason=request.reason,
-                    state="REQUESTED",
+                    state=RefundState.REQUESTED,
                     requested_by=partner.client_id,
                     request_key=request_key,
                     created_at=now,
                 )
             )
             if not parts.cash_fen:
-                messages += await _accept(refund_id, "SUCCEEDED", None)
+                messages += await _accept(refund_id, RefundState.SUCCEEDED, None)
     except asyncpg.UniqueViolationError as exc:
         if request_key is None or exc.constraint_name != "requested_once":
             raise
@@ -126,7 +131,7 @@ async def _answer(refund_id: uuid.UUID) -> RefundRead:
     """The refund, or the channel's refusal of it (409, with the channel's code)."""
     row = await Refund.select(Refund.state, Refund.error).where(Refund.id == refund_id).first()
     assert row is not None
-    if row["state"] == "REJECTED":
+    if row["state"] == RefundState.REJECTED:
         raise _refused({"platform_code": (row["error"] or "").split(":", 1)[0]})
     return await read(refund_id)
 
@@ -148,7 +153,7 @@ async def read(refund_id: uuid.UUID) -> RefundRead:
 async def send(rt: Runtime, refund_id: uuid.UUID, *, raise_refusal: bool = False) -> str:
     """Ask the channel to give the cash back (again: `out_refund_no` makes repeats harmless)."""
     refund = await Refund.select().where(Refund.id == refund_id).first()
-    if refund is None or refund["state"] != "REQUESTED":
+    if refund is None or refund["state"] != RefundState.REQUESTED:
         return "nothing to send"
     cash = await CashPayment.select().where(CashPayment.bill_id == refund["bill_id"]).first()
     assert cash is not None
@@ -190,7 +195,7 @@ async def apply_status(rt: Runtime, refund_id: uuid.UUID, status: RefundStatus) 
         return "needs attention" if closed else "already settled"
     if status.state == "ABNORMAL":  # the money left the merchant, the payer's account refused it
         async with DB.transaction():
-            await _accept(refund_id, "PROCESSING", status.refund_id)
+            await _accept(refund_id, RefundState.PROCESSING, status.refund_id)
             await _needs_attention(refund_id, "the channel could not pay it out to the payer")
         return "needs attention"
     messages: list[int] = []
@@ -205,8 +210,8 @@ async def apply_status(rt: Runtime, refund_id: uuid.UUID, status: RefundStatus) 
 async def _reject(refund_id: uuid.UUID, error: str) -> bool:
     """REQUESTED -> REJECTED: nothing moved; the reserved parts are free again."""
     rejected = (
-        await Refund.update({Refund.state: "REJECTED", Refund.error: error})
-        .where((Refund.id == refund_id) & (Refund.state == "REQUESTED"))
+        await Refund.update({Refund.state: RefundState.REJECTED, Refund.error: error})
+        .where((Refund.id == refund_id) & (Refund.state == RefundState.REQUESTED))
         .returning(Refund.id)
     )
     if rejected:
@@ -220,8 +225,8 @@ async def _needs_attention(refund_id: uuid.UUID, why: str) -> bool:
     settled through the channel's abnormal-refund process, whose SUCCESS ends it here), or it
     closed the refund. The refund stands in the books until a person settles it."""
     flagged = (
-        await Refund.update({Refund.state: "ATTENTION", Refund.error: why})
-        .where((Refund.id == refund_id) & (Refund.state == "PROCESSING"))
+        await Refund.update({Refund.state: RefundState.ATTENTION, Refund.error: why})
+        .where((Refund.id == refund_id) & (Refund.state == RefundState.PROCESSING))
         .returning(Refund.id)
     )
     if flagged:
@@ -270,11 +275,11 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
     await Bill.update(
         {
             Bill.refunded_fen: refunded,
-            Bill.state: "REFUNDED" if refunded == bill["total_fen"] else "PARTIALLY_REFUNDED",
+            Bill.state: BillState.REFUNDED if refunded == bill["total_fen"] else BillState.PARTIALLY_REFUNDED,
             Bill.updated_at: now,
         }
-    ).where((Bill.id == bill["id"]) & Bill.state.is_in(["PAID", "PARTIALLY_REFUNDED"]))
-    return await _notify_refunded(bill, parties, refund, now) if state == "SUCCEEDED" else []
+    ).where((Bill.id == bill["id"]) & Bill.state.is_in([BillState.PAID, BillState.PARTIALLY_REFUNDED]))
+    return await _notify_refunded(bill, parties, refund, now) if state == RefundState.SUCCEEDED else []
 
 
 async def _succeeded(refund_id: uuid.UUID) -> list[int]:
@@ -310,7 +315,7 @@ async def _notify_refunded(
 async def check(rt: Runtime, refund_id: uuid.UUID) -> str:
     """Ask the channel about a refund it accepted but has not confirmed."""
     refund = await Refund.select().where(Refund.id == refund_id).first()
-    if refund is None or refund["state"] not in ("PROCESSING", "ATTENTION"):
+    if refund is None or refund["state"] not in (RefundState.PROCESSING, RefundState.ATTENTION):
         return "nothing to check"
     cash = await CashPayment.select().where(CashPayment.bill_id == refund["bill_id"]).first()
     assert cash is not None
@@ -325,13 +330,13 @@ async def unfinished(older_than: timedelta, limit: int = 200) -> tuple[list[uuid
     cutoff = datetime.now(UTC) - older_than
     requested = (
         await Refund.select(Refund.id)
-        .where((Refund.state == "REQUESTED") & (Refund.created_at <= cutoff))
+        .where((Refund.state == RefundState.REQUESTED) & (Refund.created_at <= cutoff))
         .order_by(Refund.created_at)
         .limit(limit)
     )
     processing = (
         await Refund.select(Refund.id)
-        .where((Refund.state == "PROCESSING") & (Refund.accepted_at <= cutoff))
+        .where((Refund.state == RefundState.PROCESSING) & (Refund.accepted_at <= cutoff))
         .order_by(Refund.accepted_at)
         .limit(limit)
     )
@@ -342,7 +347,7 @@ async def needing_attention(limit: int = 500) -> list[uuid.UUID]:
     """Refunds waiting for a person: asked about hourly, in case the channel has paid them out."""
     rows = (
         await Refund.select(Refund.id)
-        .where(Refund.state == "ATTENTION")
+        .where(Refund.state == RefundState.ATTENTION)
         .order_by(Refund.accepted_at)
         .limit(limit)
     )

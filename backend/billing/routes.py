@@ -27,6 +27,7 @@ from backend.billing.schemas import (
     RefundCreate,
     RefundRead,
 )
+from backend.billing.tables import RefundState
 from backend.ecert.qr import render
 from backend.oauth.routes import requires_scope
 from backend.platform import idempotency
@@ -159,7 +160,7 @@ class PartnerBillController(Controller):
 
         async def work(request_key: str) -> tuple[int, RefundRead]:
             refund = await refunds.request_refund(runtime, partner, bill_id, data, request_key)
-            return (HTTP_202_ACCEPTED if refund.state == "REQUESTED" else HTTP_201_CREATED), refund
+            return (HTTP_202_ACCEPTED if refund.state == RefundState.REQUESTED else HTTP_201_CREATED), refund
 
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 

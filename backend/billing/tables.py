@@ -1,4 +1,7 @@
-"""Bills and their items, settlement policies, year-to-date usage, cash payments and refunds."""
+"""Bills and their items, settlement policies, year-to-date usage, cash payments and refunds,
+and the states each moves through."""
+
+from enum import StrEnum
 
 from piccolo.columns import (
     JSONB,
@@ -18,7 +21,44 @@ from piccolo.table import Table
 from backend.ecert.tables import InsuredPerson, Visit
 from backend.hospitals.tables import Institution
 
-BILL_STATES = ("CREATED", "PAYING", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "CLOSED", "FAILED")
+
+class BillState(StrEnum):
+    """CREATED -> PAYING -> PAID (-> PARTIALLY_REFUNDED -> REFUNDED); CREATED or PAYING -> CLOSED
+    (expired unpaid) or FAILED (the channel failed the payment)."""
+
+    CREATED = "CREATED"
+    PAYING = "PAYING"
+    PAID = "PAID"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    CLOSED = "CLOSED"
+    FAILED = "FAILED"
+
+
+class CashState(StrEnum):
+    """A cash part: CREATED (the order is open) -> PAID, or CLOSED / FAILED with its bill."""
+
+    CREATED = "CREATED"
+    PAID = "PAID"
+    CLOSED = "CLOSED"
+    FAILED = "FAILED"
+
+
+class RefundState(StrEnum):
+    """REQUESTED (reserved, the channel not yet asked or not yet answered) -> PROCESSING ->
+    SUCCEEDED, or REJECTED (the channel refused; nothing moved). ATTENTION: accepted, then the
+    channel could not pay it out; it stands in the books until the channel reports SUCCEEDED."""
+
+    REQUESTED = "REQUESTED"
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    REJECTED = "REJECTED"
+    ATTENTION = "ATTENTION"
+
+
+def one_of(column: str, states: type[StrEnum]) -> Check:
+    """The CHECK constraint of a state column: the database knows the same states as the code."""
+    return Check(f"{column} IN ('" + "', '".join(states) + "')")
 
 
 class SettlementPolicy(Table, tablename="settlement_policy"):
@@ -68,7 +108,7 @@ class Bill(Table, tablename="bill"):
     # Its request's key (idempotency.request_key): a repeat after a failure finds this bill again.
     request_key = Varchar(length=255, null=True, default=None)
     order_type = Varchar(length=16)
-    state = Varchar(length=24, index=True)
+    state = Varchar(length=24, index=True)  # a BillState
     total_fen = BigInt()
     # The split, fixed when payment starts.
     fund_fen = BigInt(null=True, default=None)
@@ -89,7 +129,7 @@ class Bill(Table, tablename="bill"):
     updated_at = Timestamptz()
 
     created_once = Unique([created_by, request_key])
-    known_state = Check("state IN ('" + "', '".join(BILL_STATES) + "')")
+    known_state = one_of("state", BillState)
     parts_sum_to_total = Check("fund_fen IS NULL OR fund_fen + personal_account_fen + cash_fen = total_fen")
     refunds_within_total = Check("refunded_fen BETWEEN 0 AND total_fen")
 
@@ -116,7 +156,7 @@ class CashPayment(Table, tablename="cash_payment"):
     method = Varchar(length=16)  # wechat | alipay | credit
     out_trade_no = Varchar(length=32, unique=True)
     amount_fen = BigInt()
-    state = Varchar(length=16, index=True)  # CREATED | PAID | CLOSED | FAILED
+    state = Varchar(length=16, index=True)  # a CashState
     launch = JSONB(null=True, default=None)  # what the mini-program launches payment with
     transaction_id = Varchar(length=64, null=True, default=None)
     merchant_id = Varchar(length=64, null=True, default=None)
@@ -125,6 +165,7 @@ class CashPayment(Table, tablename="cash_payment"):
     ended_at = Timestamptz(null=True, default=None)
 
     cash_once_per_bill = Unique([bill_id])
+    known_state = one_of("state", CashState)
 
 
 class Refund(Table, tablename="bill_refund"):
@@ -137,10 +178,7 @@ class Refund(Table, tablename="bill_refund"):
     cash_fen = BigInt()
     deductible_fen = BigInt()
     reason = Varchar(length=200)
-    # REQUESTED (reserved, channel not yet asked or not yet answered) -> PROCESSING -> SUCCEEDED,
-    # or REJECTED (the channel refused; nothing moved). ATTENTION: accepted, then the channel
-    # could not pay it out; it stands in the books until the channel reports SUCCEEDED.
-    state = Varchar(length=16, index=True)
+    state = Varchar(length=16, index=True)  # a RefundState
     channel_refund_id = Varchar(length=64, null=True, default=None)
     requested_by = Varchar(length=64)
     request_key = Varchar(length=255, null=True, default=None)  # as for bills
@@ -150,3 +188,4 @@ class Refund(Table, tablename="bill_refund"):
     error = Text(null=True, default=None)
 
     requested_once = Unique([requested_by, request_key])
+    known_state = one_of("state", RefundState)
