@@ -9,7 +9,7 @@ from litestar import Litestar, get
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components
 
 from backend.auth.routes import AuthController, MeController
 from backend.billing.routes import BillController, PartnerBillController, PaymentNotifyController
@@ -20,6 +20,7 @@ from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
 from backend.platform.health import HealthController
 from backend.platform.logging import CorrelationMiddleware, configure_logging
+from backend.platform.openapi import SECURITY_SCHEMES, ErrorAnswers
 from backend.platform.runtime import running
 from backend.settings import Settings, get_settings
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         middleware=[CorrelationMiddleware],
+        plugins=[ErrorAnswers()],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=1024 * 1024,
         openapi_config=OpenAPIConfig(
@@ -68,12 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="Hospital payments from the WeChat and Alipay mini-programs.",
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-            components=Components(
-                security_schemes={
-                    "patient": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-                    "partner": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-                }
-            ),
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         logging_config=None,  # configure_logging above owns the root logger
         debug=False,

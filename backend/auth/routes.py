@@ -15,6 +15,7 @@ from backend.auth.schemas import (
 )
 from backend.auth.service import Patient
 from backend.platform.deps import RuntimeDep
+from backend.platform.openapi import errors, patient_token
 
 PatientDep = NamedDependency[Patient]
 
@@ -27,12 +28,26 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/login", status_code=HTTP_200_OK, operation_id="login")
+    @post(
+        "/login",
+        status_code=HTTP_200_OK,
+        operation_id="login",
+        responses=errors(
+            (401, "`LOGIN_CODE_INVALID`: the code is unknown, expired or used; get a new one."),
+            (502, "`PARTNER_REJECTED`, `PARTNER_SIGNATURE_INVALID`: the platform's answer is wrong."),
+            (503, "`PARTNER_UNAVAILABLE`, `PARTNER_RATE_LIMITED` (with `Retry-After`)."),
+        ),
+    )
     async def login(self, data: JSONBody[LoginRequest], runtime: RuntimeDep) -> TokenPair:
         """Exchange a mini-program login code (`wx.login` / `my.getAuthCode`) for tokens."""
         return await service.login(runtime, data.channel, data.code)
 
-    @post("/refresh", status_code=HTTP_200_OK, operation_id="refresh")
+    @post(
+        "/refresh",
+        status_code=HTTP_200_OK,
+        operation_id="refresh",
+        responses=errors((401, "`REFRESH_TOKEN_INVALID`, or `REFRESH_TOKEN_REUSED`: the login is over.")),
+    )
     async def refresh(self, data: JSONBody[RefreshRequest], runtime: RuntimeDep) -> TokenPair:
         """Spend a refresh token for a new pair; a reused one signs out its whole login."""
         return await service.refresh(runtime, data.refresh_token)
@@ -47,8 +62,9 @@ class MeController(Controller):
     path = "/api/v1/me"
     tags = ["auth"]
     dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
+    security = patient_token()
 
-    @get("/", operation_id="me")
+    @get("/", operation_id="me", responses=errors((404, "`NOT_FOUND`: this account no longer exists.")))
     async def me(self, patient: PatientDep) -> UserRead:
         return await service.me(patient)
 

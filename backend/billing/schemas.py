@@ -154,3 +154,10 @@ class PaymentRead(Wire, omit_defaults=False):
 class RefundCreate(Wire):
     reason: Name
     amount_fen: Annotated[int, msgspec.Meta(ge=1)] | None = None  # all that is left when absent
+
+
+class WechatPayRefusal(msgspec.Struct):
+    """What WeChat Pay reads from our refusal of a notification (its format, not our envelope)."""
+
+    code: Literal["FAIL"]
+    message: str
