@@ -18,6 +18,7 @@ from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController
 from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
+from backend.platform.headers import no_sniffing
 from backend.platform.health import HealthController
 from backend.platform.logging import CorrelationMiddleware, configure_logging
 from backend.platform.openapi import SECURITY_SCHEMES, ErrorAnswers
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         middleware=[CorrelationMiddleware],
+        before_send=[no_sniffing],
         plugins=[ErrorAnswers()],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=1024 * 1024,

@@ -15,6 +15,7 @@ from backend.auth.schemas import (
 )
 from backend.auth.service import Patient
 from backend.platform.deps import RuntimeDep
+from backend.platform.headers import NO_STORE
 from backend.platform.openapi import errors, patient_token
 
 PatientDep = NamedDependency[Patient]
@@ -27,6 +28,7 @@ def provide_patient(request: Request, runtime: RuntimeDep) -> Patient:  # type: 
 class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
+    cache_control = NO_STORE
 
     @post(
         "/login",
@@ -63,6 +65,7 @@ class MeController(Controller):
     tags = ["auth"]
     dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
     security = patient_token()
+    cache_control = NO_STORE
 
     @get("/", operation_id="me", responses=errors((404, "`NOT_FOUND`: this account no longer exists.")))
     async def me(self, patient: PatientDep) -> UserRead:

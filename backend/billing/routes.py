@@ -34,6 +34,7 @@ from backend.oauth.routes import requires_scope
 from backend.partners.channels import Answer
 from backend.platform import idempotency
 from backend.platform.deps import RuntimeDep
+from backend.platform.headers import NO_STORE
 from backend.platform.openapi import errors, partner_token, patient_token, pictures, returns
 from backend.platform.runtime import Runtime
 
@@ -75,6 +76,7 @@ class BillController(Controller):
     tags = ["bills"]
     dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
     security = patient_token()
+    cache_control = NO_STORE
 
     @get("/", operation_id="billList")
     async def list_bills(
@@ -143,6 +145,7 @@ class PartnerBillController(Controller):
     tags = ["bills"]
     guards = [requires_scope("bills:write")]
     security = partner_token("bills:write")
+    cache_control = NO_STORE
 
     @post(
         "/",

@@ -21,9 +21,8 @@ from backend.ecert.schemas import (
 )
 from backend.oauth.routes import requires_scope
 from backend.platform.deps import RuntimeDep
+from backend.platform.headers import NO_STORE
 from backend.platform.openapi import errors, partner_token, patient_token, pictures, returns
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 NOT_BOUND = (404, "`ECERT_NOT_BOUND`: no e-certificate is bound to this account.")
 NOT_A_TERMINAL = (403, "`INSUFFICIENT_SCOPE`, or `NOT_AN_INSTITUTION`: not an institution's terminal.")
@@ -34,6 +33,7 @@ class EcertController(Controller):
     tags = ["e-certificate"]
     dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
     security = patient_token()
+    cache_control = NO_STORE
 
     @post(
         "/bind",
@@ -81,15 +81,16 @@ class EcertController(Controller):
         """
         code = await service.issue_qr(runtime, patient)
         if format == "json":
-            return Response(code, headers=NO_STORE)
+            return Response(code)
         media = "image/svg+xml" if format == "svg" else "image/png"
-        headers = {**NO_STORE, "X-QR-Expires-At": code.expires_at.isoformat()}
+        headers = {"X-QR-Expires-At": code.expires_at.isoformat()}
         return Response(qr.render(code.payload, format), media_type=media, headers=headers)
 
 
 class TerminalController(Controller):
     path = "/api/v1/partner"
     tags = ["e-certificate"]
+    cache_control = NO_STORE
 
     @post(
         "/ecert/decode",

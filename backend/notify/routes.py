@@ -11,6 +11,7 @@ from backend.auth.routes import PatientDep, provide_patient
 from backend.notify import service
 from backend.notify.schemas import GrantRead, Inbox, Marked, SubscriptionResults, TemplatePreview
 from backend.notify.templates import TEMPLATES
+from backend.platform.headers import NO_STORE
 from backend.platform.openapi import errors, patient_token
 
 Channel = Literal["wechat", "alipay"]
@@ -22,6 +23,7 @@ class NotificationsController(Controller):
     tags = ["notifications"]
     dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
     security = patient_token()
+    cache_control = NO_STORE
 
     @get("/", operation_id="inbox")
     async def inbox(

@@ -14,6 +14,7 @@ from backend.oauth import service
 from backend.oauth.schemas import PartnerRead, PartnerTokenRead, TokenForm
 from backend.platform.deps import RuntimeDep
 from backend.platform.errors import envelope
+from backend.platform.headers import NO_STORE
 from backend.platform.openapi import CLIENT, errors, partner_token, returns
 from backend.platform.runtime import Runtime
 
@@ -36,6 +37,7 @@ def requires_scope(scope: str | None) -> Guard:
 class TokenController(Controller):
     path = "/oauth"
     tags = ["partners"]
+    cache_control = NO_STORE
 
     @post(
         "/token",
@@ -83,6 +85,7 @@ class PartnerController(Controller):
     tags = ["partners"]
     guards = [requires_scope(None)]
     security = partner_token()
+    cache_control = NO_STORE
 
     @get("/me", operation_id="partnerMe")
     async def me(self, request: Request[Any, Any, Any]) -> PartnerRead:
