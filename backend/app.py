@@ -21,7 +21,7 @@ from backend.platform.errors import EXCEPTION_HANDLERS
 from backend.platform.headers import no_sniffing
 from backend.platform.health import HealthController
 from backend.platform.logging import CorrelationMiddleware, configure_logging
-from backend.platform.openapi import SECURITY_SCHEMES, ErrorAnswers
+from backend.platform.openapi import SECURITY_SCHEMES, ErrorAnswers, StrictStructs
 from backend.platform.runtime import running
 from backend.settings import Settings, get_settings
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         middleware=[CorrelationMiddleware],
         before_send=[no_sniffing],
-        plugins=[ErrorAnswers()],
+        plugins=[ErrorAnswers(), StrictStructs()],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=1024 * 1024,
         openapi_config=OpenAPIConfig(

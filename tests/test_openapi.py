@@ -4,10 +4,14 @@ What every answer really looks like is checked by tests/test_api_schema.py (sche
 module pins the facts a client generator reads first.
 """
 
+import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import jsonschema_rs
 import pytest
+import schemathesis
 
 from tests.helpers import Client, bearer, login
 
@@ -47,6 +51,27 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 
 def body(response: dict[str, Any], media_type: str = "application/json") -> Any:
     return response["content"][media_type]["schema"]
+
+
+async def test_the_document_is_valid_openapi_with_json_schema_patterns(document) -> None:
+    schemathesis.openapi.from_dict(document).validate()
+    patterns = list(_patterns(document))
+    assert len(patterns) >= 5
+    for where, pattern in patterns:
+        jsonschema_rs.validator_for({"type": "string", "pattern": pattern})  # ECMA-262, or raises
+        assert not re.search(pattern, "A1\n"), f"{where}: a trailing newline passes {pattern}"
+
+
+def _patterns(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield where, value
+            else:
+                yield from _patterns(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _patterns(value, f"{where}/{index}")
 
 
 async def test_every_error_answer_is_the_envelope(document) -> None:

@@ -47,7 +47,7 @@ IdempotencyKey = Annotated[
         name=idempotency.HEADER,
         required=True,
         description="A unique value per operation; a repeat with the same body replays the first answer.",
-        schema_extra={"one_of": None, "type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
+        schema_extra={"one_of": None, "type": "string", "pattern": idempotency.KEY_PATTERN.pattern},
     ),
 ]
 NOT_FOUND = (404, "`BILL_NOT_FOUND`: no such bill, or not yours.")

@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.ecert.schemas import MaskedIdentity
-from backend.platform.schemas import Wire
+from backend.platform.schemas import END, Wire
 
 OrderType = Literal["REG", "DIAG", "PHARMACY", "IN_HOSP"]
 Category = Literal["A", "B", "C"]
 CashMethod = Literal["wechat", "alipay", "credit"]
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/-]+\Z")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^\S(.*\S)?\Z")]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=rf"^[A-Za-z0-9._:/-]+{END}")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=rf"^\S(.*\S)?{END}")]
 
 
 class ItemIn(Wire):

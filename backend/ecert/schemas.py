@@ -6,13 +6,15 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.ecert.documents import IdType
-from backend.platform.schemas import Wire
+from backend.platform.schemas import END, Wire
 
 # No surrounding blanks, no control characters: what the platform compares is what was typed.
 Name = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=50, pattern=r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?\Z"
+        min_length=1,
+        max_length=50,
+        pattern=rf"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?{END}",
     ),
 ]
 DocumentNumber = Annotated[str, msgspec.Meta(min_length=6, max_length=32)]

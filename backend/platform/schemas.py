@@ -2,6 +2,10 @@
 
 import msgspec
 
+# The end of the text, in Python's `re` (which msgspec uses) and in the ECMA-262 regexes of JSON
+# Schema alike: Python's `$` also matches before a final newline, and `\Z` is Python's alone.
+END = r"$(?!\n)"
+
 
 class Wire(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """Request and response bodies: snake_case fields, unknown fields refused, defaults omitted."""
