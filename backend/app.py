@@ -12,10 +12,16 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components
 
 from backend.auth.routes import AuthController, MeController
-from backend.billing.routes import BillController, PartnerBillController, PaymentNotifyController
+from backend.billing.routes import (
+    BillController,
+    PartnerBillController,
+    PayLinkController,
+    PaymentNotifyController,
+)
 from backend.ecert.routes import EcertController, TerminalController
 from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController
+from backend.platform.bodies import JsonRequest
 from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
 from backend.platform.headers import no_sniffing
@@ -38,6 +44,7 @@ ROUTES = [
     BillController,
     PartnerBillController,
     PaymentNotifyController,
+    PayLinkController,
 ]
 
 
@@ -65,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_send=[no_sniffing],
         plugins=[ErrorAnswers(), StrictStructs()],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JsonRequest,
         request_max_body_size=1024 * 1024,
         openapi_config=OpenAPIConfig(
             title="medpay",

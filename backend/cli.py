@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -28,19 +29,43 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
-    """Run `work` against the configured database, or the embedded one (started if need be)."""
+def _with_database(settings: Settings, work: Callable[[], Awaitable[T]], *, create: bool = False) -> T:
+    """Run `work` against the configured database, or the embedded one (started if need be).
+
+    Only `create=True` (migrate, dev) may make an embedded server or apply migrations; anything
+    else refuses, in one line, a database that is missing or not migrated, and leaves it as it is.
+    """
+    import asyncpg
+
     from backend.platform import database, embedded
 
     server = None
     url = settings.database.url
+    where, missing = _redacted(url), ""
     if not url:
-        server, url = embedded.start_postgres(settings.app.var_dir / "postgres", "medpay")
+        data = settings.app.var_dir / "postgres"
+        where = f"the embedded database under {data}"
+        missing = (
+            f"no medpay database under {data}: start `./run dev` or set DATABASE_URL"
+            " (or MEDPAY_VAR_DIR to the running system's)"
+        )
+        try:
+            server, url = embedded.start_postgres(data, "medpay", create=create)
+        except embedded.NoData:
+            raise click.ClickException(missing) from None
 
     async def run() -> T:
         database.use_database(url)
-        await database.open_pool(settings.database)
         try:
+            await database.open_pool(settings.database)
+        except asyncpg.InvalidCatalogNameError as exc:
+            raise click.ClickException(missing or f"cannot open {where}: {exc}") from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise click.ClickException(f"cannot open {where}: {exc}") from None
+        try:
+            if not create and (pending := await database.pending_migrations()):
+                count = f"{len(pending)} migration{'s' * (len(pending) != 1)}"
+                raise click.ClickException(f"{where} is not migrated ({count} pending): run `medpay migrate`")
             return await work()
         finally:
             await database.close_pool()
@@ -50,6 +75,12 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     finally:
         if server is not None:
             server.cleanup()
+
+
+def _redacted(url: str) -> str:
+    """A database URL fit for a message: host, port and database, no credentials."""
+    parts = urlsplit(url)
+    return f"the database {parts.netloc.rpartition('@')[2] or 'localhost'}{parts.path}"
 
 
 @click.group()
@@ -65,7 +96,7 @@ def migrate() -> None:
     """Apply every domain's pending migrations."""
     from backend.platform.database import migrate as run_migrations
 
-    click.echo(_with_database(_settings(), run_migrations).strip() or "nothing to migrate")
+    click.echo(_with_database(_settings(), run_migrations, create=True).strip() or "nothing to migrate")
 
 
 @main.command()
@@ -179,7 +210,7 @@ def dev() -> None:
             await run_migrations()
             return await run_seed()
 
-        for item in _with_database(settings, prepare):
+        for item in _with_database(settings, prepare, create=True):
             click.echo(f"seeded {item}")
 
         procfile = parse_procfile((ROOT / "Procfile").read_text())

@@ -176,6 +176,8 @@ class BillingSettings(Group):
     ttl_seconds: int = 1800  # an unpaid bill closes this long after it was created
     # A payment still in progress this long is asked about with the channel's order query.
     payment_check_after_seconds: int = 180
+    # A bill named by `cert_no` needs a visit of its patient at the institution this recently.
+    visit_window_days: int = 30
 
 
 class WorkerSettings(Group):

@@ -2,27 +2,60 @@
 
 `python -m miniprogram_stub.client login --channel wechat --user alice`
 `python -m miniprogram_stub.client pay --user alice` (the demo hospital system bills the patient)
+
+It finds medpay and the sandbox where `medpay dev` puts them (`MEDPAY_HOST`, `MEDPAY_PORT`,
+`MEDPAY_SANDBOX_PORT`, from the environment or `./.env`); `--api` and `--sandbox` override that.
 """
 
 import argparse
 import hashlib
+import ipaddress
 import json
+import os
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 
 import httpx
+from dotenv import dotenv_values
 
 from miniprogram_stub.sandbox import config
 from miniprogram_stub.sandbox.insured import _CHECK_CHARS, _WEIGHTS
 
 DEMO_HIS = ("demo-his", "demo-his-secret")  # seeded by `medpay dev`
+DEMO_TERMINAL = ("demo-terminal", "demo-terminal-secret")
 DEMO_ITEMS = [
     {"code": "REG001", "name": "专家门诊诊查费", "category": "A", "quantity": 1, "unit_price_fen": 2500},
     {"code": "MED201", "name": "阿莫西林胶囊", "category": "B", "quantity": 2, "unit_price_fen": 1850},
     {"code": "MED907", "name": "进口维生素", "category": "C", "quantity": 1, "unit_price_fen": 6800},
     {"code": "CT0001", "name": "胸部CT平扫", "category": "A", "quantity": 1, "unit_price_fen": 60000},
 ]
+
+
+def default_urls(env: Mapping[str, str | None] | None = None) -> tuple[str, str]:
+    """The API's and the sandbox's base URLs as `medpay dev` serves them, read from the same
+    variables it reads (the environment over `./.env`): this side talks HTTP only, never imports
+    `backend`."""
+    if env is None:
+        env = {**dotenv_values(".env"), **os.environ}
+    host = env.get("MEDPAY_HOST") or "127.0.0.1"
+    api = f"http://{_reachable(host)}:{env.get('MEDPAY_PORT') or 8000}"
+    # `medpay dev` runs the sandbox on loopback, at MEDPAY_SANDBOX_PORT.
+    sandbox = f"http://127.0.0.1:{env.get('MEDPAY_SANDBOX_PORT') or 8100}"
+    return api, sandbox
+
+
+def _reachable(host: str) -> str:
+    """Where to connect to a server bound to `host`: every address (0.0.0.0, ::) is reached on
+    loopback; an IPv6 address goes in brackets."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a name
+    if address.is_unspecified:
+        return "127.0.0.1"
+    return f"[{host}]" if address.version == 6 else host
 
 
 def phone_code(http: httpx.Client, sandbox: str, channel: str, user: str) -> str:
@@ -34,6 +67,12 @@ def phone_code(http: httpx.Client, sandbox: str, channel: str, user: str) -> str
     body = {"app_id": config.ALIPAY_APP_ID, "user": user}
     answer = http.post(f"{sandbox}/alipay/_sandbox/login", json=body).raise_for_status()
     return str(answer.json()["auth_code"])
+
+
+def partner(http: httpx.Client, api: str, credentials: tuple[str, str]) -> dict[str, str]:
+    """A demo partner's bearer header, by OAuth2 client credentials."""
+    token = http.post(f"{api}/oauth/token", data={"grant_type": "client_credentials"}, auth=credentials)
+    return {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
 
 
 def show(label: str, response: httpx.Response) -> None:
@@ -65,7 +104,8 @@ def resident_id(user: str) -> str:
 
 
 def pay(sandbox: str, api: str, user: str) -> int:
-    """Bind, get billed by the demo hospital, pre-settle, pay the cash part by WeChat Pay, wait."""
+    """Bind, show the QR code at the demo hospital's terminal, get billed for the visit, pre-settle,
+    pay the cash part by WeChat Pay, wait."""
     with httpx.Client(timeout=10) as http:
         code = phone_code(http, sandbox, "wechat", user)
         tokens = http.post(f"{api}/api/v1/auth/login", json={"channel": "wechat", "code": code})
@@ -74,17 +114,16 @@ def pay(sandbox: str, api: str, user: str) -> int:
         if ecert.status_code == 404:
             body = {"name": "测试患者", "id_type": "resident_id", "id_number": resident_id(user)}
             ecert = http.post(f"{api}/api/v1/ecert/bind", json=body, headers=bearer)
-        show("e-certificate", ecert)
-        token = http.post(f"{api}/oauth/token", data={"grant_type": "client_credentials"}, auth=DEMO_HIS)
-        his = {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
+        show("e-certificate", ecert.raise_for_status())
+        # At the counter: the patient shows the QR code, the terminal decodes it into a visit.
+        qr = http.get(f"{api}/api/v1/ecert/qrcode", headers=bearer).raise_for_status().json()["payload"]
+        terminal = partner(http, api, DEMO_TERMINAL)
+        visit = http.post(f"{api}/api/v1/partner/ecert/decode", json={"qr": qr}, headers=terminal)
+        show("visit", visit.raise_for_status())
         bill = http.post(
             f"{api}/api/v1/partner/bills",
-            json={
-                "order_type": "DIAG",
-                "cert_no": ecert.raise_for_status().json()["cert_no"],
-                "items": DEMO_ITEMS,
-            },
-            headers={**his, "Idempotency-Key": uuid.uuid4().hex},
+            json={"order_type": "DIAG", "visit_token": visit.json()["visit_token"], "items": DEMO_ITEMS},
+            headers={**partner(http, api, DEMO_HIS), "Idempotency-Key": uuid.uuid4().hex},
         ).raise_for_status()
         bill_url = f"{api}/api/v1/bills/{bill.json()['id']}"
         show("presettle", http.post(f"{bill_url}/presettle", json={}, headers=bearer))
@@ -115,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--user", required=True, help="the phone's user, e.g. alice")
     paying = commands.add_parser("pay", help="get billed by the demo hospital and pay in one scan")
     paying.add_argument("--user", required=True, help="the phone's user, e.g. alice")
+    api, sandbox = default_urls()
     for each in (cmd, paying):
-        each.add_argument("--sandbox", default="http://127.0.0.1:8100")
-        each.add_argument("--api", default="http://127.0.0.1:8000")
+        each.add_argument("--sandbox", default=sandbox, help=f"the sandbox partners (default {sandbox})")
+        each.add_argument("--api", default=api, help=f"medpay (default {api})")
     args = parser.parse_args(argv)
     sandbox, api = args.sandbox.rstrip("/"), args.api.rstrip("/")
     try:
@@ -125,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
             return pay(sandbox, api, args.user)
         return login(sandbox, api, args.channel, args.user)
     except httpx.HTTPError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        try:
+            where = f" ({exc.request.method} {exc.request.url})"
+        except RuntimeError:  # no request attached
+            where = ""
+        print(f"error: {exc}{where}", file=sys.stderr)  # noqa: T201
         return 2
 
 

@@ -28,6 +28,7 @@ from backend.settings import Settings
 from tests.bench_qr import report, run_benchmark, servers_url
 from tests.helpers import bearer, bind_ecert, login, partner_token
 from tests.identities import employee_id, resident_id
+from tests.money.factories import Insured, visit_token
 from workers.settings import worker_settings
 
 REGISTRATION = [
@@ -55,7 +56,8 @@ async def bench(settings: Settings, seconds: float, patients: int, concurrency: 
             his = bearer(await partner_token(client, "hospital", ["bills:write"], "H33010001"))
 
             async def patient(n: int, employee: bool) -> tuple[dict[str, str], str]:
-                tokens = await login(client, sandbox, settings, user=f"bench-pay-{n}-{uuid.uuid4().hex[:6]}")
+                user = f"bench-pay-{n}-{uuid.uuid4().hex[:6]}"
+                tokens = await login(client, sandbox, settings, user=user)
                 number = (
                     employee_id()
                     if employee
@@ -63,7 +65,9 @@ async def bench(settings: Settings, seconds: float, patients: int, concurrency: 
                 )
                 bound = await bind_ecert(client, tokens, f"测试付款{n}", number)
                 assert bound.status_code == 200, bound.text
-                return bearer(tokens["access_token"]), bound.json()["cert_no"]
+                insured = Insured(tokens, bound.json()["cert_no"], "wechat", user, number)
+                await visit_token(client, insured)  # the hospital may bill them by cert_no
+                return insured.headers, insured.cert_no
 
             for label, employee in (("by personal account", True), ("with WeChat Pay", False)):
                 phones = [await patient(n, employee) for n in range(patients)]

@@ -91,13 +91,15 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
 
 
 def medpay(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+    *args: str, env: dict[str, str | None] | None = None, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `medpay` command as an operator would; its output is captured."""
+    """Run the `medpay` command as an operator would; its output is captured. A variable given
+    as None is removed from its environment."""
+    merged = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "backend.cli", *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={name: value for name, value in merged.items() if value is not None},
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,7 +3,7 @@
 import pytest
 from litestar import get
 
-from tests.helpers import Client
+from tests.helpers import Client, bearer, login
 
 
 @get("/test/boom", include_in_schema=False)
@@ -96,7 +96,44 @@ async def test_an_internal_error_is_500_with_no_trace_and_a_correlation_id(clien
 
 async def test_a_deeply_nested_body_is_400(client: Client) -> None:
     answer = await client.post(
-        "/api/v1/auth/login", content=b"[" * 100_000, headers={"content-type": "application/json"}
+        "/api/v1/auth/login",
+        content=b'{"channel": "wechat", "code": ' + b"[" * 100_000,
+        headers={"content-type": "application/json"},
     )
     assert answer.status_code == 400
+    assert error_of(answer)["code"] == "VALIDATION_ERROR"
+    assert error_of(answer)["detail"]["field"] == "code"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/login", b'{"channel": "wechat", "code": "\xff\xfe\xfa"}'),
+        ("/api/v1/ecert/bind", b'{"name": "\xff\xfe\xfa", "id_type": "resident_id", "id_number": "1"}'),
+    ],
+)
+async def test_invalid_utf8_inside_a_json_string_is_400(client: Client, sandbox_http, settings, path, body):
+    tokens = await login(client, sandbox_http, settings)
+    answer = await client.post(
+        path, content=body, headers={"content-type": "application/json", **bearer(tokens["access_token"])}
+    )
+
+    assert answer.status_code == 400, answer.text
     assert error_of(answer)["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data", None]
+)
+async def test_a_body_that_is_not_json_on_a_json_route_is_415(client: Client, content_type) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    answer = await client.post(
+        "/api/v1/auth/login", content=b'{"channel": "wechat", "code": "abc"}', headers=headers
+    )
+
+    assert answer.status_code == 415, answer.text
+    assert error_of(answer) == {
+        "code": "UNSUPPORTED_MEDIA_TYPE",
+        "message": "send the body as application/json",
+        "detail": {"field": "Content-Type"},
+    }

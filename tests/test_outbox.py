@@ -5,13 +5,16 @@ from datetime import timedelta
 
 from arq import func
 
-from backend.auth.service import SESSION_REVOKED
+from backend.auth.jobs import SESSION_REVOKED
 from backend.auth.tables import SecurityEvent, User
 from backend.piccolo_conf import DB
 from backend.platform import outbox
+from backend.platform.jobs import sweep_outbox
 from backend.platform.logging import correlated
 from backend.platform.tables import OutboxMessage
-from workers.outbox import HANDLERS, run_outbox_message, sweep_outbox
+from backend.platform.work import Task
+from workers.gather import TASKS
+from workers.outbox import run_outbox_message
 
 
 async def revoked_session_message(correlation_id: str = "outbox-test-0001") -> int:
@@ -54,7 +57,7 @@ async def test_a_job_redis_lost_is_sent_again_by_the_sweeper(runtime, run_worker
 async def test_a_message_never_sent_is_picked_up_by_the_cron(runtime, run_worker) -> None:
     await revoked_session_message()  # committed, but the process died before `send`
 
-    sent = await sweep_outbox({"runtime": runtime})
+    sent = await sweep_outbox(runtime)
     worker = await run_worker()
 
     assert sent == 1 and worker.jobs_complete == 1
@@ -97,9 +100,13 @@ async def test_the_job_logs_under_the_requests_correlation_id(runtime, run_worke
     assert event.correlation_id == "corr-from-request-7"
 
 
+async def flaky_never_called(_rt, _payload) -> None:
+    raise AssertionError("a task no worker knows is never run")
+
+
 async def test_a_task_without_a_handler_is_marked_failed_not_retried(runtime, run_worker) -> None:
     async with DB.transaction():
-        message_id = await outbox.add("nobody.handles.this", {})
+        message_id = await outbox.add(Task("nobody.handles.this", flaky_never_called), {})
     await outbox.send(runtime.redis, [message_id])
 
     await run_worker()
@@ -117,9 +124,10 @@ async def test_a_failing_handler_is_retried_with_backoff_then_done(runtime, run_
         if len(calls) == 1:
             raise ConnectionError("partner down")
 
-    monkeypatch.setitem(HANDLERS, "test.flaky", flaky)
+    task = Task("test.flaky", flaky)
+    monkeypatch.setitem(TASKS, task.name, task)
     async with DB.transaction():
-        message_id = await outbox.add("test.flaky", {"n": 1})
+        message_id = await outbox.add(task, {"n": 1})
     await outbox.send(runtime.redis, [message_id])
 
     worker = await run_worker()
@@ -141,9 +149,10 @@ async def test_a_job_cut_off_by_its_timeout_frees_its_lease_and_is_sent_again(
         if slow:
             await asyncio.sleep(30)
 
-    monkeypatch.setitem(HANDLERS, "test.slow", handler)
+    task = Task("test.slow", handler)
+    monkeypatch.setitem(TASKS, task.name, task)
     async with DB.transaction():
-        message_id = await outbox.add("test.slow", {})
+        message_id = await outbox.add(task, {})
     await outbox.send(runtime.redis, [message_id])
 
     await run_worker(functions=[func(run_outbox_message, timeout=0.3, max_tries=1, keep_result=0)])

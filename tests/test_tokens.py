@@ -157,3 +157,44 @@ async def test_partner_tokens_name_their_key(client: Client, runtime) -> None:
     header = json.loads(base64.urlsafe_b64decode(answer.json()["access_token"].split(".")[0] + "=="))
     assert header["kid"] == runtime.tokens.kid
     assert header["typ"] == "at+jwt"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "not-a-number", "channel": "wechat"},
+        {"sub": "2147483648", "channel": "wechat"},  # beyond app_user.id
+        {"sub": "99999999999999999999", "channel": "wechat"},
+        {"sub": "-1", "channel": "wechat"},
+        {"sub": "0", "channel": "wechat"},
+        {"sub": 7, "channel": "wechat"},
+        {"sub": "7", "channel": "qq"},
+        {"sub": "7"},
+    ],
+)
+async def test_a_validly_signed_patient_token_with_odd_claims_is_401(client: Client, runtime, claims) -> None:
+    token = runtime.tokens.sign(claims, 60, PATIENT_AUDIENCE)
+
+    answer = await client.get("/api/v1/me", headers=bearer(token))
+
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"]["code"] == "TOKEN_INVALID"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "x", "kind": "hospital"},
+        {"sub": "x", "client_id": "", "kind": "hospital"},
+        {"sub": "x", "client_id": "x", "kind": "spaceship"},
+        {"sub": "x", "client_id": "x", "kind": "hospital", "scope": ["bills:write"]},
+        {"sub": "x", "client_id": "x", "kind": "hospital", "institution": 33010001},
+    ],
+)
+async def test_a_validly_signed_partner_token_with_odd_claims_is_401(client: Client, runtime, claims) -> None:
+    token = runtime.tokens.sign(claims, 60, PARTNER_AUDIENCE)
+
+    answer = await client.get("/api/v1/partner/me", headers=bearer(token))
+
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"]["code"] == "TOKEN_INVALID"

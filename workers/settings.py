@@ -1,4 +1,4 @@
-"""How a worker is made: its jobs, crons, serializer and the resources it opens."""
+"""How a worker is made: every domain's jobs and crons, the serializer, the resources it opens."""
 
 from __future__ import annotations
 
@@ -6,22 +6,14 @@ from typing import Any
 
 import msgspec
 from arq import cron, func
+from arq.typing import WorkerCoroutine
 
-from backend.auth.service import purge_expired_refresh_tokens
-from backend.ecert import service as ecert
 from backend.platform.logging import configure_logging, correlated
 from backend.platform.runtime import arq_redis_settings, running, serialize_job
+from backend.platform.work import Cron, Job
 from backend.settings import Settings
-from workers.billing import (
-    check_payment,
-    check_refund,
-    expire_bill,
-    purge_idempotency_keys,
-    recheck_refunds_needing_attention,
-    send_refund,
-    sweep_bills,
-)
-from workers.outbox import JOB_TIMEOUT_SECONDS, MAX_ATTEMPTS, run_outbox_message, sweep_outbox
+from workers.gather import CRONS, JOBS
+from workers.outbox import JOB_TIMEOUT_SECONDS, MAX_ATTEMPTS, run_outbox_message
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -35,16 +27,22 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["running"].__aexit__(None, None, None)
 
 
-async def purge_refresh_tokens(ctx: dict[str, Any]) -> int:
-    """Cron: drop refresh tokens long expired (kept a week past expiry for reuse detection)."""
-    with correlated(None, cron="purge_refresh_tokens"):
-        return await purge_expired_refresh_tokens()
+def _job(job: Job) -> WorkerCoroutine:
+    """The arq function of a job: it runs under the correlation id of whatever enqueued it."""
+
+    async def run(ctx: dict[str, Any], *args: str, correlation_id: str | None = None) -> str:
+        with correlated(correlation_id, job=job.name, args=args):
+            return await job.run(ctx["runtime"], *args)
+
+    return run
 
 
-async def purge_ecert_codes(ctx: dict[str, Any]) -> int:
-    """Cron: drop spent QR codes and face-assertion ids."""
-    with correlated(None, cron="purge_ecert_codes"):
-        return await ecert.purge_spent()
+def _cron(spec: Cron) -> WorkerCoroutine:
+    async def run(ctx: dict[str, Any]) -> int:
+        with correlated(None, cron=spec.name):
+            return await spec.run(ctx["runtime"])
+
+    return run
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -56,19 +54,20 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 timeout=JOB_TIMEOUT_SECONDS,
                 keep_result=0,  # keep no result, so the sweeper may send the job id again
             ),
-            # Each re-reads the state it acts on and changes it only by guarded updates.
             *(
-                func(job, timeout=60, keep_result=0, max_tries=5)
-                for job in (expire_bill, check_payment, send_refund, check_refund)
+                func(_job(job), name=job.name, timeout=job.timeout, keep_result=0, max_tries=job.max_tries)
+                for job in JOBS
             ),
         ],
         "cron_jobs": [
-            cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True, timeout=60),
-            cron(purge_refresh_tokens, hour={3}, minute={17}, second={0}, timeout=300),
-            cron(purge_ecert_codes, hour={3}, minute={27}, second={0}, timeout=300),
-            cron(sweep_bills, second={5}, run_at_startup=True, timeout=60),
-            cron(recheck_refunds_needing_attention, minute={7}, second={30}, timeout=120),
-            cron(purge_idempotency_keys, hour={3}, minute={37}, second={0}, timeout=300),
+            cron(
+                _cron(spec),
+                name=spec.name,
+                run_at_startup=spec.run_at_startup,
+                timeout=spec.timeout,
+                **spec.at,  # type: ignore[arg-type]
+            )
+            for spec in CRONS
         ],
         "redis_settings": arq_redis_settings(settings.redis.url),
         "job_serializer": serialize_job,

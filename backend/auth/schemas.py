@@ -9,10 +9,11 @@ from backend.platform.schemas import IDENTIFIER, Wire
 
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=IDENTIFIER)]
 Token = Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
+Channel = Literal["wechat", "alipay"]
 
 
 class LoginRequest(Wire):
-    channel: Literal["wechat", "alipay"]
+    channel: Channel
     code: Code
 
 

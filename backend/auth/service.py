@@ -7,11 +7,13 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import structlog
 
-from backend.auth.schemas import SecurityEventRead, TokenPair, UserRead
+from backend.auth import jobs
+from backend.auth.schemas import Channel, SecurityEventRead, TokenPair, UserRead
 from backend.auth.tables import RefreshFamily, RefreshToken, SecurityEvent, User
 from backend.piccolo_conf import DB
 from backend.platform import outbox
@@ -22,7 +24,7 @@ from backend.platform.tokens import PATIENT_AUDIENCE, bearer_token
 
 log = structlog.get_logger(__name__)
 
-SESSION_REVOKED = "auth.session_revoked"
+MAX_USER_ID = 2**31 - 1  # app_user.id is a PostgreSQL serial
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ async def _revoke(family: dict[str, Any], reason: str) -> int:
         {RefreshFamily.revoked_at: datetime.now(UTC), RefreshFamily.revoked_reason: reason}
     ).where(RefreshFamily.id == family["id"])
     return await outbox.add(
-        SESSION_REVOKED,
+        jobs.SESSION_REVOKED,
         {"user_id": family["user_id"], "family_id": str(family["id"]), "reason": reason},
     )
 
@@ -188,9 +190,20 @@ async def security_events(patient: Patient) -> list[SecurityEventRead]:
     return [SecurityEventRead(**row) for row in rows]
 
 
+class PatientClaims(msgspec.Struct):
+    """What a patient's access token says: the user (an `app_user` id, as text) and their channel."""
+
+    sub: Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,9}\Z")]
+    channel: Channel
+
+    def __post_init__(self) -> None:
+        if int(self.sub) > MAX_USER_ID:
+            raise ValueError("sub is beyond any user id")
+
+
 def authenticate(rt: Runtime, authorization: str | None) -> Patient:
-    claims: dict[str, Any] = rt.tokens.verify(bearer_token(authorization), PATIENT_AUDIENCE)
-    return Patient(user_id=int(claims["sub"]), channel=str(claims.get("channel", "")))
+    claims = rt.tokens.claims(bearer_token(authorization), PATIENT_AUDIENCE, PatientClaims)
+    return Patient(user_id=int(claims.sub), channel=claims.channel)
 
 
 async def me(patient: Patient) -> UserRead:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import msgspec
 import structlog
 
-from backend.billing import payment, refunds
+from backend.billing import jobs, payment, refunds
 from backend.billing.tables import CashPayment, Refund
 from backend.partners.channels import Answer, ChannelEvent, NotificationInvalid, PaymentChannel
 from backend.piccolo_conf import DB
@@ -16,8 +16,6 @@ from backend.platform import inbox, outbox
 from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
-
-APPLY_EVENT = "billing.apply_channel_event"
 
 
 async def receive(rt: Runtime, channel_name: str, headers: Mapping[str, str], body: bytes) -> Answer:
@@ -31,7 +29,7 @@ async def receive(rt: Runtime, channel_name: str, headers: Mapping[str, str], bo
     payload = msgspec.to_builtins(asdict(event))
     async with DB.transaction():
         inbox_id = await inbox.store(channel_name, event.event_id, event.kind, payload)
-        message = await outbox.add(APPLY_EVENT, {"inbox_id": inbox_id}) if inbox_id else None
+        message = await outbox.add(jobs.APPLY_CHANNEL_EVENT, {"inbox_id": inbox_id}) if inbox_id else None
     if message is not None:
         await outbox.send(rt.redis, [message])
     log.info(

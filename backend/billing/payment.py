@@ -20,7 +20,7 @@ import structlog
 
 from backend.auth import service as auth
 from backend.auth.service import Patient
-from backend.billing import policy
+from backend.billing import jobs, policy
 from backend.billing.schemas import PaymentRead, PayRequest
 from backend.billing.service import (
     Parties,
@@ -41,13 +41,8 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-CHECK_JOB = "check_payment"
 CHANNELS = ("wechat", "alipay")
 ORDER_TYPES = {"REG": "挂号", "DIAG": "门诊缴费", "PHARMACY": "药店购药", "IN_HOSP": "住院缴费"}
-
-
-def check_job_id(bill_id: uuid.UUID | str) -> str:
-    return f"payment-check:{bill_id}"
 
 
 # -- cash collectors: how a cash part is opened -------------------------------------------------
@@ -58,7 +53,7 @@ CashCollector = Callable[[Runtime, dict[str, Any], dict[str, Any]], Awaitable[di
 async def _open_channel_order(rt: Runtime, bill: dict[str, Any], cash: dict[str, Any]) -> dict[str, str]:
     """Create (or find again: out_trade_no is the channel's dedup key) the channel order."""
     if cash["launch"]:
-        return dict(cash["launch"])
+        return dict(msgspec.json.decode(cash["launch"]))
     institution = await hospitals.find_by_id(bill["institution_id"])
     order = OrderRequest(
         out_trade_no=cash["out_trade_no"],
@@ -224,11 +219,7 @@ def _check_resumable(patient: Patient, bill: dict[str, Any], request: PayRequest
     """A repeat of the payment in progress (a lost answer, a second device) gets the same launch."""
     if bill["expires_at"] <= datetime.now(UTC) + PAY_MARGIN:
         raise _expired()
-    settled = (
-        bill["settlement"]
-        if isinstance(bill["settlement"], dict)
-        else msgspec.json.decode(bill["settlement"])
-    )
+    settled = msgspec.json.decode(bill["settlement"])
     same = (
         bill["payer_user_id"] == patient.user_id
         and settled["use_personal_account"] == request.use_personal_account
@@ -281,12 +272,7 @@ async def _notify_paid(bill: dict[str, Any], parties: Parties, at: datetime) -> 
 async def schedule_check(rt: Runtime, bill_id: uuid.UUID, after_seconds: float) -> None:
     """Ask the channel about the payment later; after that the sweeper asks each minute."""
     due = datetime.now(UTC) + timedelta(seconds=after_seconds)
-    try:
-        await rt.redis.enqueue_job(
-            CHECK_JOB, str(bill_id), _job_id=f"{check_job_id(bill_id)}:{due:%Y%m%d%H%M%S}", _defer_until=due
-        )
-    except Exception as exc:
-        log.warning("payment check left to the sweeper", bill_id=str(bill_id), error=str(exc))
+    await jobs.CHECK_PAYMENT.enqueue(rt, str(bill_id), defer_until=due, suffix=f":{due:%Y%m%d%H%M%S}")
 
 
 # -- how a cash part ends ------------------------------------------------------------------
@@ -365,6 +351,7 @@ async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -
             await Bill.update(
                 {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
             ).where((Bill.id == bill_id) & (Bill.state == "CREATED"))
+            log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
             return True
         await CashPayment.update({CashPayment.state: state, CashPayment.ended_at: now}).where(
             (CashPayment.bill_id == bill_id) & (CashPayment.state == "CREATED")

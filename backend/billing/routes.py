@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
-from litestar.enums import MediaType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -291,3 +291,41 @@ class PaymentNotifyController(Controller):
     async def alipay(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> bytes:
         """An Alipay notification (form-encoded, RSA2-signed); `success` acknowledges it."""
         return await _acknowledged(runtime, "alipay", request)
+
+
+# No lookup, so the page says nothing about whether the bill exists, and nothing personal.
+PAY_PAGE = """<!doctype html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>medpay 账单 / bill</title>
+</head>
+<body>
+<h1>medpay</h1>
+<p>此链接在 medpay 小程序中打开账单 <code>{bill_id}</code>：
+请用微信或支付宝扫描账单上的二维码，在小程序中查看并支付。</p>
+<p lang="en">This link opens bill <code>{bill_id}</code> in the medpay mini-program:
+scan the bill's QR code with WeChat or Alipay to see and pay it there.</p>
+</body>
+</html>
+"""
+
+
+class PayLinkController(Controller):
+    """What a bill's `pay_url` opens in a plain browser, until the mini-program's H5 pages exist."""
+
+    path = "/mp/bill"
+    include_in_schema = False  # a page for people, not part of the API
+
+    @get(
+        "/{bill_id:uuid}",
+        media_type=MediaType.HTML,
+        cache_control=CacheControlHeader(no_store=True),
+        # Nothing to load or run: the page is its own text.
+        response_headers={"Content-Security-Policy": "default-src 'none'"},
+    )
+    async def page(self, bill_id: BillId) -> str:
+        """Says what the link is; unauthenticated, so it shows only the id the link carries."""
+        return PAY_PAGE.format(bill_id=bill_id)

@@ -13,7 +13,7 @@ import asyncpg
 import structlog
 
 from backend.auth.service import Patient
-from backend.billing import policy
+from backend.billing import jobs, policy
 from backend.billing.schemas import (
     BillCreate,
     BillPage,
@@ -41,7 +41,6 @@ log = structlog.get_logger(__name__)
 
 CHINA = ZoneInfo("Asia/Shanghai")
 MAX_TOTAL_FEN = 10**12
-EXPIRE_JOB = "expire_bill"
 
 
 def _field_error(field: str, message: str) -> AppError:
@@ -51,10 +50,6 @@ def _field_error(field: str, message: str) -> AppError:
 def policy_year(now: datetime | None = None) -> int:
     """Insurance years follow the calendar in China's time zone."""
     return (now or datetime.now(UTC)).astimezone(CHINA).year
-
-
-def expire_job_id(bill_id: uuid.UUID) -> str:
-    return f"bill-expiry:{bill_id}"
 
 
 async def partner_institution(partner: Partner) -> dict[str, Any]:
@@ -78,6 +73,7 @@ async def create(
     else:
         assert request.cert_no is not None
         visit_id, insured_id = None, await ecert.insured_by_cert_no(request.cert_no)
+        await _require_recent_visit(rt, insured_id, institution)
     total = sum(item.quantity * item.unit_price_fen for item in request.items)
     if total > MAX_TOTAL_FEN:
         raise _field_error("items", f"a bill may total at most {MAX_TOTAL_FEN} fen")
@@ -168,6 +164,19 @@ async def create(
     )
 
 
+async def _require_recent_visit(rt: Runtime, insured_id: int, institution: dict[str, Any]) -> None:
+    """Fund supervision: a bill rests on the patient's presence. Named by e-certificate number
+    alone, the patient must have been identified at this institution within the window."""
+    days = rt.settings.billing.visit_window_days
+    if not await ecert.has_visited(insured_id, institution["id"], datetime.now(UTC) - timedelta(days=days)):
+        raise Forbidden(
+            f"this patient has no visit at this institution in the last {days} days: "
+            "decode their e-certificate QR code or check their face, and bill the visit_token",
+            code="NO_RECENT_VISIT",
+            detail={"field": "cert_no", "window_days": days},
+        )
+
+
 async def _created_under(partner: Partner, request_key: str) -> uuid.UUID | None:
     row = (
         await Bill.select(Bill.id)
@@ -179,10 +188,7 @@ async def _created_under(partner: Partner, request_key: str) -> uuid.UUID | None
 
 async def schedule_expiry(rt: Runtime, bill_id: uuid.UUID, at: datetime) -> None:
     """A deferred job closes the bill when it expires; the sweeper catches any Redis loses."""
-    try:
-        await rt.redis.enqueue_job(EXPIRE_JOB, str(bill_id), _job_id=expire_job_id(bill_id), _defer_until=at)
-    except Exception as exc:
-        log.warning("bill expiry left to the sweeper", bill_id=str(bill_id), error=str(exc))
+    await jobs.EXPIRE_BILL.enqueue(rt, str(bill_id), defer_until=at)
 
 
 # -- reading -------------------------------------------------------------------------------

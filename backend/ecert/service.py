@@ -504,6 +504,17 @@ async def insured_by_cert_no(cert_no: str) -> int:
     return int(row["id"])
 
 
+async def has_visited(insured_id: int, institution_id: int, since: datetime) -> bool:
+    """Whether the person was identified at the institution (QR code or face) since `since`."""
+    return bool(
+        await Visit.exists().where(
+            (Visit.insured_id == insured_id)
+            & (Visit.institution_id == institution_id)
+            & (Visit.created_at >= since)
+        )
+    )
+
+
 async def insured_person(insured_id: int) -> dict[str, Any]:
     """What settlement needs: region_code, insurance_type, opening_balance_fen, and the masked identity."""
     row = (

@@ -14,6 +14,7 @@ import msgspec
 import structlog
 
 from backend.auth.service import Patient
+from backend.notify import jobs
 from backend.notify.schemas import GrantRead, Inbox, Marked, NotificationRead, TemplatePreview
 from backend.notify.tables import Notification, SubscriptionGrant
 from backend.notify.templates import TEMPLATES, Template
@@ -25,7 +26,6 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-DELIVER = "notify.deliver"
 MAX_SEND_ATTEMPTS = 6
 
 
@@ -58,7 +58,7 @@ async def notify(
     )
     if not rows:
         return None
-    return await outbox.add(DELIVER, {"notification_id": rows[0]["id"]})
+    return await outbox.add(jobs.DELIVER, {"notification_id": rows[0]["id"]})
 
 
 def _json(value: Any) -> str:

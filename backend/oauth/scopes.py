@@ -1,4 +1,6 @@
-"""Every scope a partner can hold, and what it allows."""
+"""Every scope a partner can hold, and what it allows; the kinds of partner."""
+
+from typing import Literal, get_args
 
 SCOPES = {
     "ecert:decode": "turn a patient's e-certificate QR code or face check into a visit",
@@ -7,4 +9,5 @@ SCOPES = {
     "credit:callback": "post a bank's credit-line and disbursement callbacks",
 }
 
-KINDS = ("hospital", "terminal", "bank")
+Kind = Literal["hospital", "terminal", "bank"]
+KINDS: tuple[str, ...] = get_args(Kind)

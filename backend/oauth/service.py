@@ -6,13 +6,14 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import structlog
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from backend.hospitals.tables import Institution
-from backend.oauth.scopes import KINDS, SCOPES
+from backend.oauth.scopes import KINDS, SCOPES, Kind
 from backend.oauth.server import (
     PartnerAuthorizationServer,
     PartnerClientModel,
@@ -136,10 +137,19 @@ async def issue_token(
     return status, body, answer_headers
 
 
+class PartnerClaims(msgspec.Struct):
+    """What a partner's access token says (see `server._token_generator`)."""
+
+    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    kind: Kind
+    scope: str = ""
+    institution: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+
+
 def authenticate(rt: Runtime, authorization: str | None, scope: str | None) -> Partner:
     """The partner behind a valid token, which must hold `scope` (if one is named)."""
-    claims = rt.tokens.verify(bearer_token(authorization), PARTNER_AUDIENCE)
-    scopes = frozenset(str(claims.get("scope", "")).split())
+    claims = rt.tokens.claims(bearer_token(authorization), PARTNER_AUDIENCE, PartnerClaims)
+    scopes = frozenset(claims.scope.split())
     if scope is not None and scope not in scopes:
         raise Forbidden(
             f"this endpoint needs the scope '{scope}'",
@@ -147,10 +157,7 @@ def authenticate(rt: Runtime, authorization: str | None, scope: str | None) -> P
             detail={"required_scope": scope},
         )
     return Partner(
-        client_id=str(claims["client_id"]),
-        kind=str(claims.get("kind", "")),
-        scopes=scopes,
-        institution_code=claims.get("institution"),
+        client_id=claims.client_id, kind=claims.kind, scopes=scopes, institution_code=claims.institution
     )
 
 

@@ -26,14 +26,24 @@ class EmbeddedServers:
             self.postgres = None
 
 
-def start_postgres(data_dir: Path, database: str, *, keep: bool = True) -> tuple[Any, str]:
+class NoData(Exception):
+    """There is no PostgreSQL data directory where one was expected, and none was to be made."""
+
+
+def start_postgres(
+    data_dir: Path, database: str, *, keep: bool = True, create: bool = True
+) -> tuple[Any, str]:
     """Start (or attach to) a PostgreSQL server in `data_dir`; return it and a URL for `database`.
 
-    With `keep=False` the data directory is deleted when the server stops.
+    With `keep=False` the data directory is deleted when the server stops. With `create=False`
+    nothing is made: a missing data directory raises NoData (the database may be missing too).
     """
+    if not create and not (data_dir / "PG_VERSION").is_file():
+        raise NoData(f"no PostgreSQL data directory at {data_dir}")
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir, cleanup_mode="stop" if keep else "delete")
-    asyncio.run(ensure_database(server.get_uri(database="postgres"), database))
+    if create:
+        asyncio.run(ensure_database(server.get_uri(database="postgres"), database))
     return server, server.get_uri(database=database)
 
 

@@ -93,8 +93,15 @@ def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[dict
     return envelope(exc.status_code, exc.code, exc.message, exc.detail, exc.headers)
 
 
-# msgspec names the field in its message: "... - at `$.items[0].code`", "missing required field `code`".
-_FIELD_IN_MESSAGE = re.compile(r"at `\$\.([\w.\[\]]+)`|field `(\w+)`")
+# msgspec names the field in its message: "Expected `int`, got `str` - at `$.items[0].quantity`",
+# "Object missing required field `code` - at `$.items[0]`", "Object contains unknown field `x`".
+_PATH_IN_MESSAGE = re.compile(r"at `\$\.?([^`]*)`")
+_FIELD_IN_MESSAGE = re.compile(r"field `([^`]+)`")
+
+
+def _field_of(message: str) -> str | None:
+    path, field = _PATH_IN_MESSAGE.search(message), _FIELD_IN_MESSAGE.search(message)
+    return ".".join(part for part in (path and path.group(1), field and field.group(1)) if part) or None
 
 
 def _validation_detail(exc: ValidationException) -> dict[str, Any]:
@@ -104,9 +111,8 @@ def _validation_detail(exc: ValidationException) -> dict[str, Any]:
         if not isinstance(item, dict):
             continue
         message = str(item.get("message", ""))
-        match = _FIELD_IN_MESSAGE.search(message)
         # Litestar names the parameter; for a body that is "data", so the message says more.
-        field = (match.group(1) or match.group(2)) if match else item.get("key")
+        field = _field_of(message) or item.get("key")
         errors.append({"field": field, "source": item.get("source"), "message": message})
     detail: dict[str, Any] = {"errors": errors}
     named = [e["field"] for e in errors if e["field"]]

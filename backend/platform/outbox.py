@@ -17,6 +17,7 @@ from arq import ArqRedis
 from backend.piccolo_conf import DB
 from backend.platform.logging import current_correlation_id
 from backend.platform.tables import OutboxMessage
+from backend.platform.work import Task
 
 log = structlog.get_logger(__name__)
 
@@ -27,11 +28,11 @@ def job_id(message_id: int) -> str:
     return f"outbox:{message_id}"
 
 
-async def add(task: str, payload: dict[str, Any]) -> int:
+async def add(task: Task, payload: dict[str, Any]) -> int:
     """Record a job; call inside the business transaction."""
     rows = await OutboxMessage.insert(
         OutboxMessage(
-            task=task,
+            task=task.name,
             payload=payload,
             correlation_id=current_correlation_id(),
             created_at=datetime.now(UTC),

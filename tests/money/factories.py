@@ -38,8 +38,10 @@ async def insured_patient(
     insurance: str = "employee",
     region: str = "330106",
     channel: str = "wechat",
+    visiting: str | None = "H33010001",
 ) -> Insured:
-    """A patient logged in on a phone with a freshly bound e-certificate (the sandbox's `测试` rule)."""
+    """A patient logged in on a phone with a freshly bound e-certificate (the sandbox's `测试` rule),
+    who showed their QR code at the `visiting` institution today (so it may bill them by cert_no)."""
     user = f"patient-{uuid.uuid4().hex[:10]}"
     tokens = await login(client, sandbox, settings, channel, user)
     if insurance == "employee":
@@ -48,7 +50,10 @@ async def insured_patient(
         id_number = next(n for n in (resident_id(region) for _ in range(100)) if int(n[16]) % 2 == 0)
     bound = await bind_ecert(client, tokens, f"测试{next(_names)}号", id_number)
     assert bound.status_code == 200, bound.text
-    return Insured(tokens, bound.json()["cert_no"], channel, user, id_number)
+    patient = Insured(tokens, bound.json()["cert_no"], channel, user, id_number)
+    if visiting is not None:
+        await visit_token(client, patient, visiting)
+    return patient
 
 
 async def his_headers(client: Client, institution: str = "H33010001") -> dict[str, str]:

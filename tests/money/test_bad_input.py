@@ -100,6 +100,48 @@ async def test_pay_presettle_and_refund_refuse_any_malformed_body(
     assert await Refund.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("pay", {"use_personal_account": "true", "cash_method": "wechat"}, "use_personal_account"),
+        ("pay", {"use_personal_account": 1, "cash_method": "wechat"}, "use_personal_account"),
+        ("presettle", {"use_personal_account": "false"}, "use_personal_account"),
+    ],
+)
+async def test_a_string_where_a_flag_belongs_is_refused(client, sandbox_http, settings, path, body, field):
+    patient = await insured_patient(client, sandbox_http, settings, insurance="employee")
+    bill = await new_bill(client, await his_headers(client), patient)
+
+    answer = await client.post(
+        f"/api/v1/bills/{bill['id']}/{path}", json=body, headers={**patient.headers, **key()}
+    )
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["detail"]["field"] == field
+    assert await Journal.count() == 0
+
+
+@pytest.mark.parametrize("amount", ["1", "1e2", 1.0])
+async def test_a_refund_amount_that_is_not_an_integer_is_refused(client, sandbox_http, settings, amount):
+    patient = await insured_patient(client, sandbox_http, settings, insurance="employee")
+    his = await his_headers(client)
+    bill = await new_bill(client, his, patient)
+    paid = await client.post(f"/api/v1/bills/{bill['id']}/pay", json={}, headers={**patient.headers, **key()})
+    assert paid.json()["state"] == "PAID", paid.text
+    journals = await Journal.count()
+
+    answer = await client.post(
+        f"/api/v1/partner/bills/{bill['id']}/refunds",
+        json={"reason": "检查项目取消", "amount_fen": amount},
+        headers={**his, **key()},
+    )
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["detail"]["field"] == "amount_fen"
+    assert await Refund.count() == 0
+    assert await Journal.count() == journals
+
+
 @FUZZ
 @given(
     body=st.binary(max_size=300) | json_values.map(lambda v: str(v).encode()),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import timedelta
 
 import pytest
 import zxingcpp
 from PIL import Image
 
 from backend.billing.tables import Bill, BillItem
+from backend.ecert.tables import Visit
 from tests.money.factories import ITEMS, his_headers, insured_patient, key, new_bill, visit_token
 
 
@@ -79,8 +81,12 @@ async def test_the_pay_code_opens_the_bill(client, sandbox_http, settings):
         ({"items": [{**ITEMS[0], "quantity": 0}]}, "items[0].quantity"),
         ({"items": [{**ITEMS[0], "unit_price_fen": -5}]}, "items[0].unit_price_fen"),
         ({"items": [{**ITEMS[0], "unit_price_fen": 12.5}]}, "items[0].unit_price_fen"),
+        ({"items": [{**ITEMS[0], "unit_price_fen": "1"}]}, "items[0].unit_price_fen"),
+        ({"items": [{**ITEMS[0], "unit_price_fen": "1e2"}]}, "items[0].unit_price_fen"),
+        ({"items": [{**ITEMS[0], "quantity": "1"}]}, "items[0].quantity"),
+        ({"items": [{**ITEMS[0], "quantity": True}]}, "items[0].quantity"),
         ({"items": [{**ITEMS[0], "name": " "}]}, "items[0].name"),
-        ({"items": [{k: v for k, v in ITEMS[0].items() if k != "code"}]}, "code"),
+        ({"items": [{k: v for k, v in ITEMS[0].items() if k != "code"}]}, "items[0].code"),
         ({"order_type": "SPA"}, "order_type"),
         ({"total_fen": 1}, "total_fen"),
         ({"visit_token": "x" * 20}, "visit_token"),
@@ -123,3 +129,24 @@ async def test_a_repeated_create_replays_the_first_bill(client, sandbox_http, se
     assert missing.status_code == 400
     assert missing.json()["error"]["code"] == "IDEMPOTENCY_KEY_REQUIRED"
     assert await Bill.count() == 1
+
+
+async def test_a_bill_by_cert_no_rests_on_a_recent_visit_at_the_institution(client, sandbox_http, settings):
+    patient = await insured_patient(client, sandbox_http, settings, visiting=None)
+    his = await his_headers(client)
+    body = {"order_type": "DIAG", "cert_no": patient.cert_no, "items": ITEMS}
+
+    async def bill() -> tuple[int, str | None]:
+        answer = await client.post("/api/v1/partner/bills", json=body, headers={**his, **key()})
+        return answer.status_code, answer.json().get("error", {}).get("code")
+
+    assert await bill() == (403, "NO_RECENT_VISIT")  # never seen here
+    await visit_token(client, patient, "H31010001")
+    assert await bill() == (403, "NO_RECENT_VISIT")  # seen at another hospital
+    await visit_token(client, patient, "H33010001")
+    window = timedelta(days=settings.billing.visit_window_days, minutes=1)
+    await Visit.update({Visit.created_at: Visit.created_at - window}, force=True)
+    assert await bill() == (403, "NO_RECENT_VISIT")  # seen here, too long ago
+    assert await Bill.count() == 0
+    await visit_token(client, patient, "H33010001")
+    assert await bill() == (201, None)

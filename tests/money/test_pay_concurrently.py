@@ -54,6 +54,27 @@ async def test_two_devices_paying_one_bill_at_the_same_moment_make_one_payment(
     assert other.json()["error"]["code"] == "BILL_PAYMENT_IN_PROGRESS"
 
 
+async def test_a_payment_repeated_under_new_keys_gets_the_same_order_even_ten_at_once(
+    client, sandbox_http, settings
+):
+    """A second phone, or an app retrying a lost answer with a fresh key: the payment in progress."""
+    patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
+    bill = await new_bill(client, await his_headers(client), patient, WITH_CT)
+    first = await pay(client, patient, bill["id"], use_personal_account=True, cash_method="wechat")
+    assert first.status_code == 200, first.text
+    assert first.json()["state"] == "PAYING"
+
+    body = {"use_personal_account": True, "cash_method": "wechat"}
+    again = await pay(client, patient, bill["id"], **body)
+    crowd = await asyncio.gather(*(pay(client, patient, bill["id"], **body) for _ in range(10)))
+
+    for answer in [again, *crowd]:
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == first.json()
+    assert await CashPayment.count() == 1
+    assert await Journal.count().where(Journal.kind == "bill.settled") == 1
+
+
 async def test_one_key_sent_five_times_at_once_pays_once(client, sandbox_http, settings):
     patient = await insured_patient(client, sandbox_http, settings, insurance="employee")
     bill = await new_bill(client, await his_headers(client), patient)

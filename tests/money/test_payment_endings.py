@@ -8,15 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from arq.constants import default_queue_name, in_progress_key_prefix
 
-from backend.billing import payment
-from backend.billing.service import expire_job_id
+from backend.billing import jobs, payment
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger import service as ledger
 from backend.ledger.tables import Journal
 from tests import servers
 from tests.helpers import inject_fault, sandbox_calls
-from tests.money.factories import WITH_CT, his_headers, insured_patient, new_bill, pay, payer_pays
-from workers.billing import sweep_bills
+from tests.money.factories import ITEMS, WITH_CT, his_headers, insured_patient, key, new_bill, pay, payer_pays
 
 
 async def a_paying_bill(client, sandbox_http, settings):
@@ -45,7 +43,7 @@ async def test_an_unpaid_bill_closes_at_its_expiry_by_the_deferred_job(
 ):
     patient = await insured_patient(client, sandbox_http, settings)
     bill = await new_bill(client, await his_headers(client), patient)
-    job = expire_job_id(bill["id"])
+    job = jobs.EXPIRE_BILL.key(bill["id"])
     assert await runtime.redis.zscore(default_queue_name, job) > time.time() * 1000 + 29 * 60_000
 
     await Bill.update({Bill.expires_at: datetime.now(UTC) - timedelta(seconds=1)}).where(
@@ -59,6 +57,28 @@ async def test_an_unpaid_bill_closes_at_its_expiry_by_the_deferred_job(
     assert (late.status_code, late.json()["error"]["code"]) == (409, "BILL_NOT_PAYABLE")
 
 
+async def test_the_expiry_job_logs_under_the_correlation_id_of_the_request_that_made_the_bill(
+    client, sandbox_http, settings, runtime, run_worker, caplog
+):
+    patient = await insured_patient(client, sandbox_http, settings)
+    answer = await client.post(
+        "/api/v1/partner/bills",
+        json={"order_type": "DIAG", "cert_no": patient.cert_no, "items": ITEMS},
+        headers={**await his_headers(client), **key(), "X-Request-ID": "corr-bill-created-1"},
+    )
+    bill_id = answer.json()["id"]
+    await Bill.update({Bill.expires_at: datetime.now(UTC) - timedelta(seconds=1)}).where(Bill.id == bill_id)
+    await runtime.redis.zadd(default_queue_name, {jobs.EXPIRE_BILL.key(bill_id): time.time() * 1000})
+
+    await run_worker()
+
+    ended = [
+        r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == "unpaid bill ended"
+    ]
+    assert [line["correlation_id"] for line in ended] == ["corr-bill-created-1"]
+    assert ended[0]["job"] == "expire_bill"
+
+
 async def test_an_expired_payment_is_closed_at_the_channel_and_every_part_reversed(
     client, sandbox_http, settings, runtime, run_worker
 ):
@@ -67,7 +87,7 @@ async def test_an_expired_payment_is_closed_at_the_channel_and_every_part_revers
     await age(bill["id"], expired=True)
     await runtime.redis.flushdb()  # Redis lost the deferred jobs: the sweeper finds the bill
 
-    assert await sweep_bills({"runtime": runtime}) == 1
+    assert await jobs.sweep_bills(runtime) == 1
     await run_worker()
 
     assert await state(bill["id"]) == "CLOSED"
@@ -87,7 +107,7 @@ async def test_a_payment_whose_notification_was_lost_is_completed_by_the_order_q
     await payer_pays(sandbox_http, "wechat", started["out_trade_no"], deliver=False)
     await age(bill["id"], expired=False)
 
-    await sweep_bills({"runtime": runtime})
+    await jobs.sweep_bills(runtime)
     await run_worker()
 
     assert await state(bill["id"]) == "PAID"
@@ -114,7 +134,7 @@ async def test_a_worker_killed_while_asking_the_channel_leaves_one_payment(
     _, bill, started = await a_paying_bill(client, sandbox_http, settings)
     await payer_pays(sandbox_http, "wechat", started["out_trade_no"], deliver=False)
     await inject_fault(sandbox_http, partner="wechatpay", api="query", delay_ms=3000, times=1)
-    await runtime.redis.enqueue_job(payment.CHECK_JOB, bill["id"], _job_id="check-now")
+    await runtime.redis.enqueue_job(jobs.CHECK_PAYMENT.name, bill["id"], _job_id="check-now")
     worker = servers.arq_worker(settings)
     try:
         for _ in range(400):  # until the worker has started the job

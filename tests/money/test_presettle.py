@@ -80,7 +80,9 @@ async def test_the_years_usage_carries_into_the_next_bill(client, sandbox_http, 
 async def test_shanghai_employees_personal_account_does_not_pay_self_pay_items(
     client, sandbox_http, settings
 ):
-    patient = await insured_patient(client, sandbox_http, settings, insurance="employee", region="310104")
+    patient = await insured_patient(
+        client, sandbox_http, settings, insurance="employee", region="310104", visiting="H31010001"
+    )
     bill = await new_bill(client, await his_headers(client, "H31010001"), patient, ITEMS)
 
     split = await presettle(client, patient, bill["id"])

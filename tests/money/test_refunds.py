@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from backend.billing.jobs import sweep_bills
 from backend.billing.tables import Bill, InsuredYearUsage, Refund
 from backend.ledger import service as ledger
 from backend.notify.tables import Notification
@@ -19,7 +20,6 @@ from tests.money.factories import (
     post_notification,
     refund,
 )
-from workers.billing import sweep_bills
 
 
 async def paid_mixed_bill(client, sandbox_http, settings, run_worker):
@@ -142,7 +142,7 @@ async def test_a_refund_the_channel_could_not_take_is_sent_again_by_the_sweeper(
     await Refund.update({Refund.created_at: datetime.now(UTC) - timedelta(hours=1)}).where(
         Refund.state == "REQUESTED"
     )
-    await sweep_bills({"runtime": runtime})
+    await sweep_bills(runtime)
     await run_worker()
 
     assert (await Refund.select(Refund.state).first())["state"] in ("PROCESSING", "SUCCEEDED")
