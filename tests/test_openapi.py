@@ -86,11 +86,13 @@ async def test_every_error_answer_is_the_envelope(document) -> None:
                 assert body(response) == ERROR, f"{method} {path} {status}"
 
 
-async def test_operations_that_take_input_declare_400_and_protected_ones_401(document) -> None:
+async def test_input_brings_400_a_json_body_415_and_a_token_401(document) -> None:
     for method, path, operation in operations(document):
         takes_input = operation.get("parameters") or operation.get("requestBody")
         if takes_input and not path.startswith("/api/v1/payments/notify/"):
             assert "400" in operation["responses"], f"{method} {path}"
+        if "application/json" in operation.get("requestBody", {}).get("content", {}):
+            assert "415" in operation["responses"], f"{method} {path}"
         if operation.get("security"):
             assert "401" in operation["responses"], f"{method} {path}"
 

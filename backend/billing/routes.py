@@ -154,7 +154,11 @@ class PartnerBillController(Controller):
         responses={
             201: returns(BillRead, "The bill, totalled, with its expiry."),
             **errors(
-                (403, "`INSUFFICIENT_SCOPE`, `NO_INSTITUTION`, or `VISIT_WRONG_INSTITUTION`."),
+                (
+                    403,
+                    "`INSUFFICIENT_SCOPE`, `NO_INSTITUTION`, `VISIT_WRONG_INSTITUTION`, or `NO_RECENT_VISIT`"
+                    " (billed by `cert_no` without a recent visit here).",
+                ),
                 (404, "`VISIT_NOT_FOUND` (or ended), `INSURED_NOT_FOUND` for the `cert_no`."),
                 (
                     422,

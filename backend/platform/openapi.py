@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.enums import RequestEncodingType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIMediaType,
@@ -53,6 +54,7 @@ MEANING = {
     404: "No such object, or not yours to see.",
     409: "The object's state does not allow this now.",
     410: "Gone: it has expired.",
+    415: "The body is not sent as `application/json` (`UNSUPPORTED_MEDIA_TYPE`).",
     422: "Well-formed, but refused: `code` says why.",
     429: "Too many attempts: wait and try again.",
     502: "A partner platform refused our request or answered what we cannot trust.",
@@ -131,24 +133,33 @@ class StrictStructs(StructSchemaPlugin):
         return schema
 
 
+def _media_type(body: FieldDefinition) -> str:
+    return getattr(body.kwarg_definition, "media_type", RequestEncodingType.JSON)
+
+
 class ErrorAnswers(ReceiveRoutePlugin):
     """Declares the errors an operation gets from its layers rather than its own code: 400 when it
-    takes input (Litestar would document its own error shape there), 401 when it needs a token,
-    403 when the token must hold a scope. What a handler declares itself wins."""
+    takes input (Litestar would document its own error shape there), 415 when its body is JSON,
+    401 when it needs a token, 403 when the token must hold a scope. What a handler declares
+    itself wins."""
 
     def receive_route(self, route: BaseRoute) -> None:
         if not isinstance(route, HTTPRoute):
             return
         for handler, kwargs in route.route_handler_map.values():
             common: list[int] = []
-            if (
-                kwargs.expected_path_params
-                or kwargs.expected_query_params
-                or kwargs.expected_header_params
-                or kwargs.expected_cookie_params
-                or "data" in kwargs.expected_reserved_kwargs
+            body = handler.parsed_fn_signature.parameters.get("data")
+            if body is not None or any(
+                (
+                    kwargs.expected_path_params,
+                    kwargs.expected_query_params,
+                    kwargs.expected_header_params,
+                    kwargs.expected_cookie_params,
+                )
             ):
                 common.append(400)
+            if body is not None and _media_type(body) == RequestEncodingType.JSON:
+                common.append(415)  # see platform/bodies.py
             requirements = handler.resolve_security()
             if requirements:
                 common.append(401)
