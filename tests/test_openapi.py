@@ -163,3 +163,18 @@ async def test_the_required_key_is_checked_by_us_so_its_absence_says_what_to_sen
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == code
     assert answer.json()["error"]["detail"]["field"] == "Idempotency-Key"
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "content_type"),
+    [
+        ("/api/v1/notifications/subscriptions", b'{"results": {}}', "application/json"),
+        ("/api/v1/ecert/bind", b"name=x", "application/x-www-form-urlencoded"),
+        ("/api/v1/partner/bills", b"{", "application/json"),
+    ],
+)
+async def test_without_a_token_the_answer_is_401_whatever_the_body(
+    client: Client, path, content, content_type
+) -> None:
+    answer = await client.post(path, content=content, headers={"Content-Type": content_type})
+    assert answer.status_code == 401, answer.text

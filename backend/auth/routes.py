@@ -1,7 +1,11 @@
 """Patients' login, token refresh and logout, and who they are."""
 
+from typing import Any
+
 from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
+from litestar.handlers import BaseRouteHandler
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -17,12 +21,31 @@ from backend.auth.service import Patient
 from backend.platform.deps import RuntimeDep
 from backend.platform.headers import NO_STORE
 from backend.platform.openapi import errors, patient_token
+from backend.platform.runtime import Runtime
 
 PatientDep = NamedDependency[Patient]
 
 
-def provide_patient(request: Request, runtime: RuntimeDep) -> Patient:  # type: ignore[type-arg]
-    return service.authenticate(runtime, request.headers.get("authorization"))
+def requires_patient(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A guard, so it runs before the body and parameters are read: a request without a valid
+    token is 401 whatever else is wrong with it. The patient lands in `state.patient`."""
+    runtime: Runtime = connection.app.state.runtime
+    connection.state.patient = service.authenticate(runtime, connection.headers.get("authorization"))
+
+
+def provide_patient(request: Request[Any, Any, Any]) -> Patient:
+    patient: Patient = request.state.patient
+    return patient
+
+
+class PatientController(Controller):
+    """What every controller of a patient's own data shares: the token checked first, the patient
+    as a dependency, the scheme named in the document, and answers no cache keeps."""
+
+    guards = [requires_patient]
+    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
+    security = patient_token()
+    cache_control = NO_STORE
 
 
 class AuthController(Controller):
@@ -60,12 +83,9 @@ class AuthController(Controller):
         await service.logout(runtime, data.refresh_token)
 
 
-class MeController(Controller):
+class MeController(PatientController):
     path = "/api/v1/me"
     tags = ["auth"]
-    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
-    security = patient_token()
-    cache_control = NO_STORE
 
     @get("/", operation_id="me", responses=errors((404, "`NOT_FOUND`: this account no longer exists.")))
     async def me(self, patient: PatientDep) -> UserRead:

@@ -10,12 +10,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import CacheControlHeader
-from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from backend.auth.routes import PatientDep, provide_patient
+from backend.auth.routes import PatientController, PatientDep
 from backend.billing import callbacks, payment, refunds, service
 from backend.billing.schemas import (
     BillCreate,
@@ -35,7 +34,7 @@ from backend.partners.channels import Answer
 from backend.platform import idempotency
 from backend.platform.deps import RuntimeDep
 from backend.platform.headers import NO_STORE
-from backend.platform.openapi import errors, partner_token, patient_token, pictures, returns
+from backend.platform.openapi import errors, partner_token, pictures, returns
 from backend.platform.runtime import Runtime
 
 BillId = Annotated[uuid.UUID, PathParameter(description="the bill's id")]
@@ -71,12 +70,9 @@ async def _once(
     return await idempotency.run_once(scope, key, fingerprint, lambda: work(request_key))
 
 
-class BillController(Controller):
+class BillController(PatientController):
     path = "/api/v1/bills"
     tags = ["bills"]
-    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
-    security = patient_token()
-    cache_control = NO_STORE
 
     @get("/", operation_id="billList")
     async def list_bills(

@@ -3,11 +3,10 @@
 from typing import Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.di import Provide
 from litestar.params import FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from backend.auth.routes import PatientDep, provide_patient
+from backend.auth.routes import PatientController, PatientDep
 from backend.ecert import qr, service
 from backend.ecert.schemas import (
     BindRequest,
@@ -22,18 +21,15 @@ from backend.ecert.schemas import (
 from backend.oauth.routes import requires_scope
 from backend.platform.deps import RuntimeDep
 from backend.platform.headers import NO_STORE
-from backend.platform.openapi import errors, partner_token, patient_token, pictures, returns
+from backend.platform.openapi import errors, partner_token, pictures, returns
 
 NOT_BOUND = (404, "`ECERT_NOT_BOUND`: no e-certificate is bound to this account.")
 NOT_A_TERMINAL = (403, "`INSUFFICIENT_SCOPE`, or `NOT_AN_INSTITUTION`: not an institution's terminal.")
 
 
-class EcertController(Controller):
+class EcertController(PatientController):
     path = "/api/v1/ecert"
     tags = ["e-certificate"]
-    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
-    security = patient_token()
-    cache_control = NO_STORE
 
     @post(
         "/bind",

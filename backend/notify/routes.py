@@ -3,27 +3,22 @@
 from typing import Annotated, Literal
 
 from litestar import Controller, get, post
-from litestar.di import Provide
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from backend.auth.routes import PatientDep, provide_patient
+from backend.auth.routes import PatientController, PatientDep
 from backend.notify import service
 from backend.notify.schemas import GrantRead, Inbox, Marked, SubscriptionResults, TemplatePreview
 from backend.notify.templates import TEMPLATES
-from backend.platform.headers import NO_STORE
-from backend.platform.openapi import errors, patient_token
+from backend.platform.openapi import errors
 
 Channel = Literal["wechat", "alipay"]
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 
 
-class NotificationsController(Controller):
+class NotificationsController(PatientController):
     path = "/api/v1/notifications"
     tags = ["notifications"]
-    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
-    security = patient_token()
-    cache_control = NO_STORE
 
     @get("/", operation_id="inbox")
     async def inbox(
