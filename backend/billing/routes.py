@@ -33,6 +33,7 @@ from backend.oauth.routes import requires_scope
 from backend.partners.channels import Answer
 from backend.platform import idempotency
 from backend.platform.deps import RuntimeDep
+from backend.platform.errors import AppError
 from backend.platform.headers import NO_STORE
 from backend.platform.openapi import errors, partner_token, pictures, returns
 from backend.platform.runtime import Runtime
@@ -49,12 +50,29 @@ IdempotencyKey = Annotated[
         schema_extra={"one_of": None, "type": "string", "pattern": idempotency.KEY_PATTERN.pattern},
     ),
 ]
+# Read here rather than by Litestar, whose loose conversion of query parameters takes `0.5` for
+# a Unix time: a time is RFC 3339, with its offset, as the document says.
+Before = Annotated[
+    str | None,
+    QueryParameter(
+        description="Bills created before this time (RFC 3339): the `next_before` of the last page.",
+        schema_extra={"one_of": None, "type": "string", "format": "date-time"},
+    ),
+]
 NOT_FOUND = (404, "`BILL_NOT_FOUND`: no such bill, or not yours.")
 # Every money-moving POST: its key may be held by a repeat still running, or used for another body.
 IDEMPOTENT = (
     (409, "`IDEMPOTENCY_KEY_IN_USE`: a request with this key is still running (`Retry-After`)."),
     (422, "`IDEMPOTENCY_KEY_REUSED`: this key was used for another request."),
 )
+
+
+def _rfc3339(field: str, value: str | None) -> datetime | None:
+    try:
+        return None if value is None else msgspec.convert(value, Annotated[datetime, msgspec.Meta(tz=True)])
+    except msgspec.ValidationError as exc:
+        message = f"invalid value for '{field}': {exc}"
+        raise AppError(message, code="VALIDATION_ERROR", detail={"field": field}) from None
 
 
 async def _once(
@@ -79,10 +97,10 @@ class BillController(PatientController):
         self,
         patient: PatientDep,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-        before: FromQuery[datetime | None] = None,
+        before: Before = None,
     ) -> BillPage:
-        """The patient's bills, newest first."""
-        return await service.list_for(patient, limit, before)
+        """The patient's bills, newest first; `next_before` fetches the next page."""
+        return await service.list_for(patient, limit, _rfc3339("before", before))
 
     @get("/{bill_id:uuid}", operation_id="billGet", responses=errors(NOT_FOUND))
     async def show(self, bill_id: BillId, patient: PatientDep, runtime: RuntimeDep) -> BillRead:
