@@ -230,9 +230,17 @@ async def purge_expired_refresh_tokens(keep_days: int = 7) -> int:
     return len(rows)
 
 
-async def payer_id(user_id: int) -> str:
-    """The user's id at their channel (WeChat openid, Alipay user id): who a channel order is for."""
-    row = await User.select(User.openid).where(User.id == user_id).first()
+@dataclass(frozen=True)
+class ChannelAccount:
+    """Who a user is at their channel: WeChat's openid, or Alipay's user id (in `openid`)."""
+
+    channel: Channel
+    openid: str
+
+
+async def channel_account(user_id: int) -> ChannelAccount:
+    """Whom a channel order is for, whom a subscribe message goes to."""
+    row = await User.select(User.channel, User.openid).where(User.id == user_id).first()
     if row is None:
         raise NotFound("no such user")
-    return str(row["openid"])
+    return ChannelAccount(row["channel"], row["openid"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from backend.billing.tables import Bill
+import uuid
+
+from backend.billing.tables import Bill, CashPayment, Refund
 from backend.ledger import service as ledger
 
 # Bills settled: PAYING, PAID, PARTIALLY_REFUNDED, REFUNDED. Refunds standing in the ledger:
 # PROCESSING, SUCCEEDED, ATTENTION; REQUESTED and REJECTED ones have posted nothing.
+STANDING_REFUNDS = ("PROCESSING", "SUCCEEDED", "ATTENTION")
 
 
 async def audit() -> tuple[list[str], dict[str, int]]:
@@ -34,69 +37,9 @@ async def audit() -> tuple[list[str], dict[str, int]]:
             f"bill {row['bill_no']} is {row['state']} but its cash payment is {row['cash_state']} "
             f"for {row['amount_fen']} fen (cash part {row['cash_fen']})"
         )
-    for row in await Bill.raw(
-        """
-        WITH posted AS (
-            SELECT j.reference, sum(e.amount_fen) AS receivable
-            FROM ledger_journal j JOIN ledger_entry e ON e.journal_id = j.id
-            JOIN ledger_account a ON a.id = e.account_id AND a.kind = 'hospital_receivable'
-            GROUP BY j.reference
-        ),
-        accepted AS (
-            SELECT bill_id, coalesce(sum(amount_fen), 0) AS amount,
-                   coalesce(sum(p.receivable), 0) AS receivable
-            FROM bill_refund r LEFT JOIN posted p ON p.reference = 'refund:' || r.id
-            WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION') GROUP BY bill_id
-        )
-        SELECT b.bill_no, b.state, b.refunded_fen,
-               coalesce(p.receivable, 0) + coalesce(a.receivable, 0) AS receivable,
-               coalesce(a.amount, 0) AS refunds,
-               CASE WHEN b.state = 'PAYING' THEN b.fund_fen + b.personal_account_fen
-                    WHEN b.state IN ('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED')
-                    THEN b.total_fen - b.refunded_fen
-                    ELSE 0 END AS expected
-        FROM bill b
-        LEFT JOIN posted p ON p.reference = 'bill:' || b.id
-        LEFT JOIN accepted a ON a.bill_id = b.id
-        """
-    ):
-        if row["receivable"] != row["expected"]:
-            problems.append(
-                f"bill {row['bill_no']} ({row['state']}): the hospital's receivable holds "
-                f"{row['receivable']} fen for it, expected {row['expected']}"
-            )
-        if row["refunds"] != row["refunded_fen"]:
-            problems.append(
-                f"bill {row['bill_no']}: refunded_fen is {row['refunded_fen']} "
-                f"but its refunds total {row['refunds']}"
-            )
-    for row in await Bill.raw(
-        """
-        WITH orders AS (
-            SELECT method, sum(amount_fen) AS paid FROM cash_payment WHERE state = 'PAID' GROUP BY method
-        ),
-        refunded AS (
-            SELECT b.cash_method AS method, sum(r.cash_fen) AS refunded
-            FROM bill_refund r JOIN bill b ON b.id = r.bill_id
-            WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION') AND r.cash_fen > 0
-            GROUP BY b.cash_method
-        ),
-        clearing AS (
-            SELECT split_part(code, ':', 2) AS method, balance_fen FROM ledger_account
-            WHERE kind = 'channel_clearing'
-        )
-        SELECT coalesce(o.method, r.method, c.method) AS method,
-               coalesce(o.paid, 0) - coalesce(r.refunded, 0) AS expected,
-               -coalesce(c.balance_fen, 0) AS held
-        FROM orders o FULL JOIN refunded r ON r.method = o.method
-        FULL JOIN clearing c ON c.method = coalesce(o.method, r.method)
-        """
-    ):
-        if row["held"] != row["expected"]:
-            problems.append(
-                f"channel clearing {row['method']}: the ledger holds {row['held']} fen collected, "
-                f"the channel orders say {row['expected']}"
-            )
+    receivable = await ledger.moved_by_reference("hospital_receivable")
+    problems += await _receivables(receivable)
+    problems += await _channel_clearing(await ledger.balances("channel_clearing"))
     for row in await Bill.raw(
         """
         WITH used AS (
@@ -124,24 +67,80 @@ async def audit() -> tuple[list[str], dict[str, int]]:
             f"insured person {row['insured_id']}, {row['year']}: usage says fund {row['fund_paid_fen']} / "
             f"deductible {row['deductible_met_fen']}, the bills say {row['fund']} / {row['deductible']}"
         )
-    for row in await Bill.raw(
-        """
-        SELECT r.out_refund_no, r.state, r.amount_fen, coalesce(sum(e.amount_fen), 0) AS receivable
-        FROM bill_refund r
-        LEFT JOIN ledger_journal j ON j.reference = 'refund:' || r.id
-        LEFT JOIN ledger_entry e ON e.journal_id = j.id
-          AND e.account_id IN (SELECT id FROM ledger_account WHERE kind = 'hospital_receivable')
-        GROUP BY r.id
-        HAVING coalesce(sum(e.amount_fen), 0) <> CASE
-            WHEN r.state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION') THEN -r.amount_fen ELSE 0 END
-        """
-    ):
-        problems.append(
-            f"refund {row['out_refund_no']} ({row['state']} of {row['amount_fen']} fen) took "
-            f"{-row['receivable']} fen from the hospital's receivable"
-        )
+    for row in await Refund.select(Refund.id, Refund.out_refund_no, Refund.state, Refund.amount_fen):
+        taken = -receivable.get(f"refund:{row['id']}", 0)
+        if taken != (row["amount_fen"] if row["state"] in STANDING_REFUNDS else 0):
+            problems.append(
+                f"refund {row['out_refund_no']} ({row['state']} of {row['amount_fen']} fen) took "
+                f"{taken} fen from the hospital's receivable"
+            )
     counts = {"bills": await Bill.count()}
     return problems, counts
+
+
+async def _receivables(receivable: dict[str, int]) -> list[str]:
+    """Each bill's share of its hospital's receivable, against what its state says it holds."""
+    problems = []
+    standing: dict[uuid.UUID, list[tuple[uuid.UUID, int]]] = {}
+    for refund in await Refund.select(Refund.id, Refund.bill_id, Refund.amount_fen).where(
+        Refund.state.is_in(list(STANDING_REFUNDS))
+    ):
+        standing.setdefault(refund["bill_id"], []).append((refund["id"], refund["amount_fen"]))
+    for bill in await Bill.select(
+        Bill.id,
+        Bill.bill_no,
+        Bill.state,
+        Bill.total_fen,
+        Bill.refunded_fen,
+        Bill.fund_fen,
+        Bill.personal_account_fen,
+    ):
+        refunds = standing.get(bill["id"], [])
+        held = receivable.get(f"bill:{bill['id']}", 0) + sum(
+            receivable.get(f"refund:{refund_id}", 0) for refund_id, _ in refunds
+        )
+        if bill["state"] == "PAYING":
+            expected = bill["fund_fen"] + bill["personal_account_fen"]
+        elif bill["state"] in ("PAID", "PARTIALLY_REFUNDED", "REFUNDED"):
+            expected = bill["total_fen"] - bill["refunded_fen"]
+        else:
+            expected = 0
+        if held != expected:
+            problems.append(
+                f"bill {bill['bill_no']} ({bill['state']}): the hospital's receivable holds "
+                f"{held} fen for it, expected {expected}"
+            )
+        if sum(amount for _, amount in refunds) != bill["refunded_fen"]:
+            problems.append(
+                f"bill {bill['bill_no']}: refunded_fen is {bill['refunded_fen']} "
+                f"but its refunds total {sum(amount for _, amount in refunds)}"
+            )
+    return problems
+
+
+async def _channel_clearing(clearing: dict[str, int]) -> list[str]:
+    """What each channel's clearing account holds, against its orders paid less cash refunded."""
+    collected: dict[str, int] = {}
+    for order in await CashPayment.select(CashPayment.method, CashPayment.amount_fen).where(
+        CashPayment.state == "PAID"
+    ):
+        collected[order["method"]] = collected.get(order["method"], 0) + order["amount_fen"]
+    for row in await Refund.raw(
+        """
+        SELECT b.cash_method AS method, sum(r.cash_fen) AS refunded
+        FROM bill_refund r JOIN bill b ON b.id = r.bill_id
+        WHERE r.state IN ('PROCESSING', 'SUCCEEDED', 'ATTENTION') AND r.cash_fen > 0
+        GROUP BY b.cash_method
+        """
+    ):
+        collected[row["method"]] = collected.get(row["method"], 0) - int(row["refunded"])
+    held = {code.partition(":")[2]: -balance for code, balance in clearing.items()}
+    return [
+        f"channel clearing {method}: the ledger holds {held.get(method, 0)} fen collected, "
+        f"the channel orders say {collected.get(method, 0)}"
+        for method in sorted(set(collected) | set(held))
+        if held.get(method, 0) != collected.get(method, 0)
+    ]
 
 
 async def full_audit() -> tuple[list[str], dict[str, int]]:

@@ -54,18 +54,18 @@ async def _open_channel_order(rt: Runtime, bill: dict[str, Any], cash: dict[str,
     """Create (or find again: out_trade_no is the channel's dedup key) the channel order."""
     if cash["launch"]:
         return dict(msgspec.json.decode(cash["launch"]))
-    institution = await hospitals.find_by_id(bill["institution_id"])
+    institution = await hospitals.get(bill["institution_id"])
     order = OrderRequest(
         out_trade_no=cash["out_trade_no"],
-        payer_id=await auth.payer_id(bill["payer_user_id"]),
-        description=f"{institution['name']}-{ORDER_TYPES[bill['order_type']]}",
+        payer_id=(await auth.channel_account(bill["payer_user_id"])).openid,
+        description=f"{institution.name}-{ORDER_TYPES[bill['order_type']]}",
         total_fen=bill["total_fen"],
         cash_fen=cash["amount_fen"],
         fund_fen=bill["fund_fen"],
         personal_account_fen=bill["personal_account_fen"],
         order_type=bill["order_type"],
-        institution_code=institution["code"],
-        institution_name=institution["name"],
+        institution_code=institution.code,
+        institution_name=institution.name,
         notify_url=f"{rt.settings.app.base_url}/api/v1/payments/notify/{cash['method']}",
         expires_at=bill["expires_at"],
     )

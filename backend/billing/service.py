@@ -29,7 +29,9 @@ from backend.billing.schemas import (
 from backend.billing.settlement import Item, Split, presettle
 from backend.billing.tables import Bill, BillItem, Refund
 from backend.ecert import service as ecert
+from backend.ecert.service import InsuredPerson
 from backend.hospitals import service as hospitals
+from backend.hospitals.service import Institution
 from backend.ledger import service as ledger
 from backend.notify import service as notify
 from backend.oauth.service import Partner
@@ -52,7 +54,7 @@ def policy_year(now: datetime | None = None) -> int:
     return (now or datetime.now(UTC)).astimezone(CHINA).year
 
 
-async def partner_institution(partner: Partner) -> dict[str, Any]:
+async def partner_institution(partner: Partner) -> Institution:
     institution = await hospitals.find(partner.institution_code) if partner.institution_code else None
     if institution is None:
         raise Forbidden("this client is not registered for an institution", code="NO_INSTITUTION")
@@ -88,7 +90,7 @@ async def create(
                     Bill(
                         id=bill_id,
                         bill_no=bill_no,
-                        institution_id=institution["id"],
+                        institution_id=institution.id,
                         insured_id=insured_id,
                         visit_id=visit_id,
                         created_by=partner.client_id,
@@ -127,17 +129,15 @@ async def create(
                 raise
             # Two bills of one day drew the same random number: draw again.
     await schedule_expiry(rt, bill_id, expires_at)
-    log.info("bill created", bill_id=str(bill_id), total_fen=total, institution=institution["code"])
+    log.info("bill created", bill_id=str(bill_id), total_fen=total, institution=institution.code)
     person = await ecert.insured_person(insured_id)
     return BillRead(  # as `read` would find it, without reading back what was just written
         id=bill_id,
         bill_no=bill_no,
         state="CREATED",
         order_type=request.order_type,
-        institution=InstitutionRead(
-            code=institution["code"], name=institution["name"], level=institution["level"]
-        ),
-        patient=person["masked"],
+        institution=InstitutionRead(code=institution.code, name=institution.name, level=institution.level),
+        patient=person.masked,
         total_fen=total,
         items=[
             ItemRead(
@@ -164,11 +164,11 @@ async def create(
     )
 
 
-async def _require_recent_visit(rt: Runtime, insured_id: int, institution: dict[str, Any]) -> None:
+async def _require_recent_visit(rt: Runtime, insured_id: int, institution: Institution) -> None:
     """Fund supervision: a bill rests on the patient's presence. Named by e-certificate number
     alone, the patient must have been identified at this institution within the window."""
     days = rt.settings.billing.visit_window_days
-    if not await ecert.has_visited(insured_id, institution["id"], datetime.now(UTC) - timedelta(days=days)):
+    if not await ecert.has_visited(insured_id, institution.id, datetime.now(UTC) - timedelta(days=days)):
         raise Forbidden(
             f"this patient has no visit at this institution in the last {days} days: "
             "decode their e-certificate QR code or check their face, and bill the visit_token",
@@ -204,29 +204,18 @@ async def owned_bill(patient: Patient, bill_id: uuid.UUID) -> dict[str, Any]:
 
 async def partner_bill(partner: Partner, bill_id: uuid.UUID) -> dict[str, Any]:
     """The bill if it belongs to the partner's institution; 404 otherwise."""
-    rows = await Bill.raw(
-        "SELECT b.id, b.state FROM bill b JOIN institution i ON i.id = b.institution_id "
-        "WHERE b.id = {} AND i.code = {}",
-        bill_id,
-        partner.institution_code,
-    )
-    if not rows:
+    institution = await hospitals.find(partner.institution_code) if partner.institution_code else None
+    row = await Bill.select(Bill.id, Bill.state, Bill.institution_id).where(Bill.id == bill_id).first()
+    if row is None or institution is None or row["institution_id"] != institution.id:
         raise NotFound("no such bill", code="BILL_NOT_FOUND")
-    row: dict[str, Any] = rows[0]
     return row
 
 
 async def read(rt: Runtime, bill_id: uuid.UUID) -> BillRead:
-    rows = await Bill.raw(
-        """
-        SELECT b.*, i.code AS institution_code, i.name AS institution_name, i.level AS institution_level
-        FROM bill b JOIN institution i ON i.id = b.institution_id WHERE b.id = {}
-        """,
-        bill_id,
-    )
-    if not rows:
+    bill = await Bill.select().where(Bill.id == bill_id).first()
+    if bill is None:
         raise NotFound("no such bill", code="BILL_NOT_FOUND")
-    bill = rows[0]
+    institution = await hospitals.get(bill["institution_id"])
     person = await ecert.insured_person(bill["insured_id"])
     items = await BillItem.select().where(BillItem.bill_id == bill_id).order_by(BillItem.line_no)
     refunds = await Refund.select().where(Refund.bill_id == bill_id).order_by(Refund.created_at)
@@ -235,10 +224,8 @@ async def read(rt: Runtime, bill_id: uuid.UUID) -> BillRead:
         bill_no=bill["bill_no"],
         state=bill["state"],
         order_type=bill["order_type"],
-        institution=InstitutionRead(
-            code=bill["institution_code"], name=bill["institution_name"], level=bill["institution_level"]
-        ),
-        patient=person["masked"],
+        institution=InstitutionRead(code=institution.code, name=institution.name, level=institution.level),
+        patient=person.masked,
         total_fen=bill["total_fen"],
         items=[
             ItemRead(
@@ -288,19 +275,31 @@ async def list_for(patient: Patient, limit: int, before: datetime | None) -> Bil
     insured = await ecert.insured_of_user(patient.user_id)
     if not insured:
         return BillPage(items=[], next_before=None)
-    rows = await Bill.raw(
-        """
-        SELECT b.id, b.bill_no, b.state, b.order_type, b.total_fen, b.created_at, i.name AS institution
-        FROM bill b JOIN institution i ON i.id = b.institution_id
-        WHERE b.insured_id = ANY({}::int[]) AND ({}::timestamptz IS NULL OR b.created_at < {})
-        ORDER BY b.created_at DESC LIMIT {}
-        """,
-        insured,
-        before,
-        before,
-        limit + 1,
-    )
-    page = [BillSummary(**row) for row in rows[:limit]]
+    query = Bill.select(
+        Bill.id,
+        Bill.bill_no,
+        Bill.state,
+        Bill.order_type,
+        Bill.total_fen,
+        Bill.created_at,
+        Bill.institution_id,
+    ).where(Bill.insured_id.is_in(insured))
+    if before is not None:
+        query = query.where(Bill.created_at < before)
+    rows = await query.order_by(Bill.created_at, ascending=False).limit(limit + 1)
+    institutions = await hospitals.named({row["institution_id"] for row in rows[:limit]})
+    page = [
+        BillSummary(
+            id=row["id"],
+            bill_no=row["bill_no"],
+            state=row["state"],
+            order_type=row["order_type"],
+            institution=institutions[row["institution_id"]].name,
+            total_fen=row["total_fen"],
+            created_at=row["created_at"],
+        )
+        for row in rows[:limit]
+    ]
     return BillPage(items=page, next_before=page[-1].created_at if len(rows) > limit else None)
 
 
@@ -311,13 +310,13 @@ async def list_for(patient: Patient, limit: int, before: datetime | None) -> Bil
 class Parties:
     """Who a bill is between, read once per transaction: the insured person and the hospital."""
 
-    person: dict[str, Any]
-    institution: dict[str, Any]
+    person: InsuredPerson
+    institution: Institution
 
 
 async def parties_of(bill: dict[str, Any]) -> Parties:
     return Parties(
-        await ecert.insured_person(bill["insured_id"]), await hospitals.find_by_id(bill["institution_id"])
+        await ecert.insured_person(bill["insured_id"]), await hospitals.get(bill["institution_id"])
     )
 
 
@@ -330,7 +329,7 @@ async def split_for(
     concurrent payments of one person are settled one after another against fresh balances.
     """
     person, institution = parties.person, parties.institution
-    rules = await policy.policy_for(person["region_code"], person["insurance_type"], year)
+    rules = await policy.policy_for(person.region_code, person.insurance_type, year)
     usage = await policy.usage(bill["insured_id"], year, lock=lock)
     balance = 0
     if rules.personal_account_pays:
@@ -338,12 +337,12 @@ async def split_for(
         if lock:
             await ledger.open_personal_account(
                 bill["insured_id"],
-                policy.pooling_region(person["region_code"]),
-                person["opening_balance_fen"],
+                policy.pooling_region(person.region_code),
+                person.opening_balance_fen,
             )
             balance = await ledger.locked_balance(code)
         else:
-            balance = await ledger.balance(code, default=person["opening_balance_fen"])
+            balance = await ledger.balance(code, default=person.opening_balance_fen)
     items = (
         await BillItem.select(
             BillItem.code, BillItem.name, BillItem.category, BillItem.quantity, BillItem.unit_price_fen
@@ -353,7 +352,7 @@ async def split_for(
     )
     split = presettle(
         rules,
-        institution["level"],
+        institution.level,
         usage,
         [Item(**item) for item in items],
         balance if use_personal_account else 0,
@@ -382,8 +381,8 @@ async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_acco
         cash_fen=split.cash_fen,
         personal_account_balance_fen=balance,
         policy=PolicyRead(
-            region_code=policy.pooling_region(person["region_code"]),
-            insurance_type=person["insurance_type"],
+            region_code=policy.pooling_region(person.region_code),
+            insurance_type=person.insurance_type,
             year=policy_year(),
         ),
         items=[item_split_read(s) for s in split.items],
@@ -411,12 +410,12 @@ async def post_parts(
 ) -> None:
     """Post parts of a bill moving from their payers to the hospital (or back, `giving_back`)."""
     person, institution = parties.person, parties.institution
-    region = policy.pooling_region(person["region_code"])
+    region = policy.pooling_region(person.region_code)
     sign = -1 if giving_back else 1
     total = fund_fen + personal_account_fen + cash_fen
     lines = [
-        (ledger.hospital_receivable(institution["code"]), sign * total),
-        (ledger.fund_pool(region, person["insurance_type"]), -sign * fund_fen),
+        (ledger.hospital_receivable(institution.code), sign * total),
+        (ledger.fund_pool(region, person.insurance_type), -sign * fund_fen),
         (ledger.personal_account(bill["insured_id"]), -sign * personal_account_fen),
     ]
     if cash_fen:
@@ -437,7 +436,7 @@ async def notify_patients(
             f"bill:{bill['id']}",
             milestone,
             {
-                "hospital": institution["name"],
+                "hospital": institution.name,
                 "at": at.astimezone(CHINA).isoformat(),
                 "bill_id": str(bill["id"]),
                 **params,

@@ -16,7 +16,7 @@ import msgspec
 import structlog
 
 from backend.auth.service import Patient
-from backend.ecert import documents, qr
+from backend.ecert import documents, qr, tables
 from backend.ecert.schemas import (
     BindRequest,
     EcertRead,
@@ -25,15 +25,9 @@ from backend.ecert.schemas import (
     VisitOpened,
     VisitRead,
 )
-from backend.ecert.tables import (
-    EcertBinding,
-    EcertDecode,
-    FaceAssertionUse,
-    InsuredPerson,
-    QrCode,
-    Visit,
-)
+from backend.ecert.tables import EcertBinding, EcertDecode, FaceAssertionUse, QrCode, Visit
 from backend.hospitals import service as hospitals
+from backend.hospitals.service import Institution
 from backend.oauth.service import Partner
 from backend.partners.ecert import EcertIdentity, EcertRefusal
 from backend.piccolo_conf import DB
@@ -49,11 +43,11 @@ def _not_bound() -> NotFound:
 
 
 MASKED_COLUMNS = (
-    InsuredPerson.name_masked,
-    InsuredPerson.id_type,
-    InsuredPerson.id_number_masked,
-    InsuredPerson.insurance_type,
-    InsuredPerson.region_code,
+    tables.InsuredPerson.name_masked,
+    tables.InsuredPerson.id_type,
+    tables.InsuredPerson.id_number_masked,
+    tables.InsuredPerson.insurance_type,
+    tables.InsuredPerson.region_code,
 )
 
 
@@ -154,7 +148,7 @@ async def _remember(rt: Runtime, identity: EcertIdentity) -> int:
     vault, now = rt.vault, datetime.now(UTC)
     id_number = documents.normalize(identity.id_number)
     digest = vault.digest(_identity_key(identity.id_type, id_number))
-    rows = await InsuredPerson.raw(
+    rows = await tables.InsuredPerson.raw(
         """
         INSERT INTO insured_person (id_digest, id_type, id_number_enc, name_enc, id_number_masked,
             name_masked, cert_no, region_code, insurance_type, opening_balance_fen,
@@ -271,7 +265,7 @@ async def decode_qr(rt: Runtime, partner: Partner, payload: str) -> VisitOpened:
         return await _decode_qr(rt, partner, institution, payload)
 
 
-async def _decode_qr(rt: Runtime, partner: Partner, institution: dict[str, Any], payload: str) -> VisitOpened:
+async def _decode_qr(rt: Runtime, partner: Partner, institution: Institution, payload: str) -> VisitOpened:
     try:
         code_id, expires_at = qr.decode(payload, _qr_key(rt))
     except qr.InvalidCode:
@@ -325,15 +319,15 @@ async def identify_face(rt: Runtime, partner: Partner, assertion: str) -> VisitO
 
 
 async def _identify_face(
-    rt: Runtime, partner: Partner, institution: dict[str, Any], assertion: str
+    rt: Runtime, partner: Partner, institution: Institution, assertion: str
 ) -> VisitOpened:
     identity = await rt.partners.ecert.verify_face(assertion)
     digest = rt.vault.digest(_identity_key(identity.id_type, identity.id_number))
     jti = _assertion_id(assertion)
     async with DB.transaction():
         person = (
-            await InsuredPerson.select(InsuredPerson.id, *MASKED_COLUMNS)
-            .where(InsuredPerson.id_digest == digest)
+            await tables.InsuredPerson.select(tables.InsuredPerson.id, *MASKED_COLUMNS)
+            .where(tables.InsuredPerson.id_digest == digest)
             .first()
         )
         if person is None or not await EcertBinding.exists().where(
@@ -360,7 +354,7 @@ def _assertion_id(assertion: str) -> str:
 # -- visits --------------------------------------------------------------------------------
 
 
-async def _institution_of(partner: Partner) -> dict[str, Any]:
+async def _institution_of(partner: Partner) -> Institution:
     if partner.institution_code is None:
         raise Forbidden("only an institution's terminals identify patients", code="NOT_AN_INSTITUTION")
     institution = await hospitals.find(partner.institution_code)
@@ -370,7 +364,7 @@ async def _institution_of(partner: Partner) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def _supervised(partner: Partner, institution: dict[str, Any], method: str) -> AsyncIterator[None]:
+async def _supervised(partner: Partner, institution: Institution, method: str) -> AsyncIterator[None]:
     """Record a refused identification too (after its transaction rolled back): forgeries and
     replays are what fund supervision looks for."""
     try:
@@ -378,7 +372,7 @@ async def _supervised(partner: Partner, institution: dict[str, Any], method: str
     except AppError as exc:
         await EcertDecode.insert(
             EcertDecode(
-                institution_id=institution["id"],
+                institution_id=institution.id,
                 client_id=partner.client_id,
                 method=method,
                 outcome=exc.code,
@@ -392,7 +386,7 @@ async def _supervised(partner: Partner, institution: dict[str, Any], method: str
 async def _open_visit(
     rt: Runtime,
     partner: Partner,
-    institution: dict[str, Any],
+    institution: Institution,
     person: dict[str, Any],
     method: Literal["qr", "face"],
 ) -> VisitOpened:
@@ -415,18 +409,18 @@ async def _open_visit(
         """,
         hashlib.sha256(token.encode()).hexdigest(),
         person["id"],
-        institution["id"],
+        institution.id,
         partner.client_id,
         method,
         expires_at,
         current_correlation_id(),
     )
-    log.info("visit opened", insured_id=person["id"], institution=institution["code"], method=method)
+    log.info("visit opened", insured_id=person["id"], institution=institution.code, method=method)
     return VisitOpened(
         visit_token=token,
         expires_at=expires_at,
         method=method,
-        institution=institution["code"],
+        institution=institution.code,
         patient=_masked(person),
     )
 
@@ -435,10 +429,9 @@ async def resolve_visit(token: str, partner: Partner) -> VisitRead:
     """The visit behind a token, for a partner of the institution it was opened at."""
     rows = await Visit.raw(
         """
-        SELECT v.expires_at, v.method, i.code AS institution, p.name_masked, p.id_type,
+        SELECT v.expires_at, v.method, v.institution_id, p.name_masked, p.id_type,
                p.id_number_masked, p.insurance_type, p.region_code
-        FROM visit v JOIN institution i ON i.id = v.institution_id
-        JOIN insured_person p ON p.id = v.insured_id
+        FROM visit v JOIN insured_person p ON p.id = v.insured_id
         WHERE v.token_hash = {} AND v.expires_at > now()
         """,
         hashlib.sha256(token.encode()).hexdigest(),
@@ -446,12 +439,13 @@ async def resolve_visit(token: str, partner: Partner) -> VisitRead:
     if not rows:
         raise NotFound("no such visit, or it has ended", code="VISIT_NOT_FOUND")
     visit = rows[0]
-    if visit["institution"] != partner.institution_code:
+    institution = await hospitals.get(visit["institution_id"])
+    if institution.code != partner.institution_code:
         raise Forbidden("this visit belongs to another institution", code="VISIT_WRONG_INSTITUTION")
     return VisitRead(
         expires_at=visit["expires_at"],
         method=visit["method"],
-        institution=visit["institution"],
+        institution=institution.code,
         patient=_masked(visit),
     )
 
@@ -473,30 +467,34 @@ async def purge_spent(keep: timedelta = timedelta(days=1)) -> int:
 
 async def visit_for_bill(token: str, partner: Partner) -> tuple[int, int]:
     """(visit id, insured person id) of a live visit at the partner's institution."""
-    rows = await Visit.raw(
-        """
-        SELECT v.id, v.insured_id, i.code AS institution
-        FROM visit v JOIN institution i ON i.id = v.institution_id
-        WHERE v.token_hash = {} AND v.expires_at > now()
-        """,
-        hashlib.sha256(token.encode()).hexdigest(),
+    visit = (
+        await Visit.select(Visit.id, Visit.insured_id, Visit.institution_id)
+        .where(
+            (Visit.token_hash == hashlib.sha256(token.encode()).hexdigest())
+            & (Visit.expires_at > datetime.now(UTC))
+        )
+        .first()
     )
-    if not rows:
+    if visit is None:
         raise NotFound(
             "no such visit, or it has ended", code="VISIT_NOT_FOUND", detail={"field": "visit_token"}
         )
-    if rows[0]["institution"] != partner.institution_code:
+    if (await hospitals.get(visit["institution_id"])).code != partner.institution_code:
         raise Forbidden(
             "this visit belongs to another institution",
             code="VISIT_WRONG_INSTITUTION",
             detail={"field": "visit_token"},
         )
-    return int(rows[0]["id"]), int(rows[0]["insured_id"])
+    return int(visit["id"]), int(visit["insured_id"])
 
 
 async def insured_by_cert_no(cert_no: str) -> int:
     """The insured person holding this e-certificate number (bound here at least once)."""
-    row = await InsuredPerson.select(InsuredPerson.id).where(InsuredPerson.cert_no == cert_no).first()
+    row = (
+        await tables.InsuredPerson.select(tables.InsuredPerson.id)
+        .where(tables.InsuredPerson.cert_no == cert_no)
+        .first()
+    )
     if row is None:
         raise NotFound(
             "no insured person with this cert_no", code="INSURED_NOT_FOUND", detail={"field": "cert_no"}
@@ -515,16 +513,33 @@ async def has_visited(insured_id: int, institution_id: int, since: datetime) -> 
     )
 
 
-async def insured_person(insured_id: int) -> dict[str, Any]:
-    """What settlement needs: region_code, insurance_type, opening_balance_fen, and the masked identity."""
+class InsuredPerson(msgspec.Struct, frozen=True):
+    """What settlement needs of an insured person, and how they are shown (masked)."""
+
+    id: int
+    region_code: str
+    insurance_type: Literal["employee", "resident"]
+    opening_balance_fen: int  # the personal account as the platform reported it at binding
+    masked: MaskedIdentity
+
+
+async def insured_person(insured_id: int) -> InsuredPerson:
     row = (
-        await InsuredPerson.select(InsuredPerson.id, InsuredPerson.opening_balance_fen, *MASKED_COLUMNS)
-        .where(InsuredPerson.id == insured_id)
+        await tables.InsuredPerson.select(
+            tables.InsuredPerson.id, tables.InsuredPerson.opening_balance_fen, *MASKED_COLUMNS
+        )
+        .where(tables.InsuredPerson.id == insured_id)
         .first()
     )
     if row is None:
         raise NotFound("no such insured person", code="INSURED_NOT_FOUND")
-    return {**row, "masked": _masked(row)}
+    return InsuredPerson(
+        id=row["id"],
+        region_code=row["region_code"],
+        insurance_type=row["insurance_type"],
+        opening_balance_fen=row["opening_balance_fen"],
+        masked=_masked(row),
+    )
 
 
 async def insured_of_user(user_id: int) -> list[int]:

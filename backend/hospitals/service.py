@@ -1,44 +1,66 @@
-"""Institutions: registering them and looking them up."""
+"""Institutions: registering them and looking them up. Other domains get an `Institution`."""
+
+from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from backend.hospitals.tables import Institution
+import msgspec
+
+from backend.hospitals import tables
+
+
+class Institution(msgspec.Struct, frozen=True):
+    """A hospital or pharmacy; its level (1-3) decides the fund's reimbursement ratio."""
+
+    id: int
+    code: str
+    name: str
+    level: int
+    region_code: str
+
+
+_COLUMNS = (
+    tables.Institution.id,
+    tables.Institution.code,
+    tables.Institution.name,
+    tables.Institution.level,
+    tables.Institution.region_code,
+)
 
 
 async def ensure_institution(code: str, name: str, level: int, region_code: str) -> bool:
     """Register an institution unless its code exists; True when it was created."""
     rows = (
-        await Institution.insert(
-            Institution(
+        await tables.Institution.insert(
+            tables.Institution(
                 code=code, name=name, level=level, region_code=region_code, created_at=datetime.now(UTC)
             )
         )
         .on_conflict(action="DO NOTHING")
-        .returning(Institution.id)
+        .returning(tables.Institution.id)
     )
     return bool(rows)
 
 
-async def find(code: str) -> dict[str, Any] | None:
-    """The institution with this code: id, code, name, level, region_code."""
-    return (
-        await Institution.select(
-            Institution.id, Institution.code, Institution.name, Institution.level, Institution.region_code
-        )
-        .where(Institution.code == code)
-        .first()
-    )
+async def find(code: str) -> Institution | None:
+    """The institution with this code, if there is one."""
+    row = await tables.Institution.select(*_COLUMNS).where(tables.Institution.code == code).first()
+    return None if row is None else Institution(**row)
 
 
-async def find_by_id(institution_id: int) -> dict[str, Any]:
-    row = (
-        await Institution.select(
-            Institution.id, Institution.code, Institution.name, Institution.level, Institution.region_code
-        )
-        .where(Institution.id == institution_id)
-        .first()
-    )
+async def get(institution_id: int) -> Institution:
+    """An institution another domain's row refers to (a foreign key: it exists)."""
+    row = await tables.Institution.select(*_COLUMNS).where(tables.Institution.id == institution_id).first()
     if row is None:
         raise LookupError(f"no institution {institution_id}")
-    return row
+    return Institution(**row)
+
+
+async def named(institution_ids: set[int]) -> dict[int, Institution]:
+    """Several institutions at once, by id (for lists)."""
+    if not institution_ids:
+        return {}
+    rows = await tables.Institution.select(*_COLUMNS).where(
+        tables.Institution.id.is_in(list(institution_ids))
+    )
+    return {row["id"]: Institution(**row) for row in rows}

@@ -150,6 +150,26 @@ async def balance(code: str, default: int = 0) -> int:
     return int(rows[0]["balance_fen"]) if rows else default
 
 
+async def moved_by_reference(account_kind: str) -> dict[str, int]:
+    """For other domains' audits: what each reference's journals moved on accounts of a kind."""
+    rows = await Journal.raw(
+        """
+        SELECT j.reference, sum(e.amount_fen) AS amount
+        FROM ledger_journal j JOIN ledger_entry e ON e.journal_id = j.id
+        JOIN ledger_account a ON a.id = e.account_id
+        WHERE a.kind = {} GROUP BY j.reference
+        """,
+        account_kind,
+    )
+    return {row["reference"]: int(row["amount"]) for row in rows}
+
+
+async def balances(account_kind: str) -> dict[str, int]:
+    """Every account of a kind, by code, with its balance."""
+    rows = await Account.select(Account.code, Account.balance_fen).where(Account.kind == account_kind)
+    return {row["code"]: int(row["balance_fen"]) for row in rows}
+
+
 async def audit() -> tuple[list[str], dict[str, int]]:
     """The ledger's own invariants: (problems, counts)."""
     problems = []

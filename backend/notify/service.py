@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from backend.auth import service as auth
 from backend.auth.service import Patient
 from backend.notify import jobs
 from backend.notify.schemas import GrantRead, Inbox, Marked, NotificationRead, TemplatePreview
@@ -67,17 +68,20 @@ def _json(value: Any) -> str:
 
 async def deliver(rt: Runtime, notification_id: int) -> str:
     """Job: push one notification at most once. Returns how it ended."""
-    rows = await Notification.raw(
-        """
-        SELECT n.id, n.template, n.rendered, n.status, n.attempts, u.channel, u.openid,
-               u.id AS user_id
-        FROM notification n JOIN app_user u ON u.id = n.user_id WHERE n.id = {}
-        """,
-        notification_id,
+    n = (
+        await Notification.select(
+            Notification.id,
+            Notification.template,
+            Notification.rendered,
+            Notification.status,
+            Notification.attempts,
+            Notification.user_id,
+        )
+        .where(Notification.id == notification_id)
+        .first()
     )
-    if not rows:
+    if n is None:
         return "gone"
-    n = rows[0]
     if n["status"] == "sending":
         # An earlier attempt began sending and never finished (its worker died, or gave up
         # waiting): the platform may have shown it. Sending again could show it twice.
@@ -87,18 +91,19 @@ async def deliver(rt: Runtime, notification_id: int) -> str:
         return str(n["status"])
     tpl = TEMPLATES[n["template"]]
     rendered = msgspec.json.decode(n["rendered"]) if isinstance(n["rendered"], str) else n["rendered"]
-    page, message = rendered["page"], rendered[n["channel"]]
-    if n["channel"] == "wechat":
+    account = await auth.channel_account(n["user_id"])
+    page, message = rendered["page"], rendered[account.channel]
+    if account.channel == "wechat":
         await rt.partners.wechat.access_token(rt.redis)  # before claiming: keep the send window short
     if not await _claim(notification_id, n["user_id"], tpl.key):
         return "inbox_only"
-    if n["channel"] == "wechat":
+    if account.channel == "wechat":
         result = await rt.partners.wechat.send_subscribe_message(
-            rt.redis, n["openid"], message["template_id"], page, message["data"]
+            rt.redis, account.openid, message["template_id"], page, message["data"]
         )
     else:
         result = await rt.partners.alipay.send_template_message(
-            n["openid"], message["template_id"], page, message["data"]
+            account.openid, message["template_id"], page, message["data"]
         )
     return await _settle(notification_id, n["user_id"], tpl, n["attempts"] + 1, result)
 

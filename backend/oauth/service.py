@@ -12,7 +12,7 @@ import msgspec
 import structlog
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
-from backend.hospitals.tables import Institution
+from backend.hospitals import service as hospitals
 from backend.oauth.scopes import KINDS, SCOPES, Kind
 from backend.oauth.server import (
     PartnerAuthorizationServer,
@@ -64,12 +64,10 @@ async def create_client(
         )
     institution_id = None
     if institution_code:
-        institution = (
-            await Institution.select(Institution.id).where(Institution.code == institution_code).first()
-        )
+        institution = await hospitals.find(institution_code)
         if institution is None:
             raise AppError(f"no institution {institution_code}", detail={"field": "institution"})
-        institution_id = institution["id"]
+        institution_id = institution.id
     elif kind in ("hospital", "terminal"):
         raise AppError("hospitals and terminals belong to an institution", detail={"field": "institution"})
     credentials = Credentials(
