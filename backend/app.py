@@ -9,7 +9,7 @@ from litestar import Litestar, get
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components
 
 from backend.auth.routes import AuthController, MeController
 from backend.billing.routes import (
@@ -24,8 +24,10 @@ from backend.oauth.routes import PartnerController, TokenController
 from backend.platform.bodies import JsonRequest
 from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
+from backend.platform.headers import no_sniffing
 from backend.platform.health import HealthController
 from backend.platform.logging import CorrelationMiddleware, configure_logging
+from backend.platform.openapi import SECURITY_SCHEMES, ErrorAnswers, StrictStructs
 from backend.platform.runtime import running
 from backend.settings import Settings, get_settings
 
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         middleware=[CorrelationMiddleware],
+        before_send=[no_sniffing],
+        plugins=[ErrorAnswers(), StrictStructs()],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JsonRequest,
         request_max_body_size=1024 * 1024,
@@ -76,12 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="Hospital payments from the WeChat and Alipay mini-programs.",
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-            components=Components(
-                security_schemes={
-                    "patient": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-                    "partner": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-                }
-            ),
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         logging_config=None,  # configure_logging above owns the root logger
         debug=False,

@@ -107,6 +107,35 @@ def medpay(
     )
 
 
+@contextmanager
+def web(settings: Any, log: Path) -> Iterator[str]:
+    """The API as production serves it (`medpay web`: granian) on the tests' servers; its output
+    goes to `log`."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MEDPAY_ENV": "test",
+        "MEDPAY_HOST": "127.0.0.1",
+        "MEDPAY_PORT": str(port),
+        "DATABASE_URL": settings.database.url,
+        "REDIS_URL": settings.redis.url,
+        "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
+        "MEDPAY_PARTNER_TIMEOUT_SECONDS": str(settings.partner_http.timeout_seconds),
+        "MEDPAY_LOG_LEVEL": "WARNING",
+    }
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "web"], cwd=ROOT, env=env, stdout=output, stderr=output
+        )
+        try:
+            wait_until_up(f"{url}/health/ready")
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
 def arq_worker(settings: Any) -> subprocess.Popen[bytes]:
     """A real worker process (`arq workers.main.WorkerSettings`) on the tests' servers."""
     env = {

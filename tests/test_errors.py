@@ -91,6 +91,7 @@ async def test_an_internal_error_is_500_with_no_trace_and_a_correlation_id(clien
     assert error == {"code": "INTERNAL_ERROR", "message": "something went wrong on our side", "detail": {}}
     assert "passwd" not in answer.text and "Traceback" not in answer.text
     assert answer.headers["x-request-id"] == "trace-me-please-1"
+    assert answer.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_a_deeply_nested_body_is_400(client: Client) -> None:

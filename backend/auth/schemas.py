@@ -5,9 +5,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from backend.platform.schemas import Wire
+from backend.platform.schemas import IDENTIFIER, Wire
 
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+\Z")]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=IDENTIFIER)]
 Token = Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
 Channel = Literal["wechat", "alipay"]
 

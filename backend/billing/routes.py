@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import CacheControlHeader
-from litestar.di import Provide
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from backend.auth.routes import PatientDep, provide_patient
+from backend.auth.routes import PatientController, PatientDep
 from backend.billing import bills, callbacks, payment, refunds
 from backend.billing.schemas import (
     BillCreate,
@@ -26,22 +26,54 @@ from backend.billing.schemas import (
     PresettleRequest,
     RefundCreate,
     RefundRead,
+    WechatPayRefusal,
 )
 from backend.billing.tables import RefundState
 from backend.ecert.qr import render
 from backend.oauth.routes import requires_scope
+from backend.partners.channels import Answer
 from backend.platform import idempotency
 from backend.platform.deps import RuntimeDep
+from backend.platform.errors import AppError
+from backend.platform.headers import NO_STORE
+from backend.platform.openapi import errors, partner_token, pictures, returns
+from backend.platform.runtime import Runtime
 
 BillId = Annotated[uuid.UUID, PathParameter(description="the bill's id")]
+# Documented as the required string it is; checked by `idempotency.run_once`, so that a request
+# without one gets our own `IDEMPOTENCY_KEY_REQUIRED`.
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
         name=idempotency.HEADER,
-        required=False,
-        description="required: a unique value per operation; repeats replay the first answer",
+        required=True,
+        description="A unique value per operation; a repeat with the same body replays the first answer.",
+        schema_extra={"one_of": None, "type": "string", "pattern": idempotency.KEY_PATTERN.pattern},
     ),
 ]
+# Read here rather than by Litestar, whose loose conversion of query parameters takes `0.5` for
+# a Unix time: a time is RFC 3339, with its offset, as the document says.
+Before = Annotated[
+    str | None,
+    QueryParameter(
+        description="Bills created before this time (RFC 3339): the `next_before` of the last page.",
+        schema_extra={"one_of": None, "type": "string", "format": "date-time"},
+    ),
+]
+NOT_FOUND = (404, "`BILL_NOT_FOUND`: no such bill, or not yours.")
+# Every money-moving POST: its key may be held by a repeat still running, or used for another body.
+IDEMPOTENT = (
+    (409, "`IDEMPOTENCY_KEY_IN_USE`: a request with this key is still running (`Retry-After`)."),
+    (422, "`IDEMPOTENCY_KEY_REUSED`: this key was used for another request."),
+)
+
+
+def _rfc3339(field: str, value: str | None) -> datetime | None:
+    try:
+        return None if value is None else msgspec.convert(value, Annotated[datetime, msgspec.Meta(tz=True)])
+    except msgspec.ValidationError as exc:
+        message = f"invalid value for '{field}': {exc}"
+        raise AppError(message, code="VALIDATION_ERROR", detail={"field": field}) from None
 
 
 async def _once(
@@ -57,35 +89,54 @@ async def _once(
     return await idempotency.run_once(scope, key, fingerprint, lambda: work(request_key))
 
 
-class BillController(Controller):
+class BillController(PatientController):
     path = "/api/v1/bills"
     tags = ["bills"]
-    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
 
     @get("/", operation_id="billList")
     async def list_bills(
         self,
         patient: PatientDep,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-        before: FromQuery[datetime | None] = None,
+        before: Before = None,
     ) -> BillPage:
-        """The patient's bills, newest first."""
-        return await bills.list_for(patient, limit, before)
+        """The patient's bills, newest first; `next_before` fetches the next page."""
+        return await bills.list_for(patient, limit, _rfc3339("before", before))
 
-    @get("/{bill_id:uuid}", operation_id="billGet")
+    @get("/{bill_id:uuid}", operation_id="billGet", responses=errors(NOT_FOUND))
     async def show(self, bill_id: BillId, patient: PatientDep, runtime: RuntimeDep) -> BillRead:
         """One bill with its items, its split once payment started, and its refunds."""
         await bills.owned_bill(patient, bill_id)
         return await bills.read(runtime, bill_id)
 
-    @post("/{bill_id:uuid}/presettle", status_code=HTTP_200_OK, operation_id="billPresettle")
+    @post(
+        "/{bill_id:uuid}/presettle",
+        status_code=HTTP_200_OK,
+        operation_id="billPresettle",
+        responses=errors(NOT_FOUND, (409, "`BILL_NOT_PAYABLE`, or `POLICY_MISSING` for the patient.")),
+    )
     async def presettle(
         self, bill_id: BillId, data: JSONBody[PresettleRequest], patient: PatientDep
     ) -> PresettleRead:
         """What the fund, the personal account and cash would pay, item by item, with the rule."""
         return await payment.presettle_bill(patient, bill_id, data.use_personal_account)
 
-    @post("/{bill_id:uuid}/pay", status_code=HTTP_200_OK, operation_id="billPay")
+    @post(
+        "/{bill_id:uuid}/pay",
+        status_code=HTTP_200_OK,
+        operation_id="billPay",
+        responses={
+            200: returns(PaymentRead, "Paid, or paying: `launch` opens the channel's payment."),
+            **errors(
+                NOT_FOUND,
+                (409, "`BILL_NOT_PAYABLE`, `BILL_EXPIRED`, `BILL_PAYMENT_IN_PROGRESS`, `POLICY_MISSING`."),
+                (422, "`CASH_METHOD_REQUIRED`, or `CASH_METHOD_UNAVAILABLE`."),
+                *IDEMPOTENT,
+                502,
+                503,
+            ),
+        },
+    )
     async def pay(
         self,
         bill_id: BillId,
@@ -108,8 +159,30 @@ class PartnerBillController(Controller):
     path = "/api/v1/partner/bills"
     tags = ["bills"]
     guards = [requires_scope("bills:write")]
+    security = partner_token("bills:write")
+    cache_control = NO_STORE
 
-    @post("/", status_code=HTTP_201_CREATED, operation_id="partnerBillCreate")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        operation_id="partnerBillCreate",
+        responses={
+            201: returns(BillRead, "The bill, totalled, with its expiry."),
+            **errors(
+                (
+                    403,
+                    "`INSUFFICIENT_SCOPE`, `NO_INSTITUTION`, `VISIT_WRONG_INSTITUTION`, or `NO_RECENT_VISIT`"
+                    " (billed by `cert_no` without a recent visit here).",
+                ),
+                (404, "`VISIT_NOT_FOUND` (or ended), `INSURED_NOT_FOUND` for the `cert_no`."),
+                (
+                    422,
+                    "`VALIDATION_ERROR`: not exactly one of `visit_token` / `cert_no`, or too large a total.",
+                ),
+                *IDEMPOTENT,
+            ),
+        },
+    )
     async def create(
         self,
         data: JSONBody[BillCreate],
@@ -126,12 +199,18 @@ class PartnerBillController(Controller):
 
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 
-    @get("/{bill_id:uuid}", operation_id="partnerBillGet")
+    @get("/{bill_id:uuid}", operation_id="partnerBillGet", responses=errors(NOT_FOUND))
     async def show(self, bill_id: BillId, runtime: RuntimeDep, request: Request[Any, Any, Any]) -> BillRead:
         await bills.partner_bill(request.state.partner, bill_id)
         return await bills.read(runtime, bill_id)
 
-    @get("/{bill_id:uuid}/qrcode", operation_id="partnerBillQrCode")
+    @get(
+        "/{bill_id:uuid}/qrcode",
+        operation_id="partnerBillQrCode",
+        media_type="image/svg+xml",
+        operation_class=pictures("image/png"),
+        responses=errors(NOT_FOUND),
+    )
     async def qrcode(
         self,
         bill_id: BillId,
@@ -145,7 +224,24 @@ class PartnerBillController(Controller):
         media = "image/svg+xml" if format == "svg" else "image/png"
         return Response(render(bills.pay_url(runtime, bill_id), format), media_type=media)
 
-    @post("/{bill_id:uuid}/refunds", status_code=HTTP_201_CREATED, operation_id="partnerBillRefund")
+    @post(
+        "/{bill_id:uuid}/refunds",
+        status_code=HTTP_201_CREATED,
+        operation_id="partnerBillRefund",
+        responses={
+            201: returns(RefundRead, "Accepted by the channel, or no cash to return."),
+            202: returns(
+                RefundRead, "`REQUESTED`: the channel has not answered yet; the sweeper asks again."
+            ),
+            **errors(
+                NOT_FOUND,
+                (409, "`BILL_NOT_REFUNDABLE`, or `REFUND_REJECTED` by the channel."),
+                (422, "`REFUND_EXCEEDS_REMAINING`."),
+                *IDEMPOTENT,
+                503,
+            ),
+        },
+    )
     async def refund(
         self,
         bill_id: BillId,
@@ -165,20 +261,55 @@ class PartnerBillController(Controller):
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 
 
+class ChannelRefused(Exception):
+    """A notification we did not verify: the channel gets its own refusal, and sends it again."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+
+def _refusal(_: Request[Any, Any, Any], exc: ChannelRefused) -> Response[bytes]:
+    answer = exc.answer
+    return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)
+
+
+async def _acknowledged(runtime: Runtime, channel: str, request: Request[Any, Any, Any]) -> bytes:
+    answer = await callbacks.receive(runtime, channel, request.headers, await request.body())
+    if answer.status_code >= 400:
+        raise ChannelRefused(answer)
+    return answer.body
+
+
 class PaymentNotifyController(Controller):
+    """Each channel's notifications, answered in the channel's own terms (not our error envelope)."""
+
     path = "/api/v1/payments/notify"
     tags = ["payments"]
+    request_max_body_size = 64 * 1024
+    exception_handlers = {ChannelRefused: _refusal}
 
-    @post("/{channel:str}", operation_id="paymentNotify", request_max_body_size=64 * 1024)
-    async def notify(
-        self,
-        channel: FromPath[Literal["wechat", "alipay"]],
-        request: Request[Any, Any, Any],
-        runtime: RuntimeDep,
-    ) -> Response[bytes]:
-        """A payment channel's notification, in its own format, verified by its signature."""
-        answer = await callbacks.receive(runtime, channel, request.headers, await request.body())
-        return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)
+    @post(
+        "/wechat",
+        status_code=HTTP_204_NO_CONTENT,
+        operation_id="paymentNotifyWechat",
+        responses={400: returns(WechatPayRefusal, "Not verified: WeChat Pay sends it again.")},
+    )
+    async def wechat(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> None:
+        """A WeChat Pay v3 notification: `Wechatpay-Signature` verified, the resource decrypted."""
+        await _acknowledged(runtime, "wechat", request)
+
+    @post(
+        "/alipay",
+        status_code=HTTP_200_OK,
+        operation_id="paymentNotifyAlipay",
+        media_type=MediaType.TEXT,
+        responses={
+            400: ResponseSpec(str, description="`fail`: Alipay sends it again.", media_type=MediaType.TEXT)
+        },
+    )
+    async def alipay(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> bytes:
+        """An Alipay notification (form-encoded, RSA2-signed); `success` acknowledges it."""
+        return await _acknowledged(runtime, "alipay", request)
 
 
 # No lookup, so the page says nothing about whether the bill exists, and nothing personal.

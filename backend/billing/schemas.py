@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.ecert.schemas import MaskedIdentity
-from backend.platform.schemas import Wire
+from backend.platform.schemas import END, IDENTIFIER, TEXT, Wire
 
 OrderType = Literal["REG", "DIAG", "PHARMACY", "IN_HOSP"]
 Category = Literal["A", "B", "C"]
 CashMethod = Literal["wechat", "alipay", "credit"]
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/-]+\Z")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^\S(.*\S)?\Z")]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=rf"^[A-Za-z0-9._:/-]+{END}")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=TEXT)]
 
 
 class ItemIn(Wire):
@@ -32,7 +32,7 @@ class BillCreate(Wire):
     order_type: OrderType
     items: Annotated[list[ItemIn], msgspec.Meta(min_length=1, max_length=200)]
     visit_token: Annotated[str, msgspec.Meta(min_length=16, max_length=128)] | None = None
-    cert_no: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    cert_no: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=IDENTIFIER)] | None = None
 
 
 class ItemRead(Wire, omit_defaults=False):
@@ -154,3 +154,10 @@ class PaymentRead(Wire, omit_defaults=False):
 class RefundCreate(Wire):
     reason: Name
     amount_fen: Annotated[int, msgspec.Meta(ge=1)] | None = None  # all that is left when absent
+
+
+class WechatPayRefusal(msgspec.Struct):
+    """What WeChat Pay reads from our refusal of a notification (its format, not our envelope)."""
+
+    code: Literal["FAIL"]
+    message: str

@@ -6,15 +6,10 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.ecert.documents import IdType
-from backend.platform.schemas import Wire
+from backend.platform.schemas import TEXT, Wire
 
 # No surrounding blanks, no control characters: what the platform compares is what was typed.
-Name = Annotated[
-    str,
-    msgspec.Meta(
-        min_length=1, max_length=50, pattern=r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?\Z"
-    ),
-]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=TEXT)]
 DocumentNumber = Annotated[str, msgspec.Meta(min_length=6, max_length=32)]
 Assertion = Annotated[str, msgspec.Meta(min_length=20, max_length=4096)]
 

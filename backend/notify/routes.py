@@ -3,23 +3,22 @@
 from typing import Annotated, Literal
 
 from litestar import Controller, get, post
-from litestar.di import Provide
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from backend.auth.routes import PatientDep, provide_patient
+from backend.auth.routes import PatientController, PatientDep
 from backend.notify import service
 from backend.notify.schemas import GrantRead, Inbox, Marked, SubscriptionResults, TemplatePreview
 from backend.notify.templates import TEMPLATES
+from backend.platform.openapi import errors
 
 Channel = Literal["wechat", "alipay"]
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 
 
-class NotificationsController(Controller):
+class NotificationsController(PatientController):
     path = "/api/v1/notifications"
     tags = ["notifications"]
-    dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
 
     @get("/", operation_id="inbox")
     async def inbox(
@@ -31,7 +30,12 @@ class NotificationsController(Controller):
         """The inbox, newest first; `next_before_id` fetches the next page."""
         return await service.inbox(patient, limit, before_id)
 
-    @post("/{notification_id:int}/read", status_code=HTTP_204_NO_CONTENT, operation_id="markRead")
+    @post(
+        "/{notification_id:int}/read",
+        status_code=HTTP_204_NO_CONTENT,
+        operation_id="markRead",
+        responses=errors((404, "`NOTIFICATION_NOT_FOUND`: no such notification of yours.")),
+    )
     async def mark_read(
         self, patient: PatientDep, notification_id: Annotated[int, PathParameter(ge=1, le=MAX_ID)]
     ) -> None:
@@ -60,7 +64,11 @@ class TemplatesController(Controller):
         """Every template, rendered with its sample data."""
         return [service.preview(key, channel) for key in TEMPLATES]
 
-    @get("/{template:str}/preview", operation_id="templatePreview")
+    @get(
+        "/{template:str}/preview",
+        operation_id="templatePreview",
+        responses=errors((404, "`TEMPLATE_NOT_FOUND`: no template by this key.")),
+    )
     async def preview(
         self, template: FromPath[str], channel: FromQuery[Channel] = "wechat"
     ) -> TemplatePreview:

@@ -1,16 +1,21 @@
 """The partners' token endpoint and a guard per scope."""
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
+from litestar.enums import RequestEncodingType
 from litestar.handlers import BaseRouteHandler
+from litestar.params import Body
+from litestar.status_codes import HTTP_200_OK
 from litestar.types import Guard
 
 from backend.oauth import service
-from backend.oauth.schemas import PartnerRead
+from backend.oauth.schemas import PartnerRead, PartnerTokenRead, TokenForm
 from backend.platform.deps import RuntimeDep
 from backend.platform.errors import envelope
+from backend.platform.headers import NO_STORE
+from backend.platform.openapi import CLIENT, errors, partner_token, returns
 from backend.platform.runtime import Runtime
 
 
@@ -32,14 +37,34 @@ def requires_scope(scope: str | None) -> Guard:
 class TokenController(Controller):
     path = "/oauth"
     tags = ["partners"]
+    cache_control = NO_STORE
 
-    @post("/token", operation_id="partnerToken", request_max_body_size=16 * 1024)
-    async def token(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    @post(
+        "/token",
+        status_code=HTTP_200_OK,
+        operation_id="partnerToken",
+        request_max_body_size=16 * 1024,
+        security=[{CLIENT: []}, {}],  # or the credentials in the form (`client_secret_post`)
+        responses={
+            200: returns(PartnerTokenRead, "A JWT holding the granted scopes."),
+            **errors(
+                (400, "`INVALID_REQUEST`, `UNSUPPORTED_GRANT_TYPE`, `INVALID_SCOPE`."),
+                (401, "`INVALID_CLIENT`: unknown client, wrong secret, or none given."),
+            ),
+        },
+    )
+    async def token(
+        self,
+        request: Request[Any, Any, Any],
+        runtime: RuntimeDep,
+        data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Response[Any]:
         """OAuth2 client credentials (`client_secret_basic` or `client_secret_post`) with scopes.
 
         Send `grant_type=client_credentials&scope=...` form-encoded. Errors come in the common
         envelope, with the OAuth2 error name in `detail.oauth_error`.
         """
+        # `data` documents the form; authlib is given the form as sent.
         form = {k: str(v) for k, v in (await request.form()).items()}
         uri = f"{runtime.settings.app.base_url}{request.url.path}"
         status, body, headers = await service.issue_token(runtime, uri, request.headers, form)
@@ -59,6 +84,8 @@ class PartnerController(Controller):
     path = "/api/v1/partner"
     tags = ["partners"]
     guards = [requires_scope(None)]
+    security = partner_token()
+    cache_control = NO_STORE
 
     @get("/me", operation_id="partnerMe")
     async def me(self, request: Request[Any, Any, Any]) -> PartnerRead:

@@ -1,15 +1,22 @@
 """Liveness and readiness: is the process up, and can it reach PostgreSQL and Redis."""
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Controller, Response, get
 
 from backend.platform import database
 from backend.platform.deps import RuntimeDep
 from backend.platform.errors import envelope
+from backend.platform.openapi import errors, returns
+from backend.platform.schemas import Wire
 
 CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class Readiness(Wire):
+    status: Literal["ok"]
+    checks: dict[str, str]
 
 
 async def _check(probe: Any) -> str:
@@ -28,7 +35,14 @@ class HealthController(Controller):
     async def live(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/ready", operation_id="ready")
+    @get(
+        "/ready",
+        operation_id="ready",
+        responses={
+            200: returns(Readiness, "PostgreSQL and Redis answer."),
+            **errors((503, "`NOT_READY`: `detail.checks` names the dependency that is down.")),
+        },
+    )
     async def ready(self, runtime: RuntimeDep) -> Response[Any]:
         checks = dict(
             zip(
@@ -38,5 +52,5 @@ class HealthController(Controller):
             )
         )
         if all(value == "ok" for value in checks.values()):
-            return Response({"status": "ok", "checks": checks})
+            return Response(Readiness(status="ok", checks=checks))
         return envelope(503, "NOT_READY", "a dependency is unavailable", {"checks": checks})

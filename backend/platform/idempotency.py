@@ -21,13 +21,14 @@ import msgspec
 from litestar import Response
 
 from backend.platform.errors import AppError
+from backend.platform.schemas import END
 from backend.platform.tables import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 KEEP = timedelta(hours=48)
 LEASE = timedelta(seconds=60)  # a first request that ran longer than this is presumed dead
 WAIT = 15.0  # how long a repeat waits for the first request before answering 409
-KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}\Z")
+KEY_PATTERN = re.compile(rf"^[\x21-\x7e]{{1,255}}{END}")
 
 
 def _key_problem(key: str | None) -> AppError | None:

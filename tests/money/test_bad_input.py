@@ -157,3 +157,26 @@ async def test_channel_notifications_refuse_any_body_and_headers(client, body, h
     answer = await client.post(f"/api/v1/payments/notify/{channel}", content=body, headers=headers)
 
     assert 400 <= answer.status_code < 500, answer.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/partner/bills", {"order_type": "DIAG", "cert_no": "EE96\x00AB", "items": ITEMS}, "cert_no"),
+        (
+            "/api/v1/partner/bills",
+            {"order_type": "DIAG", "cert_no": "EE96AB", "items": [{**ITEMS[0], "name": "诊查\x00费"}]},
+            "items[0].name",
+        ),
+        (
+            "/api/v1/partner/bills/00000000-0000-0000-0000-000000000001/refunds",
+            {"reason": "取\x00消"},
+            "reason",
+        ),
+    ],
+)
+async def test_a_nul_character_is_refused_by_name_before_postgresql_sees_it(client, path, body, field):
+    answer = await client.post(path, json=body, headers={**await his_headers(client), **key()})
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["detail"]["field"] == field

@@ -46,6 +46,24 @@ async def test_a_bill_for_a_visit_is_totalled_by_the_server_and_shown_to_its_pat
     assert shown.json() == bill  # the answer to the create is the bill as stored
 
 
+async def test_bills_come_in_pages_and_before_is_an_rfc3339_time(client, sandbox_http, settings):
+    patient = await insured_patient(client, sandbox_http, settings)
+    his = await his_headers(client)
+    bills = [(await new_bill(client, his, patient))["id"] for _ in range(3)]
+
+    first = (await client.get("/api/v1/bills?limit=2", headers=patient.headers)).json()
+    rest = await client.get(
+        "/api/v1/bills", params={"limit": 2, "before": first["next_before"]}, headers=patient.headers
+    )
+
+    assert [b["id"] for b in first["items"] + rest.json()["items"]] == bills[::-1]
+    assert rest.json()["next_before"] is None
+    for loose in ("0.5", "1700000000", "2026-01-01T00:00:00"):  # a Unix time, no offset
+        refused = await client.get("/api/v1/bills", params={"before": loose}, headers=patient.headers)
+        assert refused.status_code == 400, loose
+        assert refused.json()["error"]["detail"]["field"] == "before"
+
+
 async def test_no_one_else_sees_the_bill(client, sandbox_http, settings):
     patient = await insured_patient(client, sandbox_http, settings)
     stranger = await insured_patient(client, sandbox_http, settings)
