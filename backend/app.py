@@ -20,7 +20,7 @@ from backend.billing.routes import (
 )
 from backend.ecert.routes import EcertController, TerminalController
 from backend.notify.routes import NotificationsController, TemplatesController
-from backend.oauth.routes import PartnerController, TokenController
+from backend.oauth.routes import PartnerController, TokenController, provide_partner
 from backend.platform.bodies import JsonRequest
 from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
@@ -66,7 +66,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[*ROUTES, jwks],
-        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
+        dependencies={
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+            "partner": Provide(provide_partner, sync_to_thread=False),
+        },
         lifespan=[lifespan],
         middleware=[CorrelationMiddleware],
         before_send=[no_sniffing],

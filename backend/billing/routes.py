@@ -30,7 +30,7 @@ from backend.billing.schemas import (
 )
 from backend.billing.tables import RefundState
 from backend.ecert.qr import render
-from backend.oauth.routes import requires_scope
+from backend.oauth.routes import PartnerDep, requires_scope
 from backend.partners.channels import Answer
 from backend.platform import idempotency
 from backend.platform.deps import RuntimeDep
@@ -186,13 +186,13 @@ class PartnerBillController(Controller):
     async def create(
         self,
         data: JSONBody[BillCreate],
+        partner: PartnerDep,
         runtime: RuntimeDep,
         request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[bytes]:
         """An itemized bill for the patient of a visit (or an e-certificate number); the server
         totals it. It expires unpaid after `MEDPAY_BILL_TTL_SECONDS`."""
-        partner = request.state.partner
 
         async def work(request_key: str) -> tuple[int, BillRead]:
             return 201, await bills.create(runtime, partner, data, request_key)
@@ -200,8 +200,8 @@ class PartnerBillController(Controller):
         return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 
     @get("/{bill_id:uuid}", operation_id="partnerBillGet", responses=errors(NOT_FOUND))
-    async def show(self, bill_id: BillId, runtime: RuntimeDep, request: Request[Any, Any, Any]) -> BillRead:
-        await bills.partner_bill(request.state.partner, bill_id)
+    async def show(self, bill_id: BillId, partner: PartnerDep, runtime: RuntimeDep) -> BillRead:
+        await bills.partner_bill(partner, bill_id)
         return await bills.read(runtime, bill_id)
 
     @get(
@@ -214,13 +214,13 @@ class PartnerBillController(Controller):
     async def qrcode(
         self,
         bill_id: BillId,
+        partner: PartnerDep,
         runtime: RuntimeDep,
-        request: Request[Any, Any, Any],
         format: FromQuery[Literal["svg", "png"]] = "svg",
     ) -> Response[bytes]:
         """The bill's pay code for the counter's screen or the printed bill: scanning it opens the
         bill in the mini-program (`pay_url`)."""
-        await bills.partner_bill(request.state.partner, bill_id)
+        await bills.partner_bill(partner, bill_id)
         media = "image/svg+xml" if format == "svg" else "image/png"
         return Response(render(bills.pay_url(runtime, bill_id), format), media_type=media)
 
@@ -246,13 +246,13 @@ class PartnerBillController(Controller):
         self,
         bill_id: BillId,
         data: JSONBody[RefundCreate],
+        partner: PartnerDep,
         runtime: RuntimeDep,
         request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[bytes]:
         """Refund all that is left (no `amount_fen`) or part of it. Each part of the bill gives back
         its share; cash goes back through the channel. 202 while the channel has not answered."""
-        partner = request.state.partner
 
         async def work(request_key: str) -> tuple[int, RefundRead]:
             refund = await refunds.request_refund(runtime, partner, bill_id, data, request_key)

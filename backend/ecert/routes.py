@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.params import FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -18,7 +18,7 @@ from backend.ecert.schemas import (
     VisitOpened,
     VisitRead,
 )
-from backend.oauth.routes import requires_scope
+from backend.oauth.routes import PartnerDep, requires_scope
 from backend.platform.deps import RuntimeDep
 from backend.platform.headers import NO_STORE
 from backend.platform.openapi import errors, partner_token, pictures, returns
@@ -101,10 +101,10 @@ class TerminalController(Controller):
         ),
     )
     async def decode(
-        self, data: JSONBody[DecodeRequest], request: Request[Any, Any, Any], runtime: RuntimeDep
+        self, data: JSONBody[DecodeRequest], partner: PartnerDep, runtime: RuntimeDep
     ) -> VisitOpened:
         """Turn a patient's QR code into a visit at this terminal's institution (once per code)."""
-        return await service.decode_qr(runtime, request.state.partner, data.qr)
+        return await service.decode_qr(runtime, partner, data.qr)
 
     @post(
         "/ecert/face",
@@ -122,10 +122,10 @@ class TerminalController(Controller):
         ),
     )
     async def face(
-        self, data: JSONBody[FaceRequest], request: Request[Any, Any, Any], runtime: RuntimeDep
+        self, data: JSONBody[FaceRequest], partner: PartnerDep, runtime: RuntimeDep
     ) -> VisitOpened:
         """At a kiosk: a face assertion of a patient with a bound e-certificate opens a visit."""
-        return await service.identify_face(runtime, request.state.partner, data.face_assertion)
+        return await service.identify_face(runtime, partner, data.face_assertion)
 
     @post(
         "/visits/lookup",
@@ -138,6 +138,6 @@ class TerminalController(Controller):
             (404, "`VISIT_NOT_FOUND`: no such visit, or it has ended."),
         ),
     )
-    async def lookup(self, data: JSONBody[VisitLookup], request: Request[Any, Any, Any]) -> VisitRead:
+    async def lookup(self, data: JSONBody[VisitLookup], partner: PartnerDep) -> VisitRead:
         """The visit behind a token, for a partner of the institution it was opened at."""
-        return await service.resolve_visit(data.visit_token, request.state.partner)
+        return await service.resolve_visit(data.visit_token, partner)

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.handlers import BaseRouteHandler
 from litestar.params import Body
@@ -18,12 +19,12 @@ from backend.platform.headers import NO_STORE
 from backend.platform.openapi import CLIENT, errors, partner_token, returns
 from backend.platform.runtime import Runtime
 
+PartnerDep = NamedDependency[service.Partner]
+
 
 def requires_scope(scope: str | None) -> Guard:
-    """A guard admitting partners whose token holds `scope` (any partner for None).
-
-    The partner lands in `request.state.partner`.
-    """
+    """A guard admitting partners whose token holds `scope` (any partner for None): it runs
+    before the body is read. Handlers behind it take the partner as `partner: PartnerDep`."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         runtime: Runtime = connection.app.state.runtime
@@ -32,6 +33,12 @@ def requires_scope(scope: str | None) -> Guard:
         )
 
     return guard
+
+
+def provide_partner(request: Request[Any, Any, Any]) -> service.Partner:
+    """The partner its `requires_scope` guard found (an app-wide dependency, like `runtime`)."""
+    partner: service.Partner = request.state.partner
+    return partner
 
 
 class TokenController(Controller):
@@ -88,9 +95,8 @@ class PartnerController(Controller):
     cache_control = NO_STORE
 
     @get("/me", operation_id="partnerMe")
-    async def me(self, request: Request[Any, Any, Any]) -> PartnerRead:
+    async def me(self, partner: PartnerDep) -> PartnerRead:
         """Who the token belongs to: client, kind, scopes and institution."""
-        partner: service.Partner = request.state.partner
         return PartnerRead(
             client_id=partner.client_id,
             kind=partner.kind,
