@@ -3,8 +3,8 @@
 import pytest
 
 from backend.seed import seed
+from tests.billing.factories import ITEMS, his_headers, insured_patient, key, new_bill
 from tests.helpers import Client, bearer, face_assertion, terminal_token
-from tests.money.factories import ITEMS, his_headers, insured_patient, key, new_bill
 
 NOSNIFF = ("x-content-type-options", "nosniff")
 

@@ -8,7 +8,7 @@ from backend.billing.tables import Bill, Refund
 from backend.ledger import service as ledger
 from backend.platform import idempotency
 from backend.platform.tables import IdempotencyKey
-from tests.money.factories import (
+from tests.billing.factories import (
     WITH_CT,
     his_headers,
     insured_patient,

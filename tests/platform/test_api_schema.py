@@ -42,8 +42,8 @@ from backend.oauth.service import create_client
 from backend.seed import seed
 from backend.settings import Settings
 from tests import servers
+from tests.billing.factories import WITH_CT, his_headers, insured_patient, new_bill, pay
 from tests.helpers import bearer, login, terminal_token
-from tests.money.factories import WITH_CT, his_headers, insured_patient, new_bill, pay
 
 EXAMPLES = 20  # generated per operation, besides schemathesis's coverage cases: ~25 s in all
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from backend.billing.tables import Bill, Refund
 from backend.ledger.tables import Journal
-from tests.money.factories import ITEMS, his_headers, insured_patient, key, new_bill
+from tests.billing.factories import ITEMS, his_headers, insured_patient, key, new_bill
 
 json_values = st.recursive(
     st.none()

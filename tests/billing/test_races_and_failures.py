@@ -15,8 +15,7 @@ from backend.ledger.tables import Journal
 from backend.notify.tables import Notification
 from backend.oauth.service import Partner
 from backend.partners.channels import RefundStatus
-from tests.helpers import inject_fault
-from tests.money.factories import (
+from tests.billing.factories import (
     WITH_CT,
     his_headers,
     insured_patient,
@@ -27,6 +26,7 @@ from tests.money.factories import (
     post_notification,
     refund,
 )
+from tests.helpers import inject_fault
 
 HIS = Partner(
     client_id="his-under-test",

@@ -18,7 +18,7 @@ from backend.ledger import service as ledger
 from backend.ledger.tables import Journal
 from backend.notify.tables import Notification
 from backend.platform.tables import InboxEvent
-from tests.money.factories import (
+from tests.billing.factories import (
     WITH_CT,
     forged_notification,
     his_headers,

@@ -1,6 +1,6 @@
 """The published OpenAPI document tells the truth a client needs: bodies, statuses, errors, security.
 
-What every answer really looks like is checked by tests/test_api_schema.py (schemathesis); this
+What every answer really looks like is checked by tests/platform/test_api_schema.py (schemathesis); this
 module pins the facts a client generator reads first.
 """
 

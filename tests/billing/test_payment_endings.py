@@ -13,8 +13,17 @@ from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger import service as ledger
 from backend.ledger.tables import Journal
 from tests import servers
+from tests.billing.factories import (
+    ITEMS,
+    WITH_CT,
+    his_headers,
+    insured_patient,
+    key,
+    new_bill,
+    pay,
+    payer_pays,
+)
 from tests.helpers import inject_fault, sandbox_calls
-from tests.money.factories import ITEMS, WITH_CT, his_headers, insured_patient, key, new_bill, pay, payer_pays
 
 
 async def a_paying_bill(client, sandbox_http, settings):

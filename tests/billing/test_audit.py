@@ -9,7 +9,7 @@ import pytest
 from backend.billing.audit import full_audit
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger.tables import Account, Entry
-from tests.money.factories import (
+from tests.billing.factories import (
     paid_in_cash,
 )
 from tests.servers import medpay

@@ -8,7 +8,7 @@ from collections import Counter
 from backend.billing.tables import Bill, CashPayment
 from backend.ledger import service as ledger
 from backend.ledger.tables import Journal
-from tests.money.factories import WITH_CT, cash_item, his_headers, insured_patient, new_bill, pay
+from tests.billing.factories import WITH_CT, cash_item, his_headers, insured_patient, new_bill, pay
 
 
 async def test_fifty_payments_from_a_balance_that_covers_twenty(client, sandbox_http, settings):

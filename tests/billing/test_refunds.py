@@ -9,8 +9,7 @@ from backend.billing.jobs import sweep_bills
 from backend.billing.tables import Bill, InsuredYearUsage, Refund
 from backend.ledger import service as ledger
 from backend.notify.tables import Notification
-from tests.helpers import inject_fault
-from tests.money.factories import (
+from tests.billing.factories import (
     WITH_CT,
     his_headers,
     insured_patient,
@@ -20,6 +19,7 @@ from tests.money.factories import (
     post_notification,
     refund,
 )
+from tests.helpers import inject_fault
 
 
 async def paid_mixed_bill(client, sandbox_http, settings, run_worker):

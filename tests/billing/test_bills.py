@@ -12,7 +12,7 @@ from PIL import Image
 
 from backend.billing.tables import Bill, BillItem
 from backend.ecert.tables import Visit
-from tests.money.factories import ITEMS, his_headers, insured_patient, key, new_bill, visit_token
+from tests.billing.factories import ITEMS, his_headers, insured_patient, key, new_bill, visit_token
 
 
 async def test_a_bill_for_a_visit_is_totalled_by_the_server_and_shown_to_its_patient(

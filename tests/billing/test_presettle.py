@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backend.billing.tables import InsuredYearUsage
 from backend.ledger.tables import Journal
-from tests.money.factories import WITH_CT, his_headers, insured_patient, new_bill, pay
+from tests.billing.factories import WITH_CT, his_headers, insured_patient, new_bill, pay
 
 ITEMS = WITH_CT
 

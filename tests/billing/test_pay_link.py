@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
-from tests.money.factories import his_headers, insured_patient, new_bill
+from tests.billing.factories import his_headers, insured_patient, new_bill
 
 
 async def test_the_pay_url_opens_a_page_naming_the_bill_and_nothing_personal(client, sandbox_http, settings):

@@ -25,10 +25,10 @@ from backend.platform import database
 from backend.platform.runtime import running
 from backend.seed import seed
 from backend.settings import Settings
-from tests.bench_qr import report, run_benchmark, servers_url
+from tests.bench.qr import report, run_benchmark, servers_url
+from tests.billing.factories import Insured, visit_token
 from tests.helpers import bearer, bind_ecert, login, partner_token
 from tests.identities import employee_id, resident_id
-from tests.money.factories import Insured, visit_token
 from workers.settings import worker_settings
 
 REGISTRATION = [
