@@ -7,7 +7,7 @@ from litestar.params import FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from backend.auth.routes import PatientController, PatientDep
-from backend.ecert import qr, service
+from backend.ecert import binding, qr, visits
 from backend.ecert.schemas import (
     BindRequest,
     DecodeRequest,
@@ -46,17 +46,17 @@ class EcertController(PatientController):
     async def bind(self, data: JSONBody[BindRequest], patient: PatientDep, runtime: RuntimeDep) -> EcertRead:
         """Bind the medical-insurance e-certificate: the document is checked here, then by the
         e-certificate platform (with a face check when `face_assertion` is given)."""
-        return await service.bind(runtime, patient, data)
+        return await binding.bind(runtime, patient, data)
 
     @get("/", operation_id="ecertGet", responses=errors(NOT_BOUND))
     async def show(self, patient: PatientDep) -> EcertRead:
         """The bound e-certificate, masked."""
-        return await service.current(patient)
+        return await binding.current(patient)
 
     @delete("/", status_code=HTTP_204_NO_CONTENT, operation_id="ecertUnbind", responses=errors(NOT_BOUND))
     async def unbind(self, patient: PatientDep) -> None:
         """Unbind; the history is kept and live codes stop working."""
-        await service.unbind(patient)
+        await binding.unbind(patient)
 
     @get(
         "/qrcode",
@@ -75,7 +75,7 @@ class EcertController(PatientController):
         `json` gives the payload, `expires_at` and `refresh_in`; `svg` and `png` the picture,
         with the expiry in `X-QR-Expires-At`.
         """
-        code = await service.issue_qr(runtime, patient)
+        code = await visits.issue_qr(runtime, patient)
         if format == "json":
             return Response(code)
         media = "image/svg+xml" if format == "svg" else "image/png"
@@ -104,7 +104,7 @@ class TerminalController(Controller):
         self, data: JSONBody[DecodeRequest], partner: PartnerDep, runtime: RuntimeDep
     ) -> VisitOpened:
         """Turn a patient's QR code into a visit at this terminal's institution (once per code)."""
-        return await service.decode_qr(runtime, partner, data.qr)
+        return await visits.decode_qr(runtime, partner, data.qr)
 
     @post(
         "/ecert/face",
@@ -125,7 +125,7 @@ class TerminalController(Controller):
         self, data: JSONBody[FaceRequest], partner: PartnerDep, runtime: RuntimeDep
     ) -> VisitOpened:
         """At a kiosk: a face assertion of a patient with a bound e-certificate opens a visit."""
-        return await service.identify_face(runtime, partner, data.face_assertion)
+        return await visits.identify_face(runtime, partner, data.face_assertion)
 
     @post(
         "/visits/lookup",
@@ -140,4 +140,4 @@ class TerminalController(Controller):
     )
     async def lookup(self, data: JSONBody[VisitLookup], partner: PartnerDep) -> VisitRead:
         """The visit behind a token, for a partner of the institution it was opened at."""
-        return await service.resolve_visit(data.visit_token, partner)
+        return await visits.resolve_visit(data.visit_token, partner)

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.ecert.service import _assertion_id
 from backend.ecert.tables import FaceAssertionUse, Visit
+from backend.ecert.visits import _assertion_id
 from backend.seed import seed
 from tests.helpers import (
     Client,

@@ -238,7 +238,7 @@ async def test_refused_decodes_are_recorded_too(client: Client, patient) -> None
 
 
 async def test_spent_codes_are_purged_after_a_day(client: Client, patient) -> None:
-    from backend.ecert.service import purge_spent
+    from backend.ecert.visits import purge_spent
 
     await fresh_code(client, patient)
     await fresh_code(client, patient)
