@@ -8,7 +8,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -177,7 +177,7 @@ class BillingSettings(Group):
     # A payment still in progress this long is asked about with the channel's order query.
     payment_check_after_seconds: int = 180
     # A bill named by `cert_no` needs a visit of its patient at the institution this recently.
-    visit_window_days: int = 30
+    visit_window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
 
 class WorkerSettings(Group):

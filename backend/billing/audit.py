@@ -6,6 +6,7 @@ import uuid
 
 from backend.billing.tables import Bill, BillState, CashPayment, CashState, Refund, RefundState
 from backend.ledger import service as ledger
+from backend.piccolo_conf import DB
 
 # Bills settled: PAYING, PAID, PARTIALLY_REFUNDED, REFUNDED. Refunds standing in the ledger:
 # PROCESSING, SUCCEEDED, ATTENTION; REQUESTED and REJECTED ones have posted nothing.
@@ -144,7 +145,10 @@ async def _channel_clearing(clearing: dict[str, int]) -> list[str]:
 
 
 async def full_audit() -> tuple[list[str], dict[str, int]]:
-    """The ledger's invariants and the bills': (problems, what was checked)."""
-    ledger_problems, ledger_counts = await ledger.audit()
-    bill_problems, bill_counts = await audit()
+    """The ledger's invariants and the bills': (problems, what was checked). Every check reads
+    one snapshot, so payments completing meanwhile are never half seen."""
+    async with DB.transaction():
+        await DB.run_ddl("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        ledger_problems, ledger_counts = await ledger.audit()
+        bill_problems, bill_counts = await audit()
     return ledger_problems + bill_problems, {**ledger_counts, **bill_counts}

@@ -34,7 +34,7 @@ from backend.billing.schemas import (
     PresettleRead,
 )
 from backend.billing.settlement import Item, Split, presettle
-from backend.billing.tables import Bill, BillItem, BillState, CashPayment
+from backend.billing.tables import Bill, BillItem, BillState, CashPayment, CashState
 from backend.hospitals import service as hospitals
 from backend.ledger import service as ledger
 from backend.partners.channels import OrderRequest
@@ -73,8 +73,18 @@ async def _open_channel_order(rt: Runtime, bill: dict[str, Any], cash: dict[str,
         expires_at=bill["expires_at"],
     )
     launch: dict[str, str] = await rt.partners.channel(cash["method"]).create_order(order)
-    await CashPayment.update({CashPayment.launch: launch}).where(CashPayment.id == cash["id"])
-    return launch
+    # Requests racing to open one order each get the channel's answer: the first one stored is
+    # the launch every request of this payment answers with, now and later.
+    stored = (
+        await CashPayment.update({CashPayment.launch: launch})
+        .where((CashPayment.id == cash["id"]) & CashPayment.launch.is_null())
+        .returning(CashPayment.id)
+    )
+    if stored:
+        return launch
+    first = await CashPayment.select(CashPayment.launch).where(CashPayment.id == cash["id"]).first()
+    assert first is not None
+    return dict(msgspec.json.decode(first["launch"]))
 
 
 # The credit issue registers "credit" here: a drawdown on the patient's line.
@@ -191,7 +201,7 @@ async def _settle(
                     method=method,
                     out_trade_no=f"MP{bill_id.hex[:30]}",
                     amount_fen=split.cash_fen,
-                    state=BillState.CREATED,
+                    state=CashState.CREATED,
                     created_at=now,
                 )
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -69,9 +69,14 @@ IDEMPOTENT = (
 
 
 def _rfc3339(field: str, value: str | None) -> datetime | None:
+    """An RFC 3339 time with its offset, in UTC (a time at the edge of the calendar whose UTC
+    falls outside it is refused, not a 500)."""
+    if value is None:
+        return None
     try:
-        return None if value is None else msgspec.convert(value, Annotated[datetime, msgspec.Meta(tz=True)])
-    except msgspec.ValidationError as exc:
+        moment: datetime = msgspec.convert(value, Annotated[datetime, msgspec.Meta(tz=True)])
+        return moment.astimezone(UTC)
+    except (msgspec.ValidationError, OverflowError) as exc:
         message = f"invalid value for '{field}': {exc}"
         raise AppError(message, code="VALIDATION_ERROR", detail={"field": field}) from None
 

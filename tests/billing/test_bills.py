@@ -58,7 +58,14 @@ async def test_bills_come_in_pages_and_before_is_an_rfc3339_time(client, sandbox
 
     assert [b["id"] for b in first["items"] + rest.json()["items"]] == bills[::-1]
     assert rest.json()["next_before"] is None
-    for loose in ("0.5", "1700000000", "2026-01-01T00:00:00"):  # a Unix time, no offset
+    # A Unix time, no offset, and times whose UTC falls off the calendar.
+    for loose in (
+        "0.5",
+        "1700000000",
+        "2026-01-01T00:00:00",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+    ):
         refused = await client.get("/api/v1/bills", params={"before": loose}, headers=patient.headers)
         assert refused.status_code == 400, loose
         assert refused.json()["error"]["detail"]["field"] == "before"

@@ -75,6 +75,23 @@ async def test_a_payment_repeated_under_new_keys_gets_the_same_order_even_ten_at
     assert await Journal.count().where(Journal.kind == "bill.settled") == 1
 
 
+async def test_first_payments_racing_from_several_phones_all_answer_one_launch(
+    client, sandbox_http, settings
+):
+    patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
+    bill = await new_bill(client, await his_headers(client), patient, WITH_CT)
+
+    answers = await asyncio.gather(
+        *(pay(client, patient, bill["id"], cash_method="wechat") for _ in range(6))
+    )
+
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
+    assert all(a.json() == answers[0].json() for a in answers)  # one launch, paySign and all
+    again = await pay(client, patient, bill["id"], cash_method="wechat")
+    assert again.json() == answers[0].json()
+    assert await CashPayment.count() == 1
+
+
 async def test_one_key_sent_five_times_at_once_pays_once(client, sandbox_http, settings):
     patient = await insured_patient(client, sandbox_http, settings, insurance="employee")
     bill = await new_bill(client, await his_headers(client), patient)

@@ -47,6 +47,8 @@ def test_values_are_converted_and_grouped() -> None:
         ({"MEDPAY_ENV": "staging"}, "MEDPAY_ENV"),
         ({"MEDPAY_AUTH_REFRESH_TTL_DAYS": "1.5"}, "MEDPAY_AUTH_REFRESH_TTL_DAYS"),
         ({"MEDPAY_LOG_JSON": "maybe"}, "MEDPAY_LOG_JSON"),
+        ({"MEDPAY_BILL_VISIT_WINDOW_DAYS": "0"}, "MEDPAY_BILL_VISIT_WINDOW_DAYS"),
+        ({"MEDPAY_BILL_VISIT_WINDOW_DAYS": "99999999999"}, "MEDPAY_BILL_VISIT_WINDOW_DAYS"),
     ],
 )
 def test_a_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
