@@ -132,6 +132,7 @@ async def refresh(rt: Runtime, refresh_token: str) -> TokenPair:
 
 async def _lock_family(refresh_token: str) -> dict[str, Any] | None:
     """The family of `refresh_token`, locked for the rest of the transaction."""
+    # Raw SQL: the join finds the family by its token, and only the family's row is locked.
     rows = await RefreshFamily.raw(
         """
         SELECT f.id, f.user_id, f.revoked_at, u.channel

@@ -46,10 +46,8 @@ async def complete_cash(
         return "ignored: no such order"
     async with DB.transaction():
         bill = await locked_bill(order["bill_id"])
-        rows = await CashPayment.raw(
-            "SELECT * FROM cash_payment WHERE out_trade_no = {} FOR UPDATE", out_trade_no
-        )
-        cash = rows[0]
+        cash = await CashPayment.select().where(CashPayment.out_trade_no == out_trade_no).lock_rows().first()
+        assert cash is not None  # found above; a cash payment is never deleted
         expected_merchant = (
             rt.partners.channel(cash["method"]).merchant_id if cash["method"] in CHANNELS else None
         )
@@ -84,7 +82,7 @@ async def complete_cash(
         messages += await notify_paid(bill, parties, now)
         await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, parties, cash_fen=cash["amount_fen"])
     await outbox.send(rt.redis, messages)
-    log.info("bill paid", bill_id=str(cash["bill_id"]), cash_fen=cash["amount_fen"])
+    log.info("bill paid", bill_id=str(order["bill_id"]), cash_fen=amount_fen)
     return "paid"
 
 

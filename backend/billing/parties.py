@@ -93,10 +93,10 @@ async def notify_patients(
 
 
 async def locked_bill(bill_id: uuid.UUID) -> dict[str, Any]:
-    rows = await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", bill_id)
-    if not rows:
+    """The bill, locked until the caller's transaction ends: the first lock of every money move."""
+    row: dict[str, Any] | None = await Bill.select().where(Bill.id == bill_id).lock_rows().first()
+    if row is None:
         raise AppError("no such bill", code="BILL_NOT_FOUND", status_code=404)
-    row: dict[str, Any] = rows[0]
     return row
 
 

@@ -104,10 +104,10 @@ async def usage(insured_id: int, year: int, *, lock: bool = False) -> Usage:
             insured_id,
             year,
         )
-    query = (
-        "SELECT deductible_met_fen, fund_paid_fen FROM insured_year_usage WHERE insured_id = {} AND year = {}"
-    )
-    rows = await InsuredYearUsage.raw(query + (" FOR UPDATE" if lock else ""), insured_id, year)
+    query = InsuredYearUsage.select(
+        InsuredYearUsage.deductible_met_fen, InsuredYearUsage.fund_paid_fen
+    ).where((InsuredYearUsage.insured_id == insured_id) & (InsuredYearUsage.year == year))
+    rows = await (query.lock_rows() if lock else query)
     if not rows:
         return Usage()
     return Usage(deductible_met_fen=rows[0]["deductible_met_fen"], fund_paid_fen=rows[0]["fund_paid_fen"])

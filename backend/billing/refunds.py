@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 
 from backend.billing import bills, policy
-from backend.billing.parties import Parties, notify_patients, parties_of, post_parts
+from backend.billing.parties import Parties, locked_bill, notify_patients, parties_of, post_parts
 from backend.billing.schemas import RefundCreate, RefundRead
 from backend.billing.settlement import RefundParts, refund_parts
 from backend.billing.tables import Bill, BillState, CashPayment, Refund, RefundState
@@ -77,7 +77,7 @@ async def request_refund(
     messages: list[int] = []
     try:
         async with DB.transaction():
-            bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", bill_id))[0]
+            bill = await locked_bill(bill_id)
             if bill["state"] not in (BillState.PAID, BillState.PARTIALLY_REFUNDED):
                 raise Conflict(
                     f"the bill is {bill['state']}; only a paid bill is refunded",
@@ -255,7 +255,7 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
     if not rows:
         return []
     refund = rows[0]
-    bill = (await Bill.raw("SELECT * FROM bill WHERE id = {} FOR UPDATE", refund["bill_id"]))[0]
+    bill = await locked_bill(refund["bill_id"])
     await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)  # before the accounts
     parties = await parties_of(bill)
     await post_parts(

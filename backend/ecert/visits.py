@@ -46,9 +46,10 @@ async def issue_qr(rt: Runtime, patient: Patient) -> QrCodeRead:
     code_id = uuid.uuid4()
     async with DB.transaction():
         # The binding's row orders concurrent fetches (and unbinding): one live code at a time.
-        binding = await EcertBinding.raw(
-            "SELECT id FROM ecert_binding WHERE user_id = {} AND unbound_at IS NULL FOR UPDATE",
-            patient.user_id,
+        binding = (
+            await EcertBinding.select(EcertBinding.id)
+            .where((EcertBinding.user_id == patient.user_id) & EcertBinding.unbound_at.is_null())
+            .lock_rows()
         )
         if not binding:
             raise people.not_bound()

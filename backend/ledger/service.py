@@ -109,6 +109,7 @@ async def _lock_accounts(codes: list[str]) -> dict[str, int]:
         )
     # Personal accounts first, then the shared ones, each by code: the order every payment,
     # reversal and refund takes (after the bill and the year's usage), so none waits in a cycle.
+    # Raw SQL: that order is an expression, which Piccolo's order_by does not take.
     rows = await Account.raw(
         "SELECT id, code FROM ledger_account WHERE code = ANY({}::text[]) "
         "ORDER BY kind <> 'personal_account', code FOR UPDATE",
@@ -140,7 +141,7 @@ async def open_personal_account(insured_id: int, region_code: str, opening_fen: 
 
 async def locked_balance(code: str) -> int:
     """The account's balance, locked until the caller's transaction ends (0 if it has none)."""
-    rows = await Account.raw("SELECT balance_fen FROM ledger_account WHERE code = {} FOR UPDATE", code)
+    rows = await Account.select(Account.balance_fen).where(Account.code == code).lock_rows()
     return int(rows[0]["balance_fen"]) if rows else 0
 
 

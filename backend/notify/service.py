@@ -125,11 +125,10 @@ async def _claim(notification_id: int, user_id: int, template: str) -> bool:
     """Spend a grant and mark the notification as being sent, together; False (and inbox only)
     when the patient gave no grant for this template."""
     async with DB.transaction():
-        grant = await SubscriptionGrant.raw(
-            "SELECT one_time, long_term FROM subscription_grant WHERE user_id = {} AND template = {} "
-            "FOR UPDATE",
-            user_id,
-            template,
+        grant = (
+            await SubscriptionGrant.select(SubscriptionGrant.one_time, SubscriptionGrant.long_term)
+            .where((SubscriptionGrant.user_id == user_id) & (SubscriptionGrant.template == template))
+            .lock_rows()
         )
         if not grant or (not grant[0]["long_term"] and grant[0]["one_time"] <= 0):
             await Notification.raw(

@@ -59,15 +59,17 @@ async def send_pending(redis: ArqRedis, redeliver_after: timedelta, limit: int =
     """Enqueue messages never sent, or sent long ago and still not done (Redis lost them)."""
     cutoff = datetime.now(UTC) - redeliver_after
     async with DB.transaction():
-        rows = await OutboxMessage.raw(
-            """
-            SELECT id FROM outbox_message
-            WHERE done_at IS NULL AND failed_at IS NULL
-              AND (enqueued_at IS NULL OR enqueued_at < {})
-            ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED
-            """,
-            cutoff,
-            limit,
+        # Two sweepers at once each take rows the other has not locked.
+        rows = (
+            await OutboxMessage.select(OutboxMessage.id)
+            .where(
+                OutboxMessage.done_at.is_null()
+                & OutboxMessage.failed_at.is_null()
+                & (OutboxMessage.enqueued_at.is_null() | (OutboxMessage.enqueued_at < cutoff))
+            )
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .lock_rows(skip_locked=True)
         )
         ids = [row["id"] for row in rows]
         sent = 0
