@@ -11,7 +11,7 @@ import asyncpg
 import structlog
 
 from backend.auth.service import Patient
-from backend.billing import jobs
+from backend.billing import jobs, records
 from backend.billing.parties import CHINA
 from backend.billing.schemas import (
     BillCreate,
@@ -180,39 +180,37 @@ async def schedule_expiry(rt: Runtime, bill_id: uuid.UUID, at: datetime) -> None
 # -- reading -------------------------------------------------------------------------------
 
 
-async def owned_bill(patient: Patient, bill_id: uuid.UUID) -> dict[str, Any]:
-    """The bill if this patient may see it; 404 otherwise, never another person's data."""
-    row = await Bill.select(Bill.id, Bill.insured_id, Bill.state).where(Bill.id == bill_id).first()
+async def owned_bill(patient: Patient, bill_id: uuid.UUID) -> None:
+    """Passes if this patient may see the bill; 404 otherwise, never another person's data."""
+    row = await Bill.select(Bill.insured_id).where(Bill.id == bill_id).first()
     if row is None or row["insured_id"] not in await ecert.insured_of_user(patient.user_id):
         raise NotFound("no such bill", code="BILL_NOT_FOUND")
-    return row
 
 
-async def partner_bill(partner: Partner, bill_id: uuid.UUID) -> dict[str, Any]:
-    """The bill if it belongs to the partner's institution; 404 otherwise."""
+async def partner_bill(partner: Partner, bill_id: uuid.UUID) -> None:
+    """Passes if the bill belongs to the partner's institution; 404 otherwise."""
     institution = await hospitals.find(partner.institution_code) if partner.institution_code else None
-    row = await Bill.select(Bill.id, Bill.state, Bill.institution_id).where(Bill.id == bill_id).first()
+    row = await Bill.select(Bill.institution_id).where(Bill.id == bill_id).first()
     if row is None or institution is None or row["institution_id"] != institution.id:
         raise NotFound("no such bill", code="BILL_NOT_FOUND")
-    return row
 
 
 async def read(rt: Runtime, bill_id: uuid.UUID) -> BillRead:
-    bill = await Bill.select().where(Bill.id == bill_id).first()
+    bill = await records.bill(bill_id)
     if bill is None:
         raise NotFound("no such bill", code="BILL_NOT_FOUND")
-    institution = await hospitals.get(bill["institution_id"])
-    person = await ecert.insured_person(bill["insured_id"])
+    institution = await hospitals.get(bill.institution_id)
+    person = await ecert.insured_person(bill.insured_id)
     items = await BillItem.select().where(BillItem.bill_id == bill_id).order_by(BillItem.line_no)
     refunds = await Refund.select().where(Refund.bill_id == bill_id).order_by(Refund.created_at)
     return BillRead(
-        id=bill["id"],
-        bill_no=bill["bill_no"],
-        state=bill["state"],
-        order_type=bill["order_type"],
+        id=bill.id,
+        bill_no=bill.bill_no,
+        state=bill.state,
+        order_type=bill.order_type,
         institution=InstitutionRead(code=institution.code, name=institution.name, level=institution.level),
         patient=person.masked,
-        total_fen=bill["total_fen"],
+        total_fen=bill.total_fen,
         items=[
             ItemRead(
                 line_no=i["line_no"],
@@ -225,16 +223,16 @@ async def read(rt: Runtime, bill_id: uuid.UUID) -> BillRead:
             )
             for i in items
         ],
-        fund_fen=bill["fund_fen"],
-        personal_account_fen=bill["personal_account_fen"],
-        cash_fen=bill["cash_fen"],
-        cash_method=bill["cash_method"],
-        refunded_fen=bill["refunded_fen"],
+        fund_fen=bill.fund_fen,
+        personal_account_fen=bill.personal_account_fen,
+        cash_fen=bill.cash_fen,
+        cash_method=bill.cash_method,
+        refunded_fen=bill.refunded_fen,
         refunds=[refund_read(r) for r in refunds],
-        pay_url=pay_url(rt, bill["id"]),
-        created_at=bill["created_at"],
-        expires_at=bill["expires_at"],
-        paid_at=bill["paid_at"],
+        pay_url=pay_url(rt, bill.id),
+        created_at=bill.created_at,
+        expires_at=bill.expires_at,
+        paid_at=bill.paid_at,
     )
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from backend.billing import policy
+from backend.billing import policy, records
 from backend.billing.parties import (
     CHANNELS,
     locked_bill,
@@ -19,6 +19,7 @@ from backend.billing.parties import (
     parties_of,
     post_parts,
 )
+from backend.billing.records import as_cash
 from backend.billing.tables import Bill, BillState, CashPayment, CashState
 from backend.partners.channels import OrderStatus
 from backend.piccolo_conf import DB
@@ -46,22 +47,21 @@ async def complete_cash(
         return "ignored: no such order"
     async with DB.transaction():
         bill = await locked_bill(order["bill_id"])
-        cash = await CashPayment.select().where(CashPayment.out_trade_no == out_trade_no).lock_rows().first()
-        assert cash is not None  # found above; a cash payment is never deleted
-        expected_merchant = (
-            rt.partners.channel(cash["method"]).merchant_id if cash["method"] in CHANNELS else None
-        )
+        row = await CashPayment.select().where(CashPayment.out_trade_no == out_trade_no).lock_rows().first()
+        assert row is not None  # found above; a cash payment is never deleted
+        cash = as_cash(row)
+        expected_merchant = rt.partners.channel(cash.method).merchant_id if cash.method in CHANNELS else None
         if merchant_id != expected_merchant:
             log.error("payment for another merchant", out_trade_no=out_trade_no, merchant_id=merchant_id)
             return f"ignored: merchant {merchant_id} is not ours"
-        if amount_fen != cash["amount_fen"]:
+        if amount_fen != cash.amount_fen:
             log.error("paid amount differs from the order", out_trade_no=out_trade_no, paid=amount_fen)
-            return f"ignored: paid {amount_fen} fen, the order is for {cash['amount_fen']}"
-        if cash["state"] == CashState.PAID:
+            return f"ignored: paid {amount_fen} fen, the order is for {cash.amount_fen}"
+        if cash.state == CashState.PAID:
             return "already paid"
-        if cash["state"] != CashState.CREATED:
+        if cash.state != CashState.CREATED:
             log.error("a closed order was paid; refund it at the channel", out_trade_no=out_trade_no)
-            return f"ignored: the order is {cash['state']}; paid after it ended"
+            return f"ignored: the order is {cash.state}; paid after it ended"
         now = datetime.now(UTC)
         await CashPayment.update(
             {
@@ -70,17 +70,17 @@ async def complete_cash(
                 CashPayment.merchant_id: merchant_id,
                 CashPayment.paid_at: paid_at or now,
             }
-        ).where((CashPayment.id == cash["id"]) & (CashPayment.state == CashState.CREATED))
+        ).where((CashPayment.id == cash.id) & (CashPayment.state == CashState.CREATED))
         completed = (
             await Bill.update({Bill.state: BillState.PAID, Bill.paid_at: now, Bill.updated_at: now})
-            .where((Bill.id == bill["id"]) & (Bill.state == BillState.PAYING))
+            .where((Bill.id == bill.id) & (Bill.state == BillState.PAYING))
             .returning(Bill.id)
         )
         if not completed:  # the cash row and the bill move together; anything else is a bug
-            raise RuntimeError(f"bill {bill['id']} is {bill['state']} while its cash payment was open")
+            raise RuntimeError(f"bill {bill.id} is {bill.state} while its cash payment was open")
         parties = await parties_of(bill)
         messages += await notify_paid(bill, parties, now)
-        await post_parts("bill.cash_paid", f"bill:{bill['id']}", bill, parties, cash_fen=cash["amount_fen"])
+        await post_parts("bill.cash_paid", f"bill:{bill.id}", bill, parties, cash_fen=cash.amount_fen)
     await outbox.send(rt.redis, messages)
     log.info("bill paid", bill_id=str(order["bill_id"]), cash_fen=amount_fen)
     return "paid"
@@ -93,9 +93,9 @@ async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -
     now = datetime.now(UTC)
     async with DB.transaction():
         bill = await locked_bill(bill_id)
-        if bill["state"] != was:
+        if bill.state != was:
             return False
-        if bill["state"] == BillState.CREATED:
+        if bill.state == BillState.CREATED:
             await Bill.update(
                 {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
             ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
@@ -107,18 +107,19 @@ async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -
         await Bill.update(
             {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
         ).where((Bill.id == bill_id) & (Bill.state == BillState.PAYING))
-        await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)
+        settled = bill.settled
+        await policy.usage(bill.insured_id, settled.policy_year, lock=True)
         await post_parts(
             "bill.reversed",
             f"bill:{bill_id}",
             bill,
             await parties_of(bill),
-            fund_fen=bill["fund_fen"],
-            personal_account_fen=bill["personal_account_fen"],
+            fund_fen=settled.fund_fen,
+            personal_account_fen=settled.personal_account_fen,
             giving_back=True,
         )
         await policy.add_usage(
-            bill["insured_id"], bill["policy_year"], -bill["deductible_fen"], -bill["fund_fen"]
+            bill.insured_id, settled.policy_year, -settled.deductible_fen, -settled.fund_fen
         )
     log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
     return True
@@ -147,36 +148,35 @@ async def _apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, ex
 
 async def check(rt: Runtime, bill_id: uuid.UUID) -> str:
     """Job: ask the channel about a payment still in progress; complete, end, or look again later."""
-    bill = await Bill.select().where(Bill.id == bill_id).first()
-    if bill is None or bill["state"] != BillState.PAYING:
+    bill = await records.bill(bill_id)
+    if bill is None or bill.state != BillState.PAYING:
         return "nothing to check"
-    cash = await CashPayment.select().where(CashPayment.bill_id == bill_id).first()
-    if cash is None or cash["method"] not in CHANNELS:
+    cash = await records.cash_of(bill_id)
+    if cash is None or cash.method not in CHANNELS:
         return "not a channel payment"
-    expired = bill["expires_at"] <= datetime.now(UTC)
-    channel = rt.partners.channel(cash["method"])
-    status = await (channel.close_order if expired else channel.query_order)(cash["out_trade_no"])
+    expired = bill.expires_at <= datetime.now(UTC)
+    channel = rt.partners.channel(cash.method)
+    status = await (channel.close_order if expired else channel.query_order)(cash.out_trade_no)
     # Still pending: the sweeper asks again every minute until it ends or expires.
     return await _apply_status(rt, bill_id, status, expired)
 
 
 async def expire(rt: Runtime, bill_id: uuid.UUID) -> str:
     """Job at a bill's expiry: close it unpaid; a payment in progress is closed at the channel first."""
-    bill = await Bill.select(Bill.state, Bill.expires_at).where(Bill.id == bill_id).first()
+    bill = await records.bill(bill_id)
     if bill is None:
         return "no such bill"
-    if bill["expires_at"] > datetime.now(UTC):
+    if bill.expires_at > datetime.now(UTC):
         return "not yet"
-    if bill["state"] == BillState.CREATED and await end_unpaid(
+    if bill.state == BillState.CREATED and await end_unpaid(
         bill_id, BillState.CLOSED, "expired unpaid", was=BillState.CREATED
     ):
         return "closed"
     # A payment started meanwhile (or had): the channel is asked before the bill is closed.
-    if (await Bill.select(Bill.state).where(Bill.id == bill_id).first() or {}).get(
-        "state"
-    ) == BillState.PAYING:
+    now = await records.bill(bill_id)
+    if now is not None and now.state == BillState.PAYING:
         return await check(rt, bill_id)
-    return f"already {bill['state']}"
+    return f"already {bill.state}"
 
 
 async def overdue(check_after: timedelta, limit: int = 200) -> tuple[list[uuid.UUID], list[uuid.UUID]]:

@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from backend.billing import policy
+from backend.billing.records import BillRecord, as_bill
 from backend.billing.tables import Bill
 from backend.ecert import service as ecert
 from backend.ecert.service import InsuredPerson
@@ -36,16 +37,14 @@ class Parties:
     institution: Institution
 
 
-async def parties_of(bill: dict[str, Any]) -> Parties:
-    return Parties(
-        await ecert.insured_person(bill["insured_id"]), await hospitals.get(bill["institution_id"])
-    )
+async def parties_of(bill: BillRecord) -> Parties:
+    return Parties(await ecert.insured_person(bill.insured_id), await hospitals.get(bill.institution_id))
 
 
 async def post_parts(
     kind: str,
     reference: str,
-    bill: dict[str, Any],
+    bill: BillRecord,
     parties: Parties,
     *,
     fund_fen: int = 0,
@@ -61,29 +60,30 @@ async def post_parts(
     lines = [
         (ledger.hospital_receivable(institution.code), sign * total),
         (ledger.fund_pool(region, person.insurance_type), -sign * fund_fen),
-        (ledger.personal_account(bill["insured_id"]), -sign * personal_account_fen),
+        (ledger.personal_account(bill.insured_id), -sign * personal_account_fen),
     ]
     if cash_fen:
-        lines.append((ledger.channel_clearing(bill["cash_method"]), -sign * cash_fen))
+        assert bill.cash_method is not None  # a bill with a cash part names its method
+        lines.append((ledger.channel_clearing(bill.cash_method), -sign * cash_fen))
     await ledger.post(kind, reference, lines)
 
 
 async def notify_patients(
-    bill: dict[str, Any], parties: Parties, template: str, milestone: str, at: datetime, **params: Any
+    bill: BillRecord, parties: Parties, template: str, milestone: str, at: datetime, **params: Any
 ) -> list[int]:
     """Tell every user bound to the bill's patient, once per milestone; outbox ids to send."""
     institution = parties.institution
     messages = []
-    for user_id in await ecert.users_of_insured(bill["insured_id"]):
+    for user_id in await ecert.users_of_insured(bill.insured_id):
         message = await notify.notify(
             user_id,
             template,
-            f"bill:{bill['id']}",
+            f"bill:{bill.id}",
             milestone,
             {
                 "hospital": institution.name,
                 "at": at.astimezone(CHINA).isoformat(),
-                "bill_id": str(bill["id"]),
+                "bill_id": str(bill.id),
                 **params,
             },
         )
@@ -92,15 +92,15 @@ async def notify_patients(
     return messages
 
 
-async def locked_bill(bill_id: uuid.UUID) -> dict[str, Any]:
+async def locked_bill(bill_id: uuid.UUID) -> BillRecord:
     """The bill, locked until the caller's transaction ends: the first lock of every money move."""
-    row: dict[str, Any] | None = await Bill.select().where(Bill.id == bill_id).lock_rows().first()
+    row = await Bill.select().where(Bill.id == bill_id).lock_rows().first()
     if row is None:
         raise AppError("no such bill", code="BILL_NOT_FOUND", status_code=404)
-    return row
+    return as_bill(row)
 
 
-async def notify_paid(bill: dict[str, Any], parties: Parties, at: datetime) -> list[int]:
+async def notify_paid(bill: BillRecord, parties: Parties, at: datetime) -> list[int]:
     return await notify_patients(
-        bill, parties, "payment_succeeded", "paid", at, amount_fen=bill["total_fen"], bill_no=bill["bill_no"]
+        bill, parties, "payment_succeeded", "paid", at, amount_fen=bill.total_fen, bill_no=bill.bill_no
     )

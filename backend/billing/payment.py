@@ -16,7 +16,7 @@ import structlog
 
 from backend.auth import service as auth
 from backend.auth.service import Patient
-from backend.billing import bills, jobs, policy
+from backend.billing import bills, jobs, policy, records
 from backend.billing.parties import (
     CHANNELS,
     Parties,
@@ -26,6 +26,7 @@ from backend.billing.parties import (
     policy_year,
     post_parts,
 )
+from backend.billing.records import BillRecord, CashRecord
 from backend.billing.schemas import (
     ItemSplitRead,
     PaymentRead,
@@ -50,39 +51,39 @@ ORDER_TYPES = {"REG": "挂号", "DIAG": "门诊缴费", "PHARMACY": "药店购�
 
 # -- cash collectors: how a cash part is opened -------------------------------------------------
 
-CashCollector = Callable[[Runtime, dict[str, Any], dict[str, Any]], Awaitable[dict[str, str]]]
+CashCollector = Callable[[Runtime, BillRecord, CashRecord], Awaitable[dict[str, str]]]
 
 
-async def _open_channel_order(rt: Runtime, bill: dict[str, Any], cash: dict[str, Any]) -> dict[str, str]:
+async def _open_channel_order(rt: Runtime, bill: BillRecord, cash: CashRecord) -> dict[str, str]:
     """Create (or find again: out_trade_no is the channel's dedup key) the channel order."""
-    if cash["launch"]:
-        return dict(msgspec.json.decode(cash["launch"]))
-    institution = await hospitals.get(bill["institution_id"])
+    if cash.launch:
+        return dict(msgspec.json.decode(cash.launch))
+    institution = await hospitals.get(bill.institution_id)
     order = OrderRequest(
-        out_trade_no=cash["out_trade_no"],
-        payer_id=(await auth.channel_account(bill["payer_user_id"])).openid,
-        description=f"{institution.name}-{ORDER_TYPES[bill['order_type']]}",
-        total_fen=bill["total_fen"],
-        cash_fen=cash["amount_fen"],
-        fund_fen=bill["fund_fen"],
-        personal_account_fen=bill["personal_account_fen"],
-        order_type=bill["order_type"],
+        out_trade_no=cash.out_trade_no,
+        payer_id=(await auth.channel_account(bill.settled.payer_user_id)).openid,
+        description=f"{institution.name}-{ORDER_TYPES[bill.order_type]}",
+        total_fen=bill.total_fen,
+        cash_fen=cash.amount_fen,
+        fund_fen=bill.settled.fund_fen,
+        personal_account_fen=bill.settled.personal_account_fen,
+        order_type=bill.order_type,
         institution_code=institution.code,
         institution_name=institution.name,
-        notify_url=f"{rt.settings.app.base_url}/api/v1/payments/notify/{cash['method']}",
-        expires_at=bill["expires_at"],
+        notify_url=f"{rt.settings.app.base_url}/api/v1/payments/notify/{cash.method}",
+        expires_at=bill.expires_at,
     )
-    launch: dict[str, str] = await rt.partners.channel(cash["method"]).create_order(order)
+    launch: dict[str, str] = await rt.partners.channel(cash.method).create_order(order)
     # Requests racing to open one order each get the channel's answer: the first one stored is
     # the launch every request of this payment answers with, now and later.
     stored = (
         await CashPayment.update({CashPayment.launch: launch})
-        .where((CashPayment.id == cash["id"]) & CashPayment.launch.is_null())
+        .where((CashPayment.id == cash.id) & CashPayment.launch.is_null())
         .returning(CashPayment.id)
     )
     if stored:
         return launch
-    first = await CashPayment.select(CashPayment.launch).where(CashPayment.id == cash["id"]).first()
+    first = await CashPayment.select(CashPayment.launch).where(CashPayment.id == cash.id).first()
     assert first is not None
     return dict(msgspec.json.decode(first["launch"]))
 
@@ -144,7 +145,7 @@ async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayReq
         return started
     # The payment in progress, launched again outside any transaction: the channel is never
     # called with the bill locked.
-    bill = await Bill.select().where(Bill.id == bill_id).first()
+    bill = await records.bill(bill_id)
     assert bill is not None
     return await _launch(rt, bill)
 
@@ -156,12 +157,12 @@ async def _settle(
     messages: list[int] = []
     async with DB.transaction():
         bill = await locked_bill(bill_id)
-        if bill["state"] == BillState.PAYING:
+        if bill.state == BillState.PAYING:
             _check_resumable(patient, bill, request)
             return None
-        if bill["state"] != BillState.CREATED:
-            raise _not_payable(bill["state"])
-        if bill["expires_at"] <= datetime.now(UTC) + PAY_MARGIN:
+        if bill.state != BillState.CREATED:
+            raise _not_payable(bill.state)
+        if bill.expires_at <= datetime.now(UTC) + PAY_MARGIN:
             raise _expired()
         year = policy_year()
         parties = await parties_of(bill)
@@ -169,7 +170,7 @@ async def _settle(
         method = request.cash_method if split.cash_fen else None
         if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
             raise problem
-        await policy.add_usage(bill["insured_id"], year, split.deductible_fen, split.fund_fen)
+        await policy.add_usage(bill.insured_id, year, split.deductible_fen, split.fund_fen)
         now = datetime.now(UTC)
         state = BillState.PAYING if split.cash_fen else BillState.PAID
         await Bill.update(
@@ -218,52 +219,50 @@ async def _settle(
             personal_account_fen=split.personal_account_fen,
         )
     await outbox.send(rt.redis, messages)
-    settled = await Bill.select().where(Bill.id == bill_id).first()
+    settled = await records.bill(bill_id)
     assert settled is not None
     bill = settled
-    log.info("bill settled", bill_id=str(bill_id), state=bill["state"], cash_fen=bill["cash_fen"])
-    if not bill["cash_fen"]:
+    log.info("bill settled", bill_id=str(bill_id), state=bill.state, cash_fen=bill.cash_fen)
+    if not bill.cash_fen:
         return _payment_read(bill, None, None)
     await schedule_check(rt, bill_id, rt.settings.billing.payment_check_after_seconds)
     return await _launch(rt, bill)
 
 
-def _check_resumable(patient: Patient, bill: dict[str, Any], request: PayRequest) -> None:
+def _check_resumable(patient: Patient, bill: BillRecord, request: PayRequest) -> None:
     """A repeat of the payment in progress (a lost answer, a second device) gets the same launch."""
-    if bill["expires_at"] <= datetime.now(UTC) + PAY_MARGIN:
+    if bill.expires_at <= datetime.now(UTC) + PAY_MARGIN:
         raise _expired()
-    settled = msgspec.json.decode(bill["settlement"])
+    settled = msgspec.json.decode(bill.settled.settlement)
     same = (
-        bill["payer_user_id"] == patient.user_id
+        bill.settled.payer_user_id == patient.user_id
         and settled["use_personal_account"] == request.use_personal_account
-        and (request.cash_method or bill["cash_method"]) == bill["cash_method"]
+        and (request.cash_method or bill.cash_method) == bill.cash_method
     )
     if not same:
         raise Conflict(
             "a different payment of this bill is in progress",
             code="BILL_PAYMENT_IN_PROGRESS",
-            detail={"state": bill["state"]},
+            detail={"state": bill.state},
         )
 
 
-async def _launch(rt: Runtime, bill: dict[str, Any]) -> PaymentRead:
-    cash = await CashPayment.select().where(CashPayment.bill_id == bill["id"]).first()
+async def _launch(rt: Runtime, bill: BillRecord) -> PaymentRead:
+    cash = await records.cash_of(bill.id)
     assert cash is not None
-    launch = await CASH_COLLECTORS[cash["method"]](rt, bill, cash)
-    return _payment_read(bill, launch, cash["out_trade_no"])
+    launch = await CASH_COLLECTORS[cash.method](rt, bill, cash)
+    return _payment_read(bill, launch, cash.out_trade_no)
 
 
-def _payment_read(
-    bill: dict[str, Any], launch: dict[str, str] | None, out_trade_no: str | None
-) -> PaymentRead:
+def _payment_read(bill: BillRecord, launch: dict[str, str] | None, out_trade_no: str | None) -> PaymentRead:
     return PaymentRead(
         out_trade_no=out_trade_no,
-        bill_id=bill["id"],
-        state=bill["state"],
-        fund_fen=bill["fund_fen"],
-        personal_account_fen=bill["personal_account_fen"],
-        cash_fen=bill["cash_fen"],
-        cash_method=bill["cash_method"],
+        bill_id=bill.id,
+        state=bill.state,
+        fund_fen=bill.settled.fund_fen,
+        personal_account_fen=bill.settled.personal_account_fen,
+        cash_fen=bill.settled.cash_fen,
+        cash_method=bill.cash_method,
         launch=launch,
     )
 
@@ -278,7 +277,7 @@ async def schedule_check(rt: Runtime, bill_id: uuid.UUID, after_seconds: float) 
 
 
 async def split_for(
-    bill: dict[str, Any], parties: Parties, use_personal_account: bool, year: int, *, lock: bool
+    bill: BillRecord, parties: Parties, use_personal_account: bool, year: int, *, lock: bool
 ) -> tuple[Split, int]:
     """The bill's split under its person's policy and usage: (split, personal account balance).
 
@@ -287,13 +286,13 @@ async def split_for(
     """
     person, institution = parties.person, parties.institution
     rules = await policy.policy_for(person.region_code, person.insurance_type, year)
-    usage = await policy.usage(bill["insured_id"], year, lock=lock)
+    usage = await policy.usage(bill.insured_id, year, lock=lock)
     balance = 0
     if rules.personal_account_pays:
-        code = ledger.personal_account(bill["insured_id"])
+        code = ledger.personal_account(bill.insured_id)
         if lock:
             await ledger.open_personal_account(
-                bill["insured_id"],
+                bill.insured_id,
                 policy.pooling_region(person.region_code),
                 person.opening_balance_fen,
             )
@@ -304,7 +303,7 @@ async def split_for(
         await BillItem.select(
             BillItem.code, BillItem.name, BillItem.category, BillItem.quantity, BillItem.unit_price_fen
         )
-        .where(BillItem.bill_id == bill["id"])
+        .where(BillItem.bill_id == bill.id)
         .order_by(BillItem.line_no)
     )
     split = presettle(
@@ -319,14 +318,14 @@ async def split_for(
 
 async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_account: bool) -> PresettleRead:
     await bills.owned_bill(patient, bill_id)
-    bill = await Bill.select().where(Bill.id == bill_id).first()
+    bill = await records.bill(bill_id)
     assert bill is not None
-    if bill["state"] != BillState.CREATED:
+    if bill.state != BillState.CREATED:
         raise AppError(
-            f"the bill is {bill['state']}; only an unpaid bill is pre-settled",
+            f"the bill is {bill.state}; only an unpaid bill is pre-settled",
             code="BILL_NOT_PAYABLE",
             status_code=409,
-            detail={"state": bill["state"]},
+            detail={"state": bill.state},
         )
     parties = await parties_of(bill)
     split, balance = await split_for(bill, parties, use_personal_account, policy_year(), lock=False)

@@ -17,11 +17,12 @@ from typing import Any
 import asyncpg
 import structlog
 
-from backend.billing import bills, policy
+from backend.billing import bills, policy, records
 from backend.billing.parties import Parties, locked_bill, notify_patients, parties_of, post_parts
+from backend.billing.records import BillRecord
 from backend.billing.schemas import RefundCreate, RefundRead
 from backend.billing.settlement import RefundParts, refund_parts
-from backend.billing.tables import Bill, BillState, CashPayment, Refund, RefundState
+from backend.billing.tables import Bill, BillState, Refund, RefundState
 from backend.oauth.service import Partner
 from backend.partners.channels import RefundStatus
 from backend.piccolo_conf import DB
@@ -39,7 +40,7 @@ LIVE = (
 )  # the refunds holding their parts
 
 
-async def _remaining(bill: dict[str, Any]) -> RefundParts:
+async def _remaining(bill: BillRecord) -> RefundParts:
     """What is left of each part of a paid bill after every live refund."""
     rows = await Refund.raw(
         """
@@ -47,15 +48,15 @@ async def _remaining(bill: dict[str, Any]) -> RefundParts:
                coalesce(sum(cash_fen), 0) AS cash, coalesce(sum(deductible_fen), 0) AS deductible
         FROM bill_refund WHERE bill_id = {} AND state = ANY({}::text[])
         """,
-        bill["id"],
+        bill.id,
         list(LIVE),
     )
     taken = rows[0]
     return RefundParts(
-        fund_fen=bill["fund_fen"] - taken["fund"],
-        personal_account_fen=bill["personal_account_fen"] - taken["pa"],
-        cash_fen=bill["cash_fen"] - taken["cash"],
-        deductible_fen=bill["deductible_fen"] - taken["deductible"],
+        fund_fen=bill.settled.fund_fen - taken["fund"],
+        personal_account_fen=bill.settled.personal_account_fen - taken["pa"],
+        cash_fen=bill.settled.cash_fen - taken["cash"],
+        deductible_fen=bill.settled.deductible_fen - taken["deductible"],
     )
 
 
@@ -78,11 +79,11 @@ async def request_refund(
     try:
         async with DB.transaction():
             bill = await locked_bill(bill_id)
-            if bill["state"] not in (BillState.PAID, BillState.PARTIALLY_REFUNDED):
+            if bill.state not in (BillState.PAID, BillState.PARTIALLY_REFUNDED):
                 raise Conflict(
-                    f"the bill is {bill['state']}; only a paid bill is refunded",
+                    f"the bill is {bill.state}; only a paid bill is refunded",
                     code="BILL_NOT_REFUNDABLE",
-                    detail={"state": bill["state"]},
+                    detail={"state": bill.state},
                 )
             remaining = await _remaining(bill)
             left = remaining.fund_fen + remaining.personal_account_fen + remaining.cash_fen
@@ -155,17 +156,17 @@ async def send(rt: Runtime, refund_id: uuid.UUID, *, raise_refusal: bool = False
     refund = await Refund.select().where(Refund.id == refund_id).first()
     if refund is None or refund["state"] != RefundState.REQUESTED:
         return "nothing to send"
-    cash = await CashPayment.select().where(CashPayment.bill_id == refund["bill_id"]).first()
+    cash = await records.cash_of(refund["bill_id"])
     assert cash is not None
-    channel = rt.partners.channel(cash["method"])
+    channel = rt.partners.channel(cash.method)
     try:
         status = await channel.refund(
-            cash["out_trade_no"],
+            cash.out_trade_no,
             refund["out_refund_no"],
             refund["cash_fen"],
-            cash["amount_fen"],
+            cash.amount_fen,
             refund["reason"],
-            f"{rt.settings.app.base_url}/api/v1/payments/notify/{cash['method']}",
+            f"{rt.settings.app.base_url}/api/v1/payments/notify/{cash.method}",
         )
     except PartnerUnavailable:
         log.warning("refund left for the sweeper", refund_id=str(refund_id))
@@ -256,7 +257,7 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
         return []
     refund = rows[0]
     bill = await locked_bill(refund["bill_id"])
-    await policy.usage(bill["insured_id"], bill["policy_year"], lock=True)  # before the accounts
+    await policy.usage(bill.insured_id, bill.settled.policy_year, lock=True)  # before the accounts
     parties = await parties_of(bill)
     await post_parts(
         "bill.refunded",
@@ -269,16 +270,16 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
         giving_back=True,
     )
     await policy.add_usage(
-        bill["insured_id"], bill["policy_year"], -refund["deductible_fen"], -refund["fund_fen"]
+        bill.insured_id, bill.settled.policy_year, -refund["deductible_fen"], -refund["fund_fen"]
     )
-    refunded = bill["refunded_fen"] + refund["amount_fen"]
+    refunded = bill.refunded_fen + refund["amount_fen"]
     await Bill.update(
         {
             Bill.refunded_fen: refunded,
-            Bill.state: BillState.REFUNDED if refunded == bill["total_fen"] else BillState.PARTIALLY_REFUNDED,
+            Bill.state: BillState.REFUNDED if refunded == bill.total_fen else BillState.PARTIALLY_REFUNDED,
             Bill.updated_at: now,
         }
-    ).where((Bill.id == bill["id"]) & Bill.state.is_in([BillState.PAID, BillState.PARTIALLY_REFUNDED]))
+    ).where((Bill.id == bill.id) & Bill.state.is_in([BillState.PAID, BillState.PARTIALLY_REFUNDED]))
     return await _notify_refunded(bill, parties, refund, now) if state == RefundState.SUCCEEDED else []
 
 
@@ -293,13 +294,13 @@ async def _succeeded(refund_id: uuid.UUID) -> list[int]:
     )
     if not rows:
         return []
-    bill = await Bill.select().where(Bill.id == rows[0]["bill_id"]).first()
+    bill = await records.bill(rows[0]["bill_id"])
     assert bill is not None
     return await _notify_refunded(bill, await parties_of(bill), rows[0], now)
 
 
 async def _notify_refunded(
-    bill: dict[str, Any], parties: Parties, refund: dict[str, Any], at: datetime
+    bill: BillRecord, parties: Parties, refund: dict[str, Any], at: datetime
 ) -> list[int]:
     return await notify_patients(
         bill,
@@ -317,11 +318,9 @@ async def check(rt: Runtime, refund_id: uuid.UUID) -> str:
     refund = await Refund.select().where(Refund.id == refund_id).first()
     if refund is None or refund["state"] not in (RefundState.PROCESSING, RefundState.ATTENTION):
         return "nothing to check"
-    cash = await CashPayment.select().where(CashPayment.bill_id == refund["bill_id"]).first()
+    cash = await records.cash_of(refund["bill_id"])
     assert cash is not None
-    status = await rt.partners.channel(cash["method"]).query_refund(
-        cash["out_trade_no"], refund["out_refund_no"]
-    )
+    status = await rt.partners.channel(cash.method).query_refund(cash.out_trade_no, refund["out_refund_no"])
     return await apply_status(rt, refund_id, status)
 
 
