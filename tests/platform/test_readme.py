@@ -1,4 +1,5 @@
-"""docs/configuration.md documents every variable the code reads: the settings and the sandbox's."""
+"""docs/configuration.md documents every variable the code reads (the settings and the sandbox's),
+and the README links every page of the manual."""
 
 import re
 
@@ -24,3 +25,9 @@ def test_every_sandbox_variable_is_in_the_configuration_page() -> None:
     page = PAGE.read_text()
     for variable in variables:
         assert f"| `{variable}` |" in page, variable
+
+
+def test_the_readme_links_every_page_of_the_manual() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"(docs/{page.name})" in readme, page.name
