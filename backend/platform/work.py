@@ -1,7 +1,7 @@
 """Kinds of background work, declared by each domain in its `jobs.py` and gathered by `workers/`.
 
 Three kinds: a `Job` is enqueued by name with ids as arguments (now, or deferred); a `Task` runs
-an outbox message (`outbox.add(task.name, payload)` inside the business transaction); a `Cron`
+an outbox message (`outbox.add(task, payload)` inside the business transaction); a `Cron`
 runs on a schedule and catches up on what was missed. Every one runs under the correlation id of
 what caused it: the request or job that enqueued it, the outbox row's, or a new one per cron run.
 arq may run any of them twice: each re-reads the state it acts on and changes it by guarded updates.
