@@ -156,7 +156,7 @@ def arq_worker(settings: Any) -> subprocess.Popen[bytes]:
 
 @contextmanager
 def bench_settings() -> Iterator[Any]:
-    """Settings for a benchmark run: throw-away servers (embedded, or DATABASE_URL / REDIS_URL's) and a sandbox."""
+    """Settings for a benchmark: throw-away servers (embedded, or those of DATABASE_URL / REDIS_URL)."""
     from backend.settings import Settings
 
     with (
