@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
 
 from backend.auth.service import Patient
@@ -62,7 +63,19 @@ async def create(
         assert request.cert_no is not None
         visit_id, insured_id = None, await ecert.insured_by_cert_no(request.cert_no)
         await _require_recent_visit(rt, insured_id, institution)
-    total = sum(item.quantity * item.unit_price_fen for item in request.items)
+    lines = [
+        ItemRead(
+            line_no=line_no,
+            code=item.code,
+            name=item.name,
+            category=item.category,
+            quantity=item.quantity,
+            unit_price_fen=item.unit_price_fen,
+            amount_fen=item.quantity * item.unit_price_fen,
+        )
+        for line_no, item in enumerate(request.items, start=1)
+    ]
+    total = sum(line.amount_fen for line in lines)
     if total > MAX_TOTAL_FEN:
         raise _field_error("items", f"a bill may total at most {MAX_TOTAL_FEN} fen")
     now = datetime.now(UTC)
@@ -90,19 +103,7 @@ async def create(
                     )
                 )
                 await BillItem.insert(
-                    *(
-                        BillItem(
-                            bill_id=bill_id,
-                            line_no=line_no,
-                            code=item.code,
-                            name=item.name,
-                            category=item.category,
-                            quantity=item.quantity,
-                            unit_price_fen=item.unit_price_fen,
-                            amount_fen=item.quantity * item.unit_price_fen,
-                        )
-                        for line_no, item in enumerate(request.items, start=1)
-                    )
+                    *(BillItem(bill_id=bill_id, **msgspec.structs.asdict(line)) for line in lines)
                 )
             break
         except asyncpg.UniqueViolationError as exc:
@@ -125,18 +126,7 @@ async def create(
         institution=InstitutionRead(code=institution.code, name=institution.name, level=institution.level),
         patient=person.masked,
         total_fen=total,
-        items=[
-            ItemRead(
-                line_no=line_no,
-                code=item.code,
-                name=item.name,
-                category=item.category,
-                quantity=item.quantity,
-                unit_price_fen=item.unit_price_fen,
-                amount_fen=item.quantity * item.unit_price_fen,
-            )
-            for line_no, item in enumerate(request.items, start=1)
-        ],
+        items=lines,
         fund_fen=None,
         personal_account_fen=None,
         cash_fen=None,
