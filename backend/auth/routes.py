@@ -5,7 +5,7 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
-from litestar.handlers import BaseRouteHandler
+from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -26,15 +26,21 @@ from backend.platform.runtime import Runtime
 PatientDep = NamedDependency[Patient]
 
 
-def requires_patient(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """A guard, so it runs before the body and parameters are read: a request without a valid
-    token is 401 whatever else is wrong with it. The patient lands in `state.patient`."""
-    runtime: Runtime = connection.app.state.runtime
-    connection.state.patient = service.authenticate(runtime, connection.headers.get("authorization"))
+class PatientAuthentication(AbstractAuthenticationMiddleware):
+    """Litestar's authentication middleware, so the token is checked before the body and the
+    parameters are read: a request without a valid token is 401 whatever else is wrong with it.
+    (A guard would do the same at the price of a copy of the handler on every request.)"""
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        runtime: Runtime = connection.app.state.runtime
+        patient = service.authenticate(runtime, connection.headers.get("authorization"))
+        return AuthenticationResult(user=patient, auth=None)
 
 
 def provide_patient(request: Request[Any, Any, Any]) -> Patient:
-    patient: Patient = request.state.patient
+    patient: Patient = request.user
     return patient
 
 
@@ -42,7 +48,7 @@ class PatientController(Controller):
     """What every controller of a patient's own data shares: the token checked first, the patient
     as a dependency, the scheme named in the document, and answers no cache keeps."""
 
-    guards = [requires_patient]
+    middleware = [PatientAuthentication]
     dependencies = {"patient": Provide(provide_patient, sync_to_thread=False)}
     security = patient_token()
     cache_control = NO_STORE

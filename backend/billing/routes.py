@@ -163,7 +163,7 @@ class BillController(PatientController):
 class PartnerBillController(Controller):
     path = "/api/v1/partner/bills"
     tags = ["bills"]
-    guards = [requires_scope("bills:write")]
+    middleware = [requires_scope("bills:write")]
     security = partner_token("bills:write")
     cache_control = NO_STORE
 

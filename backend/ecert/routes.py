@@ -91,7 +91,7 @@ class TerminalController(Controller):
     @post(
         "/ecert/decode",
         status_code=HTTP_200_OK,
-        guards=[requires_scope("ecert:decode")],
+        middleware=[requires_scope("ecert:decode")],
         security=partner_token("ecert:decode"),
         operation_id="ecertDecode",
         responses=errors(
@@ -109,7 +109,7 @@ class TerminalController(Controller):
     @post(
         "/ecert/face",
         status_code=HTTP_200_OK,
-        guards=[requires_scope("ecert:decode")],
+        middleware=[requires_scope("ecert:decode")],
         security=partner_token("ecert:decode"),
         operation_id="ecertFace",
         responses=errors(
@@ -130,7 +130,7 @@ class TerminalController(Controller):
     @post(
         "/visits/lookup",
         status_code=HTTP_200_OK,
-        guards=[requires_scope(None)],
+        middleware=[requires_scope(None)],
         security=partner_token(),
         operation_id="visitLookup",
         responses=errors(

@@ -1,4 +1,4 @@
-"""The partners' token endpoint and a guard per scope."""
+"""The partners' token endpoint, and the authentication of partners by the scopes their token holds."""
 
 from typing import Annotated, Any
 
@@ -6,10 +6,11 @@ from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.handlers import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.params import Body
 from litestar.status_codes import HTTP_200_OK
-from litestar.types import Guard
+from litestar.types import ASGIApp
 
 from backend.oauth import service
 from backend.oauth.schemas import PartnerRead, PartnerTokenRead, TokenForm
@@ -22,22 +23,30 @@ from backend.platform.runtime import Runtime
 PartnerDep = NamedDependency[service.Partner]
 
 
-def requires_scope(scope: str | None) -> Guard:
-    """A guard admitting partners whose token holds `scope` (any partner for None): it runs
-    before the body is read. Handlers behind it take the partner as `partner: PartnerDep`."""
+class PartnerAuthentication(AbstractAuthenticationMiddleware):
+    """Admits partners whose token holds `scope` (any partner for None), before the body is read."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    def __init__(self, app: ASGIApp, scope: str | None = None) -> None:
+        super().__init__(app)
+        self.scope = scope
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
         runtime: Runtime = connection.app.state.runtime
-        connection.state.partner = service.authenticate(
-            runtime, connection.headers.get("authorization"), scope
-        )
+        partner = service.authenticate(runtime, connection.headers.get("authorization"), self.scope)
+        return AuthenticationResult(user=partner, auth=None)
 
-    return guard
+
+def requires_scope(scope: str | None) -> DefineMiddleware:
+    """The `middleware` of a controller or handler for partners holding `scope`; handlers behind
+    it take the partner as `partner: PartnerDep`."""
+    return DefineMiddleware(PartnerAuthentication, scope=scope)
 
 
 def provide_partner(request: Request[Any, Any, Any]) -> service.Partner:
-    """The partner its `requires_scope` guard found (an app-wide dependency, like `runtime`)."""
-    partner: service.Partner = request.state.partner
+    """The partner `requires_scope` admitted (an app-wide dependency, like `runtime`)."""
+    partner: service.Partner = request.user
     return partner
 
 
@@ -90,7 +99,7 @@ class TokenController(Controller):
 class PartnerController(Controller):
     path = "/api/v1/partner"
     tags = ["partners"]
-    guards = [requires_scope(None)]
+    middleware = [requires_scope(None)]
     security = partner_token()
     cache_control = NO_STORE
 

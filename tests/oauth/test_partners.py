@@ -13,7 +13,7 @@ from tests.helpers import Client, bearer, partner_token
 from tests.servers import medpay
 
 
-@get("/test/bills-only", guards=[requires_scope("bills:write")], include_in_schema=False)
+@get("/test/bills-only", middleware=[requires_scope("bills:write")], include_in_schema=False)
 async def bills_only() -> dict[str, str]:
     return {"ok": "yes"}
 
