@@ -26,7 +26,7 @@ from backend.platform.deps import RuntimeDep, provide_runtime
 from backend.platform.errors import EXCEPTION_HANDLERS
 from backend.platform.headers import no_sniffing
 from backend.platform.health import HealthController
-from backend.platform.logging import CorrelationMiddleware, configure_logging
+from backend.platform.logging import CorrelationMiddleware, configure_logging, echo_correlation_id
 from backend.platform.openapi import SECURITY_SCHEMES, ErrorAnswers, StrictStructs
 from backend.platform.runtime import running
 from backend.settings import Settings, get_settings
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         lifespan=[lifespan],
         middleware=[CorrelationMiddleware],
-        before_send=[no_sniffing],
+        before_send=[no_sniffing, echo_correlation_id],
         plugins=[ErrorAnswers(), StrictStructs()],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JsonRequest,

@@ -40,7 +40,8 @@ class PatientAuthentication(AbstractAuthenticationMiddleware):
 
 
 def provide_patient(request: Request[Any, Any, Any]) -> Patient:
-    patient: Patient = request.user
+    patient = request.user
+    assert isinstance(patient, Patient), "a patient handler on a PatientController"
     return patient
 
 

@@ -46,7 +46,8 @@ def requires_scope(scope: str | None) -> DefineMiddleware:
 
 def provide_partner(request: Request[Any, Any, Any]) -> service.Partner:
     """The partner `requires_scope` admitted (an app-wide dependency, like `runtime`)."""
-    partner: service.Partner = request.user
+    partner = request.user
+    assert isinstance(partner, service.Partner), "a partner handler behind requires_scope"
     return partner
 
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -69,8 +70,21 @@ def correlated(correlation_id: str | None, **extra: Any) -> Iterator[str]:
         yield cid
 
 
+def request_correlation_id(scope: Scope) -> str:
+    """The request's correlation id: the caller's `X-Request-ID` if it is a sane one, else a new
+    one; kept in the scope, so everything that answers this request names the same id."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    if (cid := state.get("correlation_id")) is None:
+        given = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", []) if k == CORRELATION_HEADER.encode()),
+            "",
+        )
+        cid = state["correlation_id"] = given if _VALID_ID.match(given) else new_correlation_id()
+    return str(cid)
+
+
 class CorrelationMiddleware:
-    """Takes the caller's `X-Request-ID` (or makes one), logs under it and echoes it back."""
+    """Logs everything a request does under its correlation id (`echo_correlation_id` answers it)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -79,17 +93,12 @@ class CorrelationMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        given = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == CORRELATION_HEADER.encode()),
-            "",
-        )
-        with correlated(given if _VALID_ID.match(given) else None) as cid:
+        with correlated(request_correlation_id(scope)):
+            await self.app(scope, receive, send)
 
-            async def send_with_id(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    headers = list(message.get("headers", []))
-                    headers.append((CORRELATION_HEADER.encode(), cid.encode()))
-                    message["headers"] = headers
-                await send(message)
 
-            await self.app(scope, receive, send_with_id)
+async def echo_correlation_id(message: Message, scope: Scope) -> None:
+    """A `before_send` hook, so every answer names its id: the router's own 404s and 405s, and the
+    401s that authentication raises before any route's middleware ends, included."""
+    if message["type"] == "http.response.start" and scope["type"] == ScopeType.HTTP:
+        MutableScopeHeaders.from_message(message)[CORRELATION_HEADER] = request_correlation_id(scope)

@@ -22,10 +22,21 @@ NOSNIFF = ("x-content-type-options", "nosniff")
         ("POST", "/api/v1/payments/notify/alipay", 400),
     ],
 )
-async def test_every_answer_says_nosniff(client: Client, method, path, status) -> None:
-    answer = await client.request(method, path, json={} if method == "POST" else None)
+async def test_every_answer_says_nosniff_and_names_the_request(client: Client, method, path, status) -> None:
+    answer = await client.request(
+        method, path, json={} if method == "POST" else None, headers={"X-Request-ID": "trace-this-one-1"}
+    )
     assert answer.status_code == status
     assert answer.headers.get(NOSNIFF[0]) == NOSNIFF[1]
+    assert answer.headers.get_list("x-request-id") == ["trace-this-one-1"]  # echoed, once
+
+
+async def test_an_answer_to_a_caller_without_a_sane_id_names_a_new_one(client: Client) -> None:
+    unnamed = await client.get("/api/v1/me")
+    odd = await client.get("/api/v1/me", headers={"X-Request-ID": "no spaces allowed"})
+
+    ids = [unnamed.headers["x-request-id"], odd.headers["x-request-id"]]
+    assert all(len(cid) == 32 for cid in ids) and ids[0] != ids[1]
 
 
 async def test_tokens_and_personal_data_are_never_stored(client: Client, sandbox_http, settings) -> None:
