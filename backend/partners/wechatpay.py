@@ -12,19 +12,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import secrets
 import time
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from backend.partners.channels import (
@@ -33,85 +30,32 @@ from backend.partners.channels import (
     ChannelName,
     NotificationInvalid,
     OrderRequest,
-    OrderState,
     OrderStatus,
-    RefundState,
     RefundStatus,
 )
 from backend.partners.http import TransientPartnerError, rejected, signature_invalid, unusable, with_retries
+from backend.partners.wechatpay_formats import (
+    NOT_FOUND_CODES,
+    NOTIFIED_REFUND_STATES,
+    NOTIFIED_TRADE_STATES,
+    ORDER_PAID_CODE,
+    ORDER_TYPES,
+    REFUND_STATES,
+    SCHEME,
+    TRADE_STATES,
+    TRANSIENT_CODES,
+    WINDOW_SECONDS,
+    Reply,
+    fen,
+    moment,
+    new_nonce,
+    rfc3339,
+    rsa_sign,
+    rsa_verify,
+)
 from backend.settings import PartnerHttpSettings, SettingsError, WechatPaySettings
 
 log = structlog.get_logger(__name__)
-
-CHINA = ZoneInfo("Asia/Shanghai")
-SCHEME = "WECHATPAY2-SHA256-RSA2048"
-WINDOW_SECONDS = 300  # answers and notifications older or newer than this are refused
-ORDER_TYPES = {"REG": "REG_PAY", "DIAG": "DIAG_PAY", "PHARMACY": "PHARMACY_PAY", "IN_HOSP": "IN_HOSP_PAY"}
-TRADE_STATES: dict[str, OrderState] = {
-    "NOTPAY": "PENDING",
-    "USERPAYING": "PENDING",
-    "SUCCESS": "PAID",
-    "REFUND": "PAID",  # paid, then (partly) refunded: refunds are tracked on their own
-    "CLOSED": "CLOSED",
-    "REVOKED": "CLOSED",
-    "PAYERROR": "FAILED",
-}
-NOTIFIED_TRADE_STATES = {"SUCCESS": "PAID", "CLOSED": "CLOSED", "REVOKED": "CLOSED", "PAYERROR": "FAILED"}
-NOTIFIED_REFUND_STATES = {"SUCCESS": "SUCCEEDED", "ABNORMAL": "ABNORMAL", "CLOSED": "FAILED"}
-REFUND_STATES: dict[str, RefundState] = {
-    "SUCCESS": "SUCCEEDED",
-    "PROCESSING": "PROCESSING",
-    "ABNORMAL": "ABNORMAL",
-    "CLOSED": "FAILED",
-}
-# Worth sending again (with the same out_trade_no / out_refund_no, which deduplicate).
-TRANSIENT_CODES = {"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANK_ERROR"}
-NOT_FOUND_CODES = {"ORDER_NOT_EXIST", "RESOURCE_NOT_EXISTS", "ORDERNOTEXIST"}
-ORDER_PAID_CODE = "ORDERPAID"
-
-
-class _Reply(NamedTuple):
-    status: int
-    body: dict[str, Any]
-
-    @property
-    def code(self) -> str:
-        return str(self.body.get("code", ""))
-
-
-def rsa_sign(key: rsa.RSAPrivateKey, message: str) -> str:
-    return base64.b64encode(key.sign(message.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
-
-
-def rsa_verify(key: rsa.RSAPublicKey, message: bytes, signature: str) -> bool:
-    try:
-        key.verify(base64.b64decode(signature, validate=True), message, padding.PKCS1v15(), hashes.SHA256())
-    except (InvalidSignature, ValueError, binascii.Error):
-        return False
-    return True
-
-
-def _nonce() -> str:
-    return secrets.token_hex(16).upper()
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(CHINA).isoformat(timespec="seconds")
-
-
-def _fen(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"not an amount in fen: {value!r}")
-    return int(value)
-
-
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(str(value))
-    if moment.tzinfo is None:
-        raise ValueError(f"a time without its offset: {value!r}")
-    return moment
 
 
 class WechatPayClient:
@@ -159,7 +103,7 @@ class WechatPayClient:
             "mchid": self.merchant_id,
             "description": order.description,
             "out_trade_no": order.out_trade_no,
-            "time_expire": _rfc3339(order.expires_at),
+            "time_expire": rfc3339(order.expires_at),
             "notify_url": order.notify_url,
             "amount": {"total": order.cash_fen, "currency": "CNY"},
             "payer": {"openid": order.payer_id},
@@ -188,7 +132,7 @@ class WechatPayClient:
         }
         reply = await self._call("POST", "/v3/med-ins/orders", med_ins)
         mix_trade_no = self._field(reply, "mix_trade_no", "WeChat Pay refused the insurance order")
-        timestamp, nonce, package = str(int(time.time())), _nonce(), f"prepay_id={prepay_id}"
+        timestamp, nonce, package = str(int(time.time())), new_nonce(), f"prepay_id={prepay_id}"
         return {
             "mixTradeNo": mix_trade_no,
             "appId": self.appid,
@@ -214,9 +158,9 @@ class WechatPayClient:
             return OrderStatus(
                 out_trade_no,
                 state,
-                amount_fen=_fen(body["amount"]["total"]) if "amount" in body else None,
+                amount_fen=fen(body["amount"]["total"]) if "amount" in body else None,
                 transaction_id=body.get("transaction_id") or None,
-                paid_at=_moment(body.get("success_time")),
+                paid_at=moment(body.get("success_time")),
                 merchant_id=str(body["mchid"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -296,21 +240,21 @@ class WechatPayClient:
                 "out_trade_no": str(data["out_trade_no"]),
                 "merchant_id": str(data["mchid"]),
                 "transaction_id": data.get("transaction_id") or None,
-                "occurred_at": _moment(data.get("success_time")),
+                "occurred_at": moment(data.get("success_time")),
                 "payload": payload,
             }
             if event_type.startswith("TRANSACTION.") and resource.get("original_type") == "transaction":
                 return ChannelEvent(
                     kind="payment",
                     state=NOTIFIED_TRADE_STATES[data["trade_state"]],
-                    amount_fen=_fen(data["amount"]["total"]),
+                    amount_fen=fen(data["amount"]["total"]),
                     **common,
                 )
             if event_type.startswith("REFUND.") and resource.get("original_type") == "refund":
                 return ChannelEvent(
                     kind="refund",
                     state=NOTIFIED_REFUND_STATES[data["refund_status"]],
-                    amount_fen=_fen(data["amount"]["refund"]),
+                    amount_fen=fen(data["amount"]["refund"]),
                     out_refund_no=str(data["out_refund_no"]),
                     **common,
                 )
@@ -331,7 +275,7 @@ class WechatPayClient:
 
     def authorization(self, method: str, url: str, body: str) -> str:
         """The `Authorization` header for a request to `url` (path and query) with this body."""
-        timestamp, nonce = str(int(time.time())), _nonce()
+        timestamp, nonce = str(int(time.time())), new_nonce()
         signature = rsa_sign(self._merchant_key, f"{method}\n{url}\n{timestamp}\n{nonce}\n{body}\n")
         return (
             f'{SCHEME} mchid="{self.merchant_id}",nonce_str="{nonce}",signature="{signature}",'
@@ -361,14 +305,14 @@ class WechatPayClient:
         path: str,
         body: dict[str, Any] | None = None,
         query: dict[str, str] | None = None,
-    ) -> _Reply:
+    ) -> Reply:
         """One API call, its answer's signature checked; 5xx and busy answers are sent again."""
         text = "" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         url = self.settings.api_base + path + (f"?{urlencode(query)}" if query else "")
         parts = urlsplit(url)
         signed_url = parts.path + (f"?{parts.query}" if parts.query else "")
 
-        async def once() -> _Reply:
+        async def once() -> Reply:
             headers = {
                 "Authorization": self.authorization(method, signed_url, text),
                 "Accept": "application/json",
@@ -388,20 +332,20 @@ class WechatPayClient:
                 raise unusable(self.partner, "WeChat Pay's answer could not be read") from exc
             if not isinstance(answer, dict):
                 raise unusable(self.partner, "WeChat Pay's answer is not an object")
-            reply = _Reply(response.status_code, answer)
+            reply = Reply(response.status_code, answer)
             if response.status_code == 429 or reply.code in TRANSIENT_CODES:
                 raise TransientPartnerError(self.partner, reply.code or "HTTP 429")
             return reply
 
         return await with_retries(self.http_settings, self.partner, once)
 
-    def _field(self, reply: _Reply, name: str, refusal: str) -> str:
+    def _field(self, reply: Reply, name: str, refusal: str) -> str:
         value = reply.body.get(name)
         if reply.status != 200 or not isinstance(value, str) or not value:
             raise self._refusal(reply, refusal)
         return value
 
-    def _refusal(self, reply: _Reply, message: str) -> Exception:
+    def _refusal(self, reply: Reply, message: str) -> Exception:
         if reply.status == 200:  # a success that lacks what it should carry: not a refusal
             return unusable(self.partner, f"{message}: the answer lacks a field it should carry")
         log.error(
@@ -414,7 +358,7 @@ class WechatPayClient:
             platform_message=str(reply.body.get("message", ""))[:200],
         )
 
-    def _refund_status(self, reply: _Reply, out_trade_no: str, out_refund_no: str) -> RefundStatus:
+    def _refund_status(self, reply: Reply, out_trade_no: str, out_refund_no: str) -> RefundStatus:
         try:
             body = reply.body
             if body["out_refund_no"] != out_refund_no or body["out_trade_no"] != out_trade_no:
@@ -423,7 +367,7 @@ class WechatPayClient:
                 out_refund_no,
                 REFUND_STATES[body["status"]],
                 refund_id=str(body["refund_id"]),
-                amount_fen=_fen(body["amount"]["refund"]),
+                amount_fen=fen(body["amount"]["refund"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise unusable(self.partner, f"WeChat Pay's refund answer is unusable: {exc}") from exc
