@@ -18,14 +18,10 @@ import uuid
 import httpx
 from arq.worker import Worker
 
-from backend.app import create_app
 from backend.billing.audit import full_audit
 from backend.billing.tables import Bill
-from backend.platform import database
-from backend.platform.runtime import running
-from backend.seed import seed
 from backend.settings import Settings
-from tests.bench.qr import report, run_benchmark, servers_url
+from tests.bench.qr import report, run_benchmark, serving
 from tests.billing.factories import Insured, visit_token
 from tests.helpers import bearer, bind_ecert, login, partner_token
 from tests.identities import employee_id, resident_id
@@ -42,64 +38,54 @@ ITEMS = [
 
 
 async def bench(settings: Settings, seconds: float, patients: int, concurrency: int) -> None:
-    database.use_database(settings.database.url)
-    await database.migrate()
-    async with running(settings) as runtime:
-        app = create_app(settings)
-        app.state.runtime = runtime
-        await seed()
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            httpx.AsyncClient(transport=transport, base_url="http://medpay") as client,
-            httpx.AsyncClient(base_url=servers_url(settings)) as sandbox,
-        ):
-            his = bearer(await partner_token(client, "hospital", ["bills:write"], "H33010001"))
+    async with serving(settings) as (runtime, client, sandbox):
+        his = bearer(await partner_token(client, "hospital", ["bills:write"], "H33010001"))
 
-            async def patient(n: int, employee: bool) -> tuple[dict[str, str], str]:
-                user = f"bench-pay-{n}-{uuid.uuid4().hex[:6]}"
-                tokens = await login(client, sandbox, settings, user=user)
-                number = (
-                    employee_id()
-                    if employee
-                    else next(i for i in (resident_id() for _ in range(100)) if int(i[16]) % 2 == 0)
-                )
-                bound = await bind_ecert(client, tokens, f"测试付款{n}", number)
-                assert bound.status_code == 200, bound.text
-                insured = Insured(tokens, bound.json()["cert_no"], "wechat", user, number)
-                await visit_token(client, insured)  # the hospital may bill them by cert_no
-                return insured.headers, insured.cert_no
-
-            for label, employee in (("by personal account", True), ("with WeChat Pay", False)):
-                phones = [await patient(n, employee) for n in range(patients)]
-                await run_mode(client, sandbox, his, phones, label, employee, seconds, concurrency)
-
-            began = time.perf_counter()
-            worker = Worker(
-                **{
-                    **worker_settings(settings),
-                    "ctx": {"settings": settings, "runtime": runtime},
-                    "on_startup": None,
-                    "on_shutdown": None,
-                    "cron_jobs": [],
-                    "burst": True,
-                    "poll_delay": 0,
-                    "handle_signals": False,
-                    "max_burst_jobs": -1,
-                }
+        async def patient(n: int, employee: bool) -> tuple[dict[str, str], str]:
+            user = f"bench-pay-{n}-{uuid.uuid4().hex[:6]}"
+            tokens = await login(client, sandbox, settings, user=user)
+            number = (
+                employee_id()
+                if employee
+                else next(i for i in (resident_id() for _ in range(100)) if int(i[16]) % 2 == 0)
             )
-            before = await Bill.count().where(Bill.state == "PAID")
-            # Expiry and payment-check jobs are deferred well past this run: leave them queued.
-            await runtime.redis.zremrangebyscore(worker.queue_name, time.time() * 1000 + 60_000, "+inf")
-            await worker.main()
-            await worker.close()
-            elapsed = time.perf_counter() - began
-            applied = await Bill.count().where(Bill.state == "PAID") - before
-            print(  # noqa: T201
-                f"notifications applied by one worker: {applied / elapsed:8.1f}/s   "
-                f"({applied} bills completed and their notifications recorded in {elapsed:.1f} s)"
-            )
-            problems, counts = await full_audit()
-            print(f"audit: {problems or 'clean'}: {counts}")  # noqa: T201
+            bound = await bind_ecert(client, tokens, f"测试付款{n}", number)
+            assert bound.status_code == 200, bound.text
+            insured = Insured(tokens, bound.json()["cert_no"], "wechat", user, number)
+            await visit_token(client, insured)  # the hospital may bill them by cert_no
+            return insured.headers, insured.cert_no
+
+        for label, employee in (("by personal account", True), ("with WeChat Pay", False)):
+            phones = [await patient(n, employee) for n in range(patients)]
+            await run_mode(client, sandbox, his, phones, label, employee, seconds, concurrency)
+
+        began = time.perf_counter()
+        worker = Worker(
+            **{
+                **worker_settings(settings),
+                "ctx": {"settings": settings, "runtime": runtime},
+                "on_startup": None,
+                "on_shutdown": None,
+                "cron_jobs": [],
+                "burst": True,
+                "poll_delay": 0,
+                "handle_signals": False,
+                "max_burst_jobs": -1,
+            }
+        )
+        before = await Bill.count().where(Bill.state == "PAID")
+        # Expiry and payment-check jobs are deferred well past this run: leave them queued.
+        await runtime.redis.zremrangebyscore(worker.queue_name, time.time() * 1000 + 60_000, "+inf")
+        await worker.main()
+        await worker.close()
+        elapsed = time.perf_counter() - began
+        applied = await Bill.count().where(Bill.state == "PAID") - before
+        print(  # noqa: T201
+            f"notifications applied by one worker: {applied / elapsed:8.1f}/s   "
+            f"({applied} bills completed and their notifications recorded in {elapsed:.1f} s)"
+        )
+        problems, counts = await full_audit()
+        print(f"audit: {problems or 'clean'}: {counts}")  # noqa: T201
 
 
 async def run_mode(

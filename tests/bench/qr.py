@@ -14,14 +14,15 @@ import asyncio
 import statistics
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 
 from backend.app import create_app
 from backend.platform import database
 from backend.platform.logging import configure_logging
-from backend.platform.runtime import running
+from backend.platform.runtime import Runtime, running
 from backend.seed import seed
 from backend.settings import Settings
 from tests import servers
@@ -30,51 +31,41 @@ from tests.identities import resident_id
 
 
 async def bench(settings: Settings, seconds: float, patients: int, concurrency: int) -> None:
-    database.use_database(settings.database.url)
-    await database.migrate()
-    async with running(settings) as runtime:
-        app = create_app(settings)
-        app.state.runtime = runtime
-        await seed()
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            httpx.AsyncClient(transport=transport, base_url="http://medpay") as client,
-            httpx.AsyncClient(base_url=servers_url(settings)) as sandbox,
-        ):
-            phones = []
-            for n in range(patients):
-                tokens = await login(client, sandbox, settings, user=f"bench-{n}-{time.time()}")
-                bound = await bind_ecert(client, tokens, f"测试压测{n}", resident_id(sequence=n))
-                assert bound.status_code == 200, bound.text
-                phones.append(tokens["access_token"])
-            terminal = await terminal_token(client)
-            issued: list[float] = []
-            decoded: list[float] = []
-            deadline = time.perf_counter() + seconds
+    async with serving(settings) as (_, client, sandbox):
+        phones = []
+        for n in range(patients):
+            tokens = await login(client, sandbox, settings, user=f"bench-{n}-{time.time()}")
+            bound = await bind_ecert(client, tokens, f"测试压测{n}", resident_id(sequence=n))
+            assert bound.status_code == 200, bound.text
+            phones.append(tokens["access_token"])
+        terminal = await terminal_token(client)
+        issued: list[float] = []
+        decoded: list[float] = []
+        deadline = time.perf_counter() + seconds
 
-            async def loop(worker: int) -> None:
-                # Each loop owns its phones: one person's newer code would void another loop's.
-                own = phones[worker::concurrency]
-                n = 0
-                while time.perf_counter() < deadline:
-                    phone = own[n % len(own)]
-                    n += 1
-                    started = time.perf_counter()
-                    code = await client.get("/api/v1/ecert/qrcode", headers=bearer(phone))
-                    assert code.status_code == 200, code.text
-                    issued.append(time.perf_counter() - started)
-                    started = time.perf_counter()
-                    visit = await client.post(
-                        "/api/v1/partner/ecert/decode",
-                        json={"qr": code.json()["payload"]},
-                        headers=bearer(terminal),
-                    )
-                    assert visit.status_code == 200, visit.text
-                    decoded.append(time.perf_counter() - started)
+        async def loop(worker: int) -> None:
+            # Each loop owns its phones: one person's newer code would void another loop's.
+            own = phones[worker::concurrency]
+            n = 0
+            while time.perf_counter() < deadline:
+                phone = own[n % len(own)]
+                n += 1
+                started = time.perf_counter()
+                code = await client.get("/api/v1/ecert/qrcode", headers=bearer(phone))
+                assert code.status_code == 200, code.text
+                issued.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                visit = await client.post(
+                    "/api/v1/partner/ecert/decode",
+                    json={"qr": code.json()["payload"]},
+                    headers=bearer(terminal),
+                )
+                assert visit.status_code == 200, visit.text
+                decoded.append(time.perf_counter() - started)
 
-            began = time.perf_counter()
-            await asyncio.gather(*(loop(w) for w in range(concurrency)))
-            elapsed = time.perf_counter() - began
+        began = time.perf_counter()
+        await asyncio.gather(*(loop(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - began
     report("QR codes issued", issued, elapsed)
     report("QR codes decoded", decoded, elapsed)
 
@@ -86,6 +77,22 @@ def report(what: str, latencies: list[float], elapsed: float) -> None:
         f"{what}: {len(ms) / elapsed:8.1f}/s   "
         f"p50 {statistics.median(ms):6.1f} ms   p95 {p95:6.1f} ms   ({len(ms)} in {elapsed:.1f} s)"
     )
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient, httpx.AsyncClient]]:
+    """The app served in-process on migrated, seeded servers: (runtime, its client, the sandbox's)."""
+    database.use_database(settings.database.url)
+    await database.migrate()
+    async with running(settings) as runtime:
+        app = create_app(settings)
+        app.state.runtime = runtime
+        await seed()
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://medpay") as client,
+            httpx.AsyncClient(base_url=servers_url(settings)) as sandbox,
+        ):
+            yield runtime, client, sandbox
 
 
 def servers_url(settings: Settings) -> str:
