@@ -1,5 +1,5 @@
-"""How a cash part ends: it completes exactly once, whichever comes first: the channel's
-notification, the order query of `check`, or the close at expiry finding it paid. A bill whose
+"""How a cash part ends: it completes exactly once, whichever comes first: the collector's
+notification, the query of `check`, or the close at expiry finding it paid. A bill whose
 cash never arrives is closed (or failed) and its settled parts are reversed, year-to-date usage
 included.
 """
@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from backend.billing import policy, records
+from backend.billing import methods, policy, records
 from backend.billing.parties import (
-    CHANNELS,
     locked_bill,
     notify_paid,
     parties_of,
@@ -38,52 +37,103 @@ async def complete_cash(
     transaction_id: str | None,
     paid_at: datetime | None,
 ) -> str:
-    """The channel says the cash part is paid: complete the bill, once. Returns what happened."""
-    messages: list[int] = []
+    """The collector says the cash part is paid: complete the bill, once. Returns what happened."""
+    async with DB.transaction():
+        outcome, messages = await complete_within(
+            out_trade_no,
+            amount_fen=amount_fen,
+            merchant_id=merchant_id,
+            transaction_id=transaction_id,
+            paid_at=paid_at,
+        )
+    await outbox.send(rt.redis, messages)
+    return outcome
+
+
+async def complete_within(
+    out_trade_no: str,
+    *,
+    amount_fen: int,
+    merchant_id: str | None,
+    transaction_id: str | None,
+    paid_at: datetime | None,
+) -> tuple[str, list[int]]:
+    """`complete_cash` inside the caller's transaction: (what happened, outbox ids to send after
+    commit). The bill is the first row it locks."""
     order = (
         await CashPayment.select(CashPayment.bill_id).where(CashPayment.out_trade_no == out_trade_no).first()
     )
     if order is None:
-        return "ignored: no such order"
-    async with DB.transaction():
-        bill = await locked_bill(order["bill_id"])
-        row = await CashPayment.select().where(CashPayment.out_trade_no == out_trade_no).lock_rows().first()
-        assert row is not None  # found above; a cash payment is never deleted
-        cash = as_cash(row)
-        expected_merchant = rt.partners.channel(cash.method).merchant_id if cash.method in CHANNELS else None
-        if merchant_id != expected_merchant:
-            log.error("payment for another merchant", out_trade_no=out_trade_no, merchant_id=merchant_id)
-            return f"ignored: merchant {merchant_id} is not ours"
-        if amount_fen != cash.amount_fen:
-            log.error("paid amount differs from the order", out_trade_no=out_trade_no, paid=amount_fen)
-            return f"ignored: paid {amount_fen} fen, the order is for {cash.amount_fen}"
-        if cash.state == CashState.PAID:
-            return "already paid"
-        if cash.state != CashState.CREATED:
-            log.error("a closed order was paid; refund it at the channel", out_trade_no=out_trade_no)
-            return f"ignored: the order is {cash.state}; paid after it ended"
-        now = datetime.now(UTC)
-        await CashPayment.update(
-            {
-                CashPayment.state: CashState.PAID,
-                CashPayment.transaction_id: transaction_id,
-                CashPayment.merchant_id: merchant_id,
-                CashPayment.paid_at: paid_at or now,
-            }
-        ).where((CashPayment.id == cash.id) & (CashPayment.state == CashState.CREATED))
-        completed = (
-            await Bill.update({Bill.state: BillState.PAID, Bill.paid_at: now, Bill.updated_at: now})
-            .where((Bill.id == bill.id) & (Bill.state == BillState.PAYING))
-            .returning(Bill.id)
-        )
-        if not completed:  # the cash row and the bill move together; anything else is a bug
-            raise RuntimeError(f"bill {bill.id} is {bill.state} while its cash payment was open")
-        parties = await parties_of(bill)
-        messages += await notify_paid(bill, parties, now)
-        await post_parts("bill.cash_paid", f"bill:{bill.id}", bill, parties, cash_fen=cash.amount_fen)
-    await outbox.send(rt.redis, messages)
-    log.info("bill paid", bill_id=str(order["bill_id"]), cash_fen=amount_fen)
-    return "paid"
+        return "ignored: no such order", []
+    bill = await locked_bill(order["bill_id"])
+    row = await CashPayment.select().where(CashPayment.out_trade_no == out_trade_no).lock_rows().first()
+    assert row is not None  # found above; a cash payment is never deleted
+    cash = as_cash(row)
+    # Set when the cash part opened (orders opened before that was recorded carry none).
+    if cash.merchant_id is not None and merchant_id != cash.merchant_id:
+        log.error("payment for another merchant", out_trade_no=out_trade_no, merchant_id=merchant_id)
+        return f"ignored: merchant {merchant_id} is not ours", []
+    if amount_fen != cash.amount_fen:
+        log.error("paid amount differs from the order", out_trade_no=out_trade_no, paid=amount_fen)
+        return f"ignored: paid {amount_fen} fen, the order is for {cash.amount_fen}", []
+    if cash.state == CashState.PAID:
+        return "already paid", []
+    if cash.state != CashState.CREATED:
+        log.error("a closed order was paid; refund it at the channel", out_trade_no=out_trade_no)
+        return f"ignored: the order is {cash.state}; paid after it ended", []
+    now = datetime.now(UTC)
+    await CashPayment.update(
+        {
+            CashPayment.state: CashState.PAID,
+            CashPayment.transaction_id: transaction_id,
+            CashPayment.merchant_id: merchant_id,
+            CashPayment.paid_at: paid_at or now,
+        }
+    ).where((CashPayment.id == cash.id) & (CashPayment.state == CashState.CREATED))
+    completed = (
+        await Bill.update({Bill.state: BillState.PAID, Bill.paid_at: now, Bill.updated_at: now})
+        .where((Bill.id == bill.id) & (Bill.state == BillState.PAYING))
+        .returning(Bill.id)
+    )
+    if not completed:  # the cash row and the bill move together; anything else is a bug
+        raise RuntimeError(f"bill {bill.id} is {bill.state} while its cash payment was open")
+    parties = await parties_of(bill)
+    messages = await notify_paid(bill, parties, now)
+    await post_parts(
+        "bill.cash_paid",
+        f"bill:{bill.id}",
+        bill,
+        parties,
+        cash_fen=cash.amount_fen,
+        cash_account=cash.account,
+    )
+    log.info("bill paid", bill_id=str(bill.id), cash_fen=amount_fen)
+    return "paid", messages
+
+
+async def fail_within(out_trade_no: str, reason: str) -> bool:
+    """The cash part could not be collected (a bank declined the disbursement); inside the
+    caller's transaction. The bill stays settled and PAYING, with no cash method: the patient
+    pays its cash part again, by any method. False when the cash part had already ended."""
+    order = (
+        await CashPayment.select(CashPayment.bill_id).where(CashPayment.out_trade_no == out_trade_no).first()
+    )
+    if order is None:
+        return False
+    bill = await locked_bill(order["bill_id"])
+    now = datetime.now(UTC)
+    failed = (
+        await CashPayment.update({CashPayment.state: CashState.FAILED, CashPayment.ended_at: now})
+        .where((CashPayment.out_trade_no == out_trade_no) & (CashPayment.state == CashState.CREATED))
+        .returning(CashPayment.id)
+    )
+    if not failed:
+        return False
+    await Bill.update({Bill.cash_method: None, Bill.updated_at: now}).where(
+        (Bill.id == bill.id) & (Bill.state == BillState.PAYING)
+    )
+    log.warning("cash part failed; the bill awaits another cash method", bill_id=str(bill.id), reason=reason)
+    return True
 
 
 async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -> bool:
@@ -125,7 +175,7 @@ async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -
     return True
 
 
-async def _apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, expired: bool) -> str:
+async def apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, expired: bool) -> str:
     if status.state == "PAID":
         return await complete_cash(
             rt,
@@ -147,18 +197,20 @@ async def _apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, ex
 
 
 async def check(rt: Runtime, bill_id: uuid.UUID) -> str:
-    """Job: ask the channel about a payment still in progress; complete, end, or look again later."""
+    """Job: ask the collector about a payment still in progress; complete, end, or look again later."""
     bill = await records.bill(bill_id)
     if bill is None or bill.state != BillState.PAYING:
         return "nothing to check"
     cash = await records.cash_of(bill_id)
-    if cash is None or cash.method not in CHANNELS:
-        return "not a channel payment"
+    assert cash is not None  # a PAYING bill has a cash part
     expired = bill.expires_at <= datetime.now(UTC)
-    channel = rt.partners.channel(cash.method)
-    status = await (channel.close_order if expired else channel.query_order)(cash.out_trade_no)
+    if cash.state != CashState.CREATED:  # it failed; the patient may choose another method
+        if not expired:
+            return "awaiting another cash method"
+        await end_unpaid(bill_id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
+        return "closed"
     # Still pending: the sweeper asks again every minute until it ends or expires.
-    return await _apply_status(rt, bill_id, status, expired)
+    return await methods.method(cash.method).check(rt, bill, cash, expired)
 
 
 async def expire(rt: Runtime, bill_id: uuid.UUID) -> str:

@@ -9,11 +9,15 @@ from typing import Any
 
 import structlog
 
-from backend.billing import callbacks, cash, refunds
+from backend.billing import by_channel, callbacks, cash, refunds
 from backend.platform.runtime import Runtime
 from backend.platform.work import Cron, Job, Task
 
 log = structlog.get_logger(__name__)
+
+# Every process that pays, checks or refunds loads this module (the web app through payment.py,
+# workers through `workers.gather`): the payment channels' cash method is registered with it.
+CHANNEL = by_channel.CHANNEL
 
 
 async def _expire_bill(rt: Runtime, bill_id: str) -> str:

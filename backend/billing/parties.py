@@ -50,9 +50,11 @@ async def post_parts(
     fund_fen: int = 0,
     personal_account_fen: int = 0,
     cash_fen: int = 0,
+    cash_account: str | None = None,
     giving_back: bool = False,
 ) -> None:
-    """Post parts of a bill moving from their payers to the hospital (or back, `giving_back`)."""
+    """Post parts of a bill moving from their payers to the hospital (or back, `giving_back`);
+    the cash part through `cash_account` (a channel's or a bank's clearing account)."""
     person, institution = parties.person, parties.institution
     region = policy.pooling_region(person.region_code)
     sign = -1 if giving_back else 1
@@ -63,8 +65,8 @@ async def post_parts(
         (ledger.personal_account(bill.insured_id), -sign * personal_account_fen),
     ]
     if cash_fen:
-        assert bill.cash_method is not None  # a bill with a cash part names its method
-        lines.append((ledger.channel_clearing(bill.cash_method), -sign * cash_fen))
+        assert cash_account, "a cash part names the account it moves through"
+        lines.append((cash_account, -sign * cash_fen))
     await ledger.post(kind, reference, lines)
 
 

@@ -1,12 +1,11 @@
 """Paying a bill in one confirmation: pre-settlement, then settling the fund's and personal
-account's parts in one transaction and opening the cash part with its collector (a payment
-channel; a credit line plugs in the same way). How the cash part ends is `cash.py`.
+account's parts in one transaction and opening the cash part with its method (`methods.py`: a
+payment channel, or a credit line). How the cash part ends is `cash.py`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,9 +13,9 @@ from typing import Any
 import msgspec
 import structlog
 
-from backend.auth import service as auth
 from backend.auth.service import Patient
-from backend.billing import bills, jobs, policy, records
+from backend.billing import bills, jobs, methods, policy, records
+from backend.billing.methods import Reserved
 from backend.billing.parties import (
     CHANNELS,
     Parties,
@@ -26,7 +25,7 @@ from backend.billing.parties import (
     policy_year,
     post_parts,
 )
-from backend.billing.records import BillRecord, CashRecord
+from backend.billing.records import BillRecord
 from backend.billing.schemas import (
     ItemSplitRead,
     PaymentRead,
@@ -36,63 +35,13 @@ from backend.billing.schemas import (
 )
 from backend.billing.settlement import Item, Split, presettle
 from backend.billing.tables import Bill, BillItem, BillState, CashPayment, CashState
-from backend.hospitals import service as hospitals
 from backend.ledger import service as ledger
-from backend.partners.channels import OrderRequest
 from backend.piccolo_conf import DB
 from backend.platform import outbox
 from backend.platform.errors import AppError, Conflict
 from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
-
-ORDER_TYPES = {"REG": "挂号", "DIAG": "门诊缴费", "PHARMACY": "药店购药", "IN_HOSP": "住院缴费"}
-
-
-# -- cash collectors: how a cash part is opened -------------------------------------------------
-
-CashCollector = Callable[[Runtime, BillRecord, CashRecord], Awaitable[dict[str, str]]]
-
-
-async def _open_channel_order(rt: Runtime, bill: BillRecord, cash: CashRecord) -> dict[str, str]:
-    """Create (or find again: out_trade_no is the channel's dedup key) the channel order."""
-    if cash.launch:
-        return dict(msgspec.json.decode(cash.launch))
-    institution = await hospitals.get(bill.institution_id)
-    order = OrderRequest(
-        out_trade_no=cash.out_trade_no,
-        payer_id=(await auth.channel_account(bill.settled.payer_user_id)).openid,
-        description=f"{institution.name}-{ORDER_TYPES[bill.order_type]}",
-        total_fen=bill.total_fen,
-        cash_fen=cash.amount_fen,
-        fund_fen=bill.settled.fund_fen,
-        personal_account_fen=bill.settled.personal_account_fen,
-        order_type=bill.order_type,
-        institution_code=institution.code,
-        institution_name=institution.name,
-        notify_url=f"{rt.settings.app.base_url}/api/v1/payments/notify/{cash.method}",
-        expires_at=bill.expires_at,
-    )
-    launch: dict[str, str] = await rt.partners.channel(cash.method).create_order(order)
-    # Requests racing to open one order each get the channel's answer: the first one stored is
-    # the launch every request of this payment answers with, now and later.
-    stored = (
-        await CashPayment.update({CashPayment.launch: launch})
-        .where((CashPayment.id == cash.id) & CashPayment.launch.is_null())
-        .returning(CashPayment.id)
-    )
-    if stored:
-        return launch
-    first = await CashPayment.select(CashPayment.launch).where(CashPayment.id == cash.id).first()
-    assert first is not None
-    return dict(msgspec.json.decode(first["launch"]))
-
-
-# The credit issue registers "credit" here: a drawdown on the patient's line.
-CASH_COLLECTORS: dict[str, CashCollector] = {
-    "wechat": _open_channel_order,
-    "alipay": _open_channel_order,
-}
 
 
 def _method_problem(patient: Patient, method: str | None, cash_fen: int) -> AppError | None:
@@ -103,7 +52,7 @@ def _method_problem(patient: Patient, method: str | None, cash_fen: int) -> AppE
             status_code=422,
             detail={"field": "cash_method", "cash_fen": cash_fen},
         )
-    if method not in CASH_COLLECTORS:
+    if method not in methods.METHODS:
         return AppError(
             f"{method} payments are not available",
             code="CASH_METHOD_UNAVAILABLE",
@@ -158,6 +107,8 @@ async def _settle(
     async with DB.transaction():
         bill = await locked_bill(bill_id)
         if bill.state == BillState.PAYING:
+            if bill.cash_method is None:  # its cash part failed: this payment opens another
+                return await _reopen_cash(rt, patient, bill, request)
             _check_resumable(patient, bill, request)
             return None
         if bill.state != BillState.CREATED:
@@ -170,6 +121,11 @@ async def _settle(
         method = request.cash_method if split.cash_fen else None
         if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
             raise problem
+        out_trade_no = f"MP{bill_id.hex[:30]}"
+        if method is not None:  # before anything is written: a refusal leaves the bill as it was
+            reserved = await methods.method(method).reserve(
+                rt, patient, bill, method, split.cash_fen, out_trade_no
+            )
         await policy.add_usage(bill.insured_id, year, split.deductible_fen, split.fund_fen)
         now = datetime.now(UTC)
         state = BillState.PAYING if split.cash_fen else BillState.PAID
@@ -194,18 +150,8 @@ async def _settle(
                 Bill.updated_at: now,
             }
         ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
-        if split.cash_fen:
-            assert method is not None
-            await CashPayment.insert(
-                CashPayment(
-                    bill_id=bill_id,
-                    method=method,
-                    out_trade_no=f"MP{bill_id.hex[:30]}",
-                    amount_fen=split.cash_fen,
-                    state=CashState.CREATED,
-                    created_at=now,
-                )
-            )
+        if method is not None:
+            await _insert_cash(bill_id, method, out_trade_no, split.cash_fen, reserved, now)
         else:
             messages += await notify_paid(bill, parties, now)
         # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
@@ -219,6 +165,11 @@ async def _settle(
             personal_account_fen=split.personal_account_fen,
         )
     await outbox.send(rt.redis, messages)
+    return await _opened(rt, bill_id)
+
+
+async def _opened(rt: Runtime, bill_id: uuid.UUID) -> PaymentRead:
+    """After commit: the payment's answer, its cash part opened with its collector."""
     settled = await records.bill(bill_id)
     assert settled is not None
     bill = settled
@@ -229,6 +180,53 @@ async def _settle(
     return await _launch(rt, bill)
 
 
+async def _insert_cash(
+    bill_id: uuid.UUID, method: str, out_trade_no: str, amount_fen: int, reserved: Reserved, now: datetime
+) -> None:
+    await CashPayment.insert(
+        CashPayment(
+            bill_id=bill_id,
+            method=method,
+            out_trade_no=out_trade_no,
+            amount_fen=amount_fen,
+            state=CashState.CREATED,
+            merchant_id=reserved.merchant_id,
+            account=reserved.account,
+            created_at=now,
+        )
+    )
+
+
+async def _reopen_cash(rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest) -> PaymentRead:
+    """A bill whose cash part failed (a declined drawdown), paid again: the split stands, the cash
+    part opens anew by the method now chosen. Runs inside `_settle`'s transaction, the bill locked."""
+    if bill.expires_at <= datetime.now(UTC) + PAY_MARGIN:
+        raise _expired()
+    settled = bill.settled
+    same_choice = (
+        msgspec.json.decode(settled.settlement)["use_personal_account"] == request.use_personal_account
+    )
+    if settled.payer_user_id != patient.user_id or not same_choice:
+        raise Conflict(
+            "a different payment of this bill is in progress",
+            code="BILL_PAYMENT_IN_PROGRESS",
+            detail={"state": bill.state},
+        )
+    method = request.cash_method
+    if (problem := _method_problem(patient, method, settled.cash_fen)) is not None:
+        raise problem
+    assert method is not None
+    attempts = await CashPayment.count().where(CashPayment.bill_id == bill.id)
+    out_trade_no = f"MP{bill.id.hex[:28]}{attempts:02d}"
+    reserved = await methods.method(method).reserve(rt, patient, bill, method, settled.cash_fen, out_trade_no)
+    now = datetime.now(UTC)
+    await _insert_cash(bill.id, method, out_trade_no, settled.cash_fen, reserved, now)
+    await Bill.update({Bill.cash_method: method, Bill.paying_at: now, Bill.updated_at: now}).where(
+        (Bill.id == bill.id) & (Bill.state == BillState.PAYING) & Bill.cash_method.is_null()
+    )
+    return await _opened(rt, bill.id)
+
+
 def _check_resumable(patient: Patient, bill: BillRecord, request: PayRequest) -> None:
     """A repeat of the payment in progress (a lost answer, a second device) gets the same launch."""
     if bill.expires_at <= datetime.now(UTC) + PAY_MARGIN:
@@ -237,7 +235,8 @@ def _check_resumable(patient: Patient, bill: BillRecord, request: PayRequest) ->
     same = (
         bill.settled.payer_user_id == patient.user_id
         and settled["use_personal_account"] == request.use_personal_account
-        and (request.cash_method or bill.cash_method) == bill.cash_method
+        # With no cash method (its cash part failed), any method opens the cash part again.
+        and (bill.cash_method is None or (request.cash_method or bill.cash_method) == bill.cash_method)
     )
     if not same:
         raise Conflict(
@@ -250,7 +249,7 @@ def _check_resumable(patient: Patient, bill: BillRecord, request: PayRequest) ->
 async def _launch(rt: Runtime, bill: BillRecord) -> PaymentRead:
     cash = await records.cash_of(bill.id)
     assert cash is not None
-    launch = await CASH_COLLECTORS[cash.method](rt, bill, cash)
+    launch = await methods.method(cash.method).open(rt, bill, cash)
     return _payment_read(bill, launch, cash.out_trade_no)
 
 

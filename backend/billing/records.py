@@ -84,6 +84,7 @@ class CashRecord(msgspec.Struct, frozen=True):
     launch: str | None  # JSON: what the mini-program launches the payment with
     transaction_id: str | None
     merchant_id: str | None
+    account: str
     created_at: datetime
     paid_at: datetime | None
     ended_at: datetime | None
@@ -103,5 +104,11 @@ async def bill(bill_id: uuid.UUID) -> BillRecord | None:
 
 
 async def cash_of(bill_id: uuid.UUID) -> CashRecord | None:
-    row = await CashPayment.select().where(CashPayment.bill_id == bill_id).first()
+    """The bill's latest cash part: the live one, or the last that failed."""
+    row = (
+        await CashPayment.select()
+        .where(CashPayment.bill_id == bill_id)
+        .order_by(CashPayment.id, ascending=False)
+        .first()
+    )
     return None if row is None else as_cash(row)

@@ -17,7 +17,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from backend.billing import bills, policy, records
+from backend.billing import bills, methods, policy, records
+from backend.billing.methods import RefundOrder
 from backend.billing.parties import Parties, locked_bill, notify_patients, parties_of, post_parts
 from backend.billing.records import BillRecord
 from backend.billing.schemas import RefundCreate, RefundRead
@@ -158,16 +159,8 @@ async def send(rt: Runtime, refund_id: uuid.UUID, *, raise_refusal: bool = False
         return "nothing to send"
     cash = await records.cash_of(refund["bill_id"])
     assert cash is not None
-    channel = rt.partners.channel(cash.method)
     try:
-        status = await channel.refund(
-            cash.out_trade_no,
-            refund["out_refund_no"],
-            refund["cash_fen"],
-            cash.amount_fen,
-            refund["reason"],
-            f"{rt.settings.app.base_url}/api/v1/payments/notify/{cash.method}",
-        )
+        status = await methods.method(cash.method).refund(rt, cash, _order(refund))
     except PartnerUnavailable:
         log.warning("refund left for the sweeper", refund_id=str(refund_id))
         return "deferred"
@@ -259,6 +252,7 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
     bill = await locked_bill(refund["bill_id"])
     await policy.usage(bill.insured_id, bill.settled.policy_year, lock=True)  # before the accounts
     parties = await parties_of(bill)
+    cash = await records.cash_of(bill.id) if refund["cash_fen"] else None
     await post_parts(
         "bill.refunded",
         f"refund:{refund_id}",
@@ -267,6 +261,7 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
         fund_fen=refund["fund_fen"],
         personal_account_fen=refund["personal_account_fen"],
         cash_fen=refund["cash_fen"],
+        cash_account=cash.account if cash is not None else None,
         giving_back=True,
     )
     await policy.add_usage(
@@ -320,8 +315,12 @@ async def check(rt: Runtime, refund_id: uuid.UUID) -> str:
         return "nothing to check"
     cash = await records.cash_of(refund["bill_id"])
     assert cash is not None
-    status = await rt.partners.channel(cash.method).query_refund(cash.out_trade_no, refund["out_refund_no"])
+    status = await methods.method(cash.method).query_refund(rt, cash, _order(refund))
     return await apply_status(rt, refund_id, status)
+
+
+def _order(refund: dict[str, Any]) -> RefundOrder:
+    return RefundOrder(str(refund["id"]), refund["out_refund_no"], refund["cash_fen"], refund["reason"])
 
 
 async def unfinished(older_than: timedelta, limit: int = 200) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
@@ -351,3 +350,11 @@ async def needing_attention(limit: int = 500) -> list[uuid.UUID]:
         .limit(limit)
     )
     return [r["id"] for r in rows]
+
+
+async def confirm(rt: Runtime, out_refund_no: str) -> str:
+    """The collector (a bank) confirms it took a refund back: it SUCCEEDED, once."""
+    refund = await Refund.select(Refund.id).where(Refund.out_refund_no == out_refund_no).first()
+    if refund is None:
+        return "unknown"
+    return await apply_status(rt, refund["id"], RefundStatus(out_refund_no, "SUCCEEDED"))

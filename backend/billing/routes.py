@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -11,7 +10,7 @@ import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from backend.auth.routes import PatientController, PatientDep
@@ -36,21 +35,11 @@ from backend.platform import idempotency
 from backend.platform.deps import RuntimeDep
 from backend.platform.errors import AppError
 from backend.platform.headers import NO_STORE
+from backend.platform.idempotency import IDEMPOTENT, KeyHeader
 from backend.platform.openapi import errors, partner_token, pictures, returns
 from backend.platform.runtime import Runtime
 
 BillId = Annotated[uuid.UUID, PathParameter(description="the bill's id")]
-# Documented as the required string it is; checked by `idempotency.run_once`, so that a request
-# without one gets our own `IDEMPOTENCY_KEY_REQUIRED`.
-IdempotencyKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name=idempotency.HEADER,
-        required=True,
-        description="A unique value per operation; a repeat with the same body replays the first answer.",
-        schema_extra={"one_of": None, "type": "string", "pattern": idempotency.KEY_PATTERN.pattern},
-    ),
-]
 # Read here rather than by Litestar, whose loose conversion of query parameters takes `0.5` for
 # a Unix time: a time is RFC 3339, with its offset, as the document says.
 Before = Annotated[
@@ -61,11 +50,6 @@ Before = Annotated[
     ),
 ]
 NOT_FOUND = (404, "`BILL_NOT_FOUND`: no such bill, or not yours.")
-# Every money-moving POST: its key may be held by a repeat still running, or used for another body.
-IDEMPOTENT = (
-    (409, "`IDEMPOTENCY_KEY_IN_USE`: a request with this key is still running (`Retry-After`)."),
-    (422, "`IDEMPOTENCY_KEY_REUSED`: this key was used for another request."),
-)
 
 
 def _rfc3339(field: str, value: str | None) -> datetime | None:
@@ -79,19 +63,6 @@ def _rfc3339(field: str, value: str | None) -> datetime | None:
     except (msgspec.ValidationError, OverflowError) as exc:
         message = f"invalid value for '{field}': {exc}"
         raise AppError(message, code="VALIDATION_ERROR", detail={"field": field}) from None
-
-
-async def _once(
-    request: Request[Any, Any, Any],
-    scope: str,
-    key: str | None,
-    data: Any,
-    work: Callable[[str], Awaitable[tuple[int, Any]]],
-) -> Response[bytes]:
-    """Run `work` once per key; it gets the request's key in the form bills and refunds keep."""
-    fingerprint = idempotency.fingerprint(request.method, request.url.path, msgspec.to_builtins(data))
-    request_key = idempotency.request_key(scope, key or "", fingerprint)
-    return await idempotency.run_once(scope, key, fingerprint, lambda: work(request_key))
 
 
 class BillController(PatientController):
@@ -149,7 +120,7 @@ class BillController(PatientController):
         patient: PatientDep,
         runtime: RuntimeDep,
         request: Request[Any, Any, Any],
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: KeyHeader = None,
     ) -> Response[bytes]:
         """Pay in one confirmation: the fund's and personal account's parts settle now; a cash part
         returns `launch`, what the mini-program opens the channel's payment with."""
@@ -157,7 +128,7 @@ class BillController(PatientController):
         async def work(_: str) -> tuple[int, PaymentRead]:
             return 200, await payment.pay(runtime, patient, bill_id, data)
 
-        return await _once(request, f"user:{patient.user_id}", idempotency_key, data, work)
+        return await idempotency.once(request, f"user:{patient.user_id}", idempotency_key, data, work)
 
 
 class PartnerBillController(Controller):
@@ -194,7 +165,7 @@ class PartnerBillController(Controller):
         partner: PartnerDep,
         runtime: RuntimeDep,
         request: Request[Any, Any, Any],
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: KeyHeader = None,
     ) -> Response[bytes]:
         """An itemized bill for the patient of a visit (or an e-certificate number); the server
         totals it. It expires unpaid after `MEDPAY_BILL_TTL_SECONDS`."""
@@ -202,7 +173,7 @@ class PartnerBillController(Controller):
         async def work(request_key: str) -> tuple[int, BillRead]:
             return 201, await bills.create(runtime, partner, data, request_key)
 
-        return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
+        return await idempotency.once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 
     @get("/{bill_id:uuid}", operation_id="partnerBillGet", responses=errors(NOT_FOUND))
     async def show(self, bill_id: BillId, partner: PartnerDep, runtime: RuntimeDep) -> BillRead:
@@ -254,7 +225,7 @@ class PartnerBillController(Controller):
         partner: PartnerDep,
         runtime: RuntimeDep,
         request: Request[Any, Any, Any],
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: KeyHeader = None,
     ) -> Response[bytes]:
         """Refund all that is left (no `amount_fen`) or part of it. Each part of the bill gives back
         its share; cash goes back through the channel. 202 while the channel has not answered."""
@@ -263,7 +234,7 @@ class PartnerBillController(Controller):
             refund = await refunds.request_refund(runtime, partner, bill_id, data, request_key)
             return (HTTP_202_ACCEPTED if refund.state == RefundState.REQUESTED else HTTP_201_CREATED), refund
 
-        return await _once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
+        return await idempotency.once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 
 
 class ChannelRefused(Exception):

@@ -149,7 +149,9 @@ class BillItem(Table, tablename="bill_item"):
 
 
 class CashPayment(Table, tablename="cash_payment"):
-    """The cash part of a bill, collected by a channel (or, later, a credit line)."""
+    """The cash part of a bill, collected by a channel or drawn on a credit line. A bill has one
+    live (CREATED or PAID) at a time: when a bank declines a drawdown, the patient pays the cash
+    part again by another attempt (a unique index in the migration keeps it to one)."""
 
     id = Serial(primary_key=True)
     bill_id = ForeignKey(Bill, null=False, index=True)
@@ -159,12 +161,12 @@ class CashPayment(Table, tablename="cash_payment"):
     state = Varchar(length=16, index=True)  # a CashState
     launch = JSONB(null=True, default=None)  # what the mini-program launches payment with
     transaction_id = Varchar(length=64, null=True, default=None)
-    merchant_id = Varchar(length=64, null=True, default=None)
+    merchant_id = Varchar(length=64, null=True, default=None)  # the channel's merchant, or a bank
+    account = Varchar(length=100, default="")  # the ledger account the cash arrives through
     created_at = Timestamptz()
     paid_at = Timestamptz(null=True, default=None)
     ended_at = Timestamptz(null=True, default=None)
 
-    cash_once_per_bill = Unique([bill_id])
     known_state = one_of("state", CashState)
 
 

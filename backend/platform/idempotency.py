@@ -15,10 +15,11 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Response
+from litestar import Request, Response
+from litestar.params import HeaderParameter
 
 from backend.platform.errors import AppError
 from backend.platform.schemas import END
@@ -171,3 +172,34 @@ async def purge(keep: timedelta = KEEP) -> int:
         .returning(IdempotencyKey.id)
     )
     return len(rows)
+
+
+# The header of a money-moving POST, for handlers. Documented as the required string it is;
+# checked by `run_once`, so that a request without one gets our own `IDEMPOTENCY_KEY_REQUIRED`.
+KeyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name=HEADER,
+        required=True,
+        description="A unique value per operation; a repeat with the same body replays the first answer.",
+        schema_extra={"one_of": None, "type": "string", "pattern": KEY_PATTERN.pattern},
+    ),
+]
+# Every money-moving POST: its key may be held by a repeat still running, or used for another body.
+IDEMPOTENT = (
+    (409, "`IDEMPOTENCY_KEY_IN_USE`: a request with this key is still running (`Retry-After`)."),
+    (422, "`IDEMPOTENCY_KEY_REUSED`: this key was used for another request."),
+)
+
+
+async def once(
+    request: Request[Any, Any, Any],
+    scope: str,
+    key: str | None,
+    data: Any,
+    work: Callable[[str], Awaitable[tuple[int, Any]]],
+) -> Response[bytes]:
+    """Run `work` once per key; it gets the request's key in the form bills and refunds keep."""
+    asked = fingerprint(request.method, request.url.path, msgspec.to_builtins(data))
+    recorded_under = request_key(scope, key or "", asked)
+    return await run_once(scope, key, asked, lambda: work(recorded_under))

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from backend.billing.audit import full_audit
+from backend.audit import full_audit
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
 from backend.ledger.tables import Account, Entry
 from tests.billing.factories import (
@@ -59,7 +59,7 @@ async def test_medpay_audit_reports_clean_books_and_exits_nonzero_naming_a_probl
         (
             lambda: CashPayment.update({CashPayment.state: "CLOSED"}, force=True),
             lambda: CashPayment.update({CashPayment.state: "PAID"}, force=True),
-            "channel clearing wechat",
+            "channel_clearing:wechat: the ledger holds",
         ),
         (
             lambda: InsuredYearUsage.update({InsuredYearUsage.fund_paid_fen: 1}, force=True),
