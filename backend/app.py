@@ -18,6 +18,7 @@ from backend.billing.routes import (
     PayLinkController,
     PaymentNotifyController,
 )
+from backend.credit.routes import BankCallbackController, CreditController
 from backend.ecert.routes import EcertController, TerminalController
 from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController, provide_partner
@@ -45,6 +46,8 @@ ROUTES = [
     PartnerBillController,
     PaymentNotifyController,
     PayLinkController,
+    CreditController,
+    BankCallbackController,
 ]
 
 

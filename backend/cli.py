@@ -11,7 +11,7 @@ import urllib.request
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -117,7 +117,7 @@ def audit() -> None:
 
     Exits 1 naming each problem found; 0 when the books are clean.
     """
-    from backend.billing.audit import full_audit
+    from backend.audit import full_audit
 
     problems, counts = _with_database(_settings(), full_audit)
     checked = ", ".join(f"{n} {what}" for what, n in counts.items())
@@ -160,6 +160,150 @@ def partner_create(kind: str, name: str, scopes: str, institution: str | None) -
     click.echo(f"client_id:     {credentials.client_id}")
     click.echo(f"client_secret: {credentials.client_secret}")
     click.echo("Keep the secret now: only its hash is stored.")
+
+
+@main.group()
+def bank() -> None:
+    """Banks offering credit lines: register them, their products and callback keys."""
+
+
+def _key_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    keys = {}
+    for pair in pairs:
+        key_id, sep, public_key = pair.partition("=")
+        if not sep or not key_id:
+            raise click.BadParameter(f"{pair!r}: give KEY_ID=whpk_...", param_hint="--key")
+        keys[key_id] = public_key
+    return keys
+
+
+def _product_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.option("--product-code", required=True),
+            click.option("--product-name", required=True),
+            click.option("--terms-version", required=True),
+            click.option(
+                "--terms-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+            ),
+            click.option("--limit-fen", type=click.IntRange(1), default=500_000, show_default=True),
+            click.option("--interest-free-days", type=click.IntRange(0, 365), default=49, show_default=True),
+            click.option("--daily-interest-bp", type=click.IntRange(0), default=5, show_default=True),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _product(options: dict[str, Any]) -> Any:
+    from backend.credit.banks import ProductSpec
+
+    return ProductSpec(
+        code=options["product_code"],
+        name=options["product_name"],
+        terms_version=options["terms_version"],
+        terms_text=options["terms_file"].read_text(),
+        limit_fen=options["limit_fen"],
+        interest_free_days=options["interest_free_days"],
+        daily_interest_bp=options["daily_interest_bp"],
+    )
+
+
+def _bank_work(work: Callable[[], Awaitable[T]]) -> T:
+    from backend.platform.errors import AppError
+
+    try:
+        return _with_database(_settings(), work)
+    except AppError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@bank.command("create")
+@click.option("--code", required=True, help="In the callback URL: /api/v1/callbacks/banks/CODE.")
+@click.option("--name", required=True)
+@click.option("--api-base", required=True, help="The bank's credit API, e.g. https://bank.example/credit.")
+@click.option("--key", "keys", multiple=True, required=True, help="KEY_ID=whpk_... (repeat while rotating).")
+@_product_options
+def bank_create(code: str, name: str, api_base: str, keys: tuple[str, ...], **product: Any) -> None:
+    """Register a bank with its callback keys and a first product; prints its partner credentials."""
+    from backend.credit.banks import create_bank
+
+    credentials = _bank_work(lambda: create_bank(code, name, api_base, _key_pairs(keys), [_product(product)]))
+    if credentials is None:
+        raise click.ClickException(f"bank {code} exists already")
+    click.echo(f"bank {code}: callbacks to /api/v1/callbacks/banks/{code}")
+    click.echo(f"client_id:     {credentials.client_id}")
+    click.echo(f"client_secret: {credentials.client_secret}")
+
+
+@bank.command("add-product")
+@click.option("--code", required=True, help="The bank's code.")
+@_product_options
+def bank_add_product(code: str, **product: Any) -> None:
+    """Offer another credit product of a bank."""
+    from backend.credit.banks import add_product
+
+    click.echo(f"product {_bank_work(lambda: add_product(code, _product(product)))} added")
+
+
+@bank.command("add-key")
+@click.option("--code", required=True, help="The bank's code.")
+@click.option("--key", required=True, help="KEY_ID=whpk_...")
+def bank_add_key(code: str, key: str) -> None:
+    """Accept callbacks signed by a new key too (the first step of a rotation)."""
+    from backend.credit.banks import add_key
+
+    ((key_id, public_key),) = _key_pairs((key,)).items()
+    _bank_work(lambda: add_key(code, key_id, public_key))
+    click.echo(f"{code}: key {key_id} accepted")
+
+
+@bank.command("retire-key")
+@click.option("--code", required=True, help="The bank's code.")
+@click.option("--key-id", required=True)
+@click.option(
+    "--grace-seconds", type=click.IntRange(0), default=None, help="Default MEDPAY_CREDIT_KEY_GRACE_SECONDS."
+)
+def bank_retire_key(code: str, key_id: str, grace_seconds: int | None) -> None:
+    """Stop accepting a key once its grace period ends (the last step of a rotation)."""
+    from datetime import timedelta
+
+    from backend.credit.banks import retire_key
+
+    grace = timedelta(
+        seconds=_settings().credit.key_grace_seconds if grace_seconds is None else grace_seconds
+    )
+    until = _bank_work(lambda: retire_key(code, key_id, grace))
+    click.echo(f"{code}: key {key_id} accepted until {until.isoformat(timespec='seconds')}")
+
+
+@main.group()
+def credit() -> None:
+    """Credit lines: reminders and overdue lines."""
+
+
+@credit.command("remind")
+@click.option(
+    "--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="The day in China (default today)."
+)
+def credit_remind(as_of: Any) -> None:
+    """Send the day's repayment reminders and freeze overdue lines; a repeated run sends nothing twice."""
+    from backend.credit import reminders
+    from backend.platform.runtime import running
+
+    settings = _settings()
+    day = as_of.date() if as_of is not None else reminders.today()
+
+    async def work() -> reminders.Run:
+        async with running(settings) as rt:
+            return await reminders.run(rt, day)
+
+    result = _with_database(settings, work)
+    milestones = ", ".join(f"{m} {n}" for m, n in result.by_milestone.items()) or "none"
+    click.echo(
+        f"{day}: {result.drawdowns} drawdowns due at a milestone, {result.sent} reminders sent "
+        f"({milestones}), {result.frozen} lines frozen"
+    )
 
 
 @main.command()
@@ -219,6 +363,9 @@ def dev() -> None:
             manager.add_process(name, procfile.processes[name], env=env, cwd=str(ROOT))
         sandbox = f"{sys.executable} -m miniprogram_stub --port {settings.sandbox.port}"
         manager.add_process("sandbox", sandbox, env=env, cwd=str(ROOT))
+        callbacks = f"{settings.app.base_url}/api/v1/callbacks/banks/demo-bank"
+        bank_process = f"{sys.executable} -m miniprogram_stub.bank --port {settings.sandbox.bank_port}"
+        manager.add_process("bank", f"{bank_process} --callback-url {callbacks}", env=env, cwd=str(ROOT))
         threading.Thread(target=_announce, args=(settings,), daemon=True).start()
         manager.loop()
     finally:
@@ -248,6 +395,7 @@ def _announce(settings: Settings, timeout: float = 60.0) -> None:
         f"  API docs     {base}/schema  (OpenAPI JSON: {base}/schema/openapi.json)",
         f"  health       {base}/health/ready",
         f"  sandbox      {sandbox}  (WeChat {sandbox}/wechat, Alipay {sandbox}/alipay)",
+        f"  sandbox bank http://127.0.0.1:{settings.sandbox.bank_port}  (books: /_bank/books)",
         "  try it       python -m miniprogram_stub.client login --channel wechat --user alice",
         "  demo partner demo-his / demo-his-secret (see README for the others)",
         "Ctrl-C stops everything.",

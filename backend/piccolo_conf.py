@@ -25,5 +25,6 @@ APP_REGISTRY = AppRegistry(
         "backend.notify.piccolo_app",
         "backend.ledger.piccolo_app",
         "backend.billing.piccolo_app",
+        "backend.credit.piccolo_app",
     ]
 )

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from dotenv import dotenv_values
 
+from backend.partners import webhooks
+
 DEV_KEYS = Path(__file__).parent / "devkeys"
 SANDBOX_PORT = 8100
 SANDBOX = f"http://127.0.0.1:{SANDBOX_PORT}"
@@ -35,6 +37,9 @@ SANDBOX_ECERT_DATA_KEY = "HZoBlusRr6ET1WTtO/jiSXlX6FiB4jVFALXq262G1fc="
 DEV_VAULT_KEYS = "dev1:Q3DY/u5iCwRFiCxjPwALCgkPz4cEvZ0Rd50Yt38PKOM="
 DEV_DIGEST_KEY = "L/VDag0qk4ycQxcZKYiLilPFOPQBDpkjPjYSNmk7Isw="
 DEV_QR_KEY = "aci9nQ+R2N+QLQiMh8e04ThHHEpg/Dz5ES8+7Q9KNs8="
+# Signs our requests to banks (Standard Webhooks `whsk_`); the sandbox bank knows its public half.
+DEV_BANK_REQUEST_KEY = "whsk_STcxG9RxCd1kmQfYPNJ5yITFbM+vaYqKVTVPZlSeL8w="
+SANDBOX_BANK_PORT = 8101
 
 
 class SettingsError(Exception):
@@ -180,6 +185,22 @@ class BillingSettings(Group):
     visit_window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
 
+class CreditSettings(Group):
+    """Credit lines at banks: our requests to them, their callbacks to us, reminders."""
+
+    prefix: ClassVar[str] = "MEDPAY_CREDIT_"
+    request_signing_key: str = DEV_BANK_REQUEST_KEY  # `whsk_...`: signs what we send banks
+    # A callback's webhook-timestamp may be this far from our clock, either way.
+    callback_tolerance_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 300
+    # An event that cannot apply yet (a repayment before its disbursement) is retried with
+    # backoff; after this long it is flagged for review instead.
+    flag_waiting_after_seconds: Annotated[int, msgspec.Meta(ge=1)] = 3600
+    # A retired bank key is still accepted this long, unless the operator says otherwise.
+    key_grace_seconds: Annotated[int, msgspec.Meta(ge=0)] = 86400
+    # Reminders are sent this many drawdowns per transaction.
+    remind_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+
+
 class WorkerSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_WORKER_"
     concurrency: int = 10
@@ -189,6 +210,7 @@ class WorkerSettings(Group):
 class DevSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_SANDBOX_"
     port: int = SANDBOX_PORT
+    bank_port: int = SANDBOX_BANK_PORT  # the sandbox bank, its own process
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,6 +225,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vault: VaultSettings
     partner_http: PartnerHttpSettings
     billing: BillingSettings
+    credit: CreditSettings
     worker: WorkerSettings
     sandbox: DevSettings
 
@@ -244,6 +267,12 @@ def _check_keys(settings: Settings) -> None:
             raise SettingsError(f"{variable}: each key must be base64 of 32 random bytes")
     if any(not entry.partition(":")[0].strip() for entry in settings.vault.keys.split(",")):
         raise SettingsError("MEDPAY_VAULT_KEYS: each entry is `id:base64key`")
+    try:
+        webhooks.secret_key(settings.credit.request_signing_key)
+    except ValueError as exc:
+        raise SettingsError(
+            f"MEDPAY_CREDIT_REQUEST_SIGNING_KEY: {exc} (whsk_ and 32 bytes of base64)"
+        ) from None
 
 
 def refuse_sandbox_in_production(settings: Settings) -> None:
@@ -276,6 +305,7 @@ def refuse_sandbox_in_production(settings: Settings) -> None:
         (settings.ecert.data_key, SANDBOX_ECERT_DATA_KEY, "MEDPAY_ECERT_DATA_KEY"),
         (settings.ecert.qr_key, DEV_QR_KEY, "MEDPAY_ECERT_QR_KEY"),
         (settings.vault.digest_key, DEV_DIGEST_KEY, "MEDPAY_VAULT_DIGEST_KEY"),
+        (settings.credit.request_signing_key, DEV_BANK_REQUEST_KEY, "MEDPAY_CREDIT_REQUEST_SIGNING_KEY"),
     ):
         if value == sandbox:
             problems.append(f"{variable} is the sandbox's or a development value")

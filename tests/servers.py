@@ -77,6 +77,26 @@ def sandbox() -> Iterator[str]:
         process.wait(10)
 
 
+@contextmanager
+def bank(callback_url: str | None = None, retry_delays: str = "0.2,0.4,0.8") -> Iterator[str]:
+    """The sandbox bank, its own process (`python -m miniprogram_stub.bank`), retrying a refused
+    callback after each of `retry_delays` seconds (the real schedule is minutes to hours)."""
+    port = free_port()
+    command = [sys.executable, "-m", "miniprogram_stub.bank", "--port", str(port)]
+    process = subprocess.Popen(
+        command + (["--callback-url", callback_url] if callback_url else []),
+        cwd=ROOT,
+        env={**os.environ, "SANDBOX_BANK_RETRY_DELAYS_S": retry_delays},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/health")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def wait_until_up(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:

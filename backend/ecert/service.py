@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 import msgspec
@@ -14,6 +14,7 @@ from backend.ecert.tables import EcertBinding, Visit
 from backend.hospitals import service as hospitals
 from backend.oauth.service import Partner
 from backend.platform.errors import Forbidden, NotFound
+from backend.platform.vault import Vault
 
 
 async def visit_for_bill(token: str, partner: Partner) -> tuple[int, int]:
@@ -107,3 +108,37 @@ async def users_of_insured(insured_id: int) -> list[int]:
         (EcertBinding.insured_id == insured_id) & EcertBinding.unbound_at.is_null()
     )
     return [int(row["user_id"]) for row in rows]
+
+
+async def users_of_many(insured_ids: list[int]) -> dict[int, list[int]]:
+    """`users_of_insured` for many people in one query (reminder runs)."""
+    rows = await EcertBinding.select(EcertBinding.insured_id, EcertBinding.user_id).where(
+        EcertBinding.insured_id.is_in(insured_ids) & EcertBinding.unbound_at.is_null()
+    )
+    users: dict[int, list[int]] = {}
+    for row in rows:
+        users.setdefault(int(row["insured_id"]), []).append(int(row["user_id"]))
+    return users
+
+
+# Documents whose number carries the holder's birth date (digits 7 to 14: YYYYMMDD).
+_DATED_DOCUMENTS = ("resident_id", "hk_macau_tw_residence")
+
+
+async def age_of(vault: Vault, insured_id: int, today: date) -> int | None:
+    """The person's age in whole years, from their document; None when it does not say."""
+    row = (
+        await tables.InsuredPerson.select(
+            tables.InsuredPerson.id_type, tables.InsuredPerson.id_number_enc, tables.InsuredPerson.id_digest
+        )
+        .where(tables.InsuredPerson.id == insured_id)
+        .first()
+    )
+    if row is None or row["id_type"] not in _DATED_DOCUMENTS:
+        return None
+    number = vault.decrypt(row["id_number_enc"], f"insured_person.id_number:{row['id_digest']}")
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))

@@ -44,6 +44,21 @@ def channel_clearing(method: str) -> str:
     return f"channel_clearing:{method}"
 
 
+def bank_credit(bank_code: str) -> str:
+    """What a bank paid hospitals for bills drawn on its lines, less the cash refunded to it."""
+    return f"bank_credit:{bank_code}"
+
+
+def bank_lent(bank_code: str) -> str:
+    """What the bank's borrowers owe it through us (its side of every line's debt)."""
+    return f"bank_lent:{bank_code}"
+
+
+def credit_debt(line_id: str) -> str:
+    """What the holder of a credit line owes on it, as a negative balance."""
+    return f"credit_debt:{line_id}"
+
+
 class AlreadyPosted(Exception):
     """This (kind, reference) was posted before: the caller is repeating itself."""
 

@@ -8,6 +8,7 @@ import httpx
 
 from backend.partners.alipay import AlipayClient
 from backend.partners.alipay_trade import AlipayTradeClient
+from backend.partners.bank import BankClient
 from backend.partners.channels import PaymentChannel
 from backend.partners.ecert import EcertClient
 from backend.partners.http import new_http_client
@@ -24,6 +25,7 @@ class PartnerClients:
     ecert: EcertClient
     wechatpay: WechatPayClient
     alipay_trade: AlipayTradeClient
+    bank: BankClient  # every bank: each request names the bank's API base
 
     @classmethod
     def open(cls, settings: Settings) -> PartnerClients:
@@ -36,6 +38,7 @@ class PartnerClients:
             ecert=EcertClient(settings.ecert, settings.partner_http, http),
             wechatpay=WechatPayClient(settings.wechatpay, settings.wechat.appid, settings.partner_http, http),
             alipay_trade=AlipayTradeClient(alipay),
+            bank=BankClient(settings.credit.request_signing_key, settings.partner_http, http),
         )
 
     def channel(self, name: str) -> PaymentChannel:

@@ -18,7 +18,7 @@ import uuid
 import httpx
 from arq.worker import Worker
 
-from backend.billing.audit import full_audit
+from backend.audit import full_audit
 from backend.billing.tables import Bill
 from backend.settings import Settings
 from tests.bench.qr import report, run_benchmark, serving

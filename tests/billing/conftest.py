@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from backend.billing.audit import full_audit
+from backend.audit import full_audit
 from backend.billing.tables import CashPayment, Refund
 from backend.seed import seed
 

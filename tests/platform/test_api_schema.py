@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from backend.app import create_app
-from backend.billing.audit import full_audit
+from backend.audit import full_audit
 from backend.notify.templates import TEMPLATES
 from backend.oauth.service import create_client
 from backend.seed import seed

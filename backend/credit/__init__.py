@@ -1,0 +1,1 @@
+"""Credit payment ("treat first, pay later"): banks' credit lines, drawdowns, repayment."""

@@ -1,0 +1,423 @@
+"""Paying by credit: the cash part of a bill drawn on the patient's line, as billing's "credit"
+cash method.
+
+The amount is reserved on the line by one guarded UPDATE inside the transaction that settles the
+bill (`used_fen + amount <= limit_fen`), so no interleaving of payments takes a line over its
+limit. After commit the bank is asked to pay the hospital; `drawdown.disbursed` completes the bill
+once and starts the interest-free period, `drawdown.failed` releases the reservation and leaves
+the bill to be paid another way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import structlog
+
+from backend.auth.service import Patient
+from backend.billing import cash as bill_cash
+from backend.billing import methods, records, refunds
+from backend.billing.methods import RefundOrder, Reserved
+from backend.billing.parties import CHINA
+from backend.billing.records import BillRecord, CashRecord
+from backend.billing.tables import BillState
+from backend.credit import banks, lines
+from backend.credit.banks import BankRecord
+from backend.credit.schemas import DrawdownDisbursed, DrawdownFailed, RefundPosted
+from backend.credit.tables import CreditLine, CreditRefund, Drawdown, DrawdownStatus, LineStatus
+from backend.ecert import service as ecert
+from backend.hospitals import service as hospitals
+from backend.ledger import service as ledger
+from backend.notify import service as notify
+from backend.partners.bank import BankRefusal
+from backend.partners.channels import RefundStatus
+from backend.piccolo_conf import DB
+from backend.platform import outbox
+from backend.platform.errors import AppError, Conflict, PartnerUnavailable
+from backend.platform.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+# -- reserving, inside the bill's settlement ---------------------------------------------------
+
+
+async def _reserve(
+    rt: Runtime, patient: Patient, bill: BillRecord, method: str, cash_fen: int, out_trade_no: str
+) -> Reserved:
+    """The line with the most room takes the cash part, or the payment is refused as a whole."""
+    held = (
+        await CreditLine.select(CreditLine.id, CreditLine.status, CreditLine.limit_fen, CreditLine.used_fen)
+        .where(
+            (CreditLine.insured_id == bill.insured_id)
+            & CreditLine.status.is_in([LineStatus.ACTIVE, LineStatus.FROZEN])
+            & (CreditLine.expires_on >= lines.china_today())
+        )
+        .order_by(CreditLine.applied_at)
+    )
+    active = [line for line in held if line["status"] == LineStatus.ACTIVE]
+    if not active:
+        if held:
+            raise lines.frozen()
+        raise Conflict(
+            "no active credit line: apply for one, or pay another way",
+            code="CREDIT_LINE_NOT_ACTIVE",
+            detail={"field": "cash_method"},
+        )
+    for line in sorted(active, key=lambda row: row["used_fen"] - row["limit_fen"]):
+        # The one guarded UPDATE that keeps a line within its limit, whoever pays at once.
+        taken = await CreditLine.raw(
+            """
+            UPDATE credit_line SET used_fen = used_fen + {}
+            WHERE id = {} AND status = 'ACTIVE' AND used_fen + {} <= limit_fen
+            RETURNING bank_id
+            """,
+            cash_fen,
+            line["id"],
+            cash_fen,
+        )
+        if taken:
+            await Drawdown.insert(
+                Drawdown(
+                    id=uuid.uuid4(),
+                    line_id=line["id"],
+                    bill_id=bill.id,
+                    out_trade_no=out_trade_no,
+                    amount_fen=cash_fen,
+                    principal_fen=cash_fen,
+                    status=DrawdownStatus.RESERVED,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            lender = await banks.bank_by_id(taken[0]["bank_id"])
+            return Reserved(merchant_id=lender.code, account=ledger.bank_credit(lender.code))
+    available = max(line["limit_fen"] - line["used_fen"] for line in active)
+    raise Conflict(
+        f"the credit line has {available} fen available; this bill needs {cash_fen}",
+        code="CREDIT_LIMIT_EXCEEDED",
+        detail={"field": "cash_method", "available_fen": available, "cash_fen": cash_fen},
+    )
+
+
+# -- asking the bank, after commit -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A drawdown with what the bank is asked about it: its line's reference, the product's
+    interest-free days, and the bank."""
+
+    id: uuid.UUID
+    line_id: uuid.UUID
+    bill_id: uuid.UUID
+    out_trade_no: str
+    amount_fen: int
+    status: str
+    line_ref: str
+    interest_free_days: int
+    bank: BankRecord
+
+
+async def _drawn(out_trade_no: str | None = None, drawdown_id: uuid.UUID | None = None) -> Drawn | None:
+    rows = await Drawdown.raw(
+        """
+        SELECT d.id, d.line_id, d.bill_id, d.out_trade_no, d.amount_fen, d.status,
+               l.bank_line_ref AS line_ref, l.bank_id, p.interest_free_days
+        FROM credit_drawdown d JOIN credit_line l ON l.id = d.line_id
+        JOIN credit_product p ON p.id = l.product_id
+        WHERE d.out_trade_no = {} OR d.id = {}
+        """,
+        out_trade_no,
+        drawdown_id,
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    return Drawn(
+        id=row["id"],
+        line_id=row["line_id"],
+        bill_id=row["bill_id"],
+        out_trade_no=row["out_trade_no"],
+        amount_fen=row["amount_fen"],
+        status=row["status"],
+        line_ref=row["line_ref"],
+        interest_free_days=row["interest_free_days"],
+        bank=await banks.bank_by_id(row["bank_id"]),
+    )
+
+
+async def _ask_to_disburse(rt: Runtime, bill: BillRecord, drawn: Drawn) -> None:
+    institution = await hospitals.get(bill.institution_id)
+    await rt.partners.bank.disburse(
+        drawn.bank.api_base,
+        {
+            "drawdown_id": str(drawn.id),
+            "line_ref": drawn.line_ref,
+            "amount_fen": drawn.amount_fen,
+            "payee": {"institution_code": institution.code, "institution_name": institution.name},
+            "bill_no": bill.bill_no,
+            "interest_free_days": drawn.interest_free_days,
+        },
+    )
+
+
+async def _open(rt: Runtime, bill: BillRecord, cash: CashRecord) -> dict[str, str]:
+    """Ask the bank to pay the hospital (again is harmless: the drawdown id is its key)."""
+    if cash.launch:
+        return dict(msgspec.json.decode(cash.launch))
+    drawn = await _drawn(out_trade_no=cash.out_trade_no)
+    assert drawn is not None  # reserved with the cash part
+    try:
+        await _ask_to_disburse(rt, bill, drawn)
+    except PartnerUnavailable:
+        log.warning("disbursement request left for the payment check", drawdown_id=str(drawn.id))
+    except BankRefusal as refusal:
+        await _failed(rt, drawn, refusal.code)
+        raise Conflict(
+            f"{drawn.bank.name} declined to pay this bill by credit; pay it another way",
+            code="CREDIT_DRAWDOWN_DECLINED",
+            detail={"bank_code": refusal.code},
+        ) from None
+    launch = {"type": "credit", "drawdown_id": str(drawn.id), "bank": drawn.bank.name, "status": "DISBURSING"}
+    return await methods.store_launch(cash, launch)
+
+
+async def _check(rt: Runtime, bill: BillRecord, cash: CashRecord, expired: bool) -> str:
+    """A drawdown not yet answered by callback: the bank's disbursement query decides."""
+    drawn = await _drawn(out_trade_no=cash.out_trade_no)
+    assert drawn is not None
+    status = await rt.partners.bank.disbursement(drawn.bank.api_base, str(drawn.id))
+    if status is None:  # our request never reached the bank
+        if expired:
+            await _failed(rt, drawn, "expired before the bank was reached")
+            await bill_cash.end_unpaid(bill.id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
+            return "closed"
+        await _ask_to_disburse(rt, bill, drawn)
+        return "asked again"
+    if status.status == "FAILED":
+        return await _failed(rt, drawn, status.reason or "declined")
+    assert status.disbursement_ref is not None and status.disbursed_at is not None
+    event = DrawdownDisbursed(
+        drawdown_id=drawn.id,
+        amount_fen=status.amount_fen,
+        disbursement_ref=status.disbursement_ref,
+        disbursed_at=status.disbursed_at,
+        due_date=status.due_date,
+    )
+    return await disbursed(rt, drawn.bank, event)
+
+
+# -- what the bank says ------------------------------------------------------------------------
+
+
+async def disbursed(rt: Runtime, lender: BankRecord, event: DrawdownDisbursed) -> str:
+    """The bank paid the hospital: the bill is PAID, once; the debt and its due date begin."""
+    drawn = await _drawn(drawdown_id=event.drawdown_id)
+    if drawn is None or drawn.bank.id != lender.id:
+        return "flagged: no such drawdown of this bank"
+    messages: list[int] = []
+    bill = await records.bill(drawn.bill_id)
+    assert bill is not None
+    hospital = await hospitals.get(bill.institution_id)
+    async with DB.transaction():
+        outcome, messages = await bill_cash.complete_within(
+            drawn.out_trade_no,
+            amount_fen=event.amount_fen,
+            merchant_id=lender.code,
+            transaction_id=event.disbursement_ref,
+            paid_at=event.disbursed_at,
+        )
+        if outcome not in ("paid", "already paid"):
+            return f"flagged: {outcome}"
+        due = event.disbursed_at.astimezone(CHINA).date() + timedelta(days=drawn.interest_free_days)
+        started = await Drawdown.raw(
+            """
+            UPDATE credit_drawdown SET status = 'DISBURSED', disbursed_at = {}, due_date = {},
+                   disbursement_ref = {}
+            WHERE id = {} AND status = 'RESERVED' RETURNING id
+            """,
+            event.disbursed_at,
+            due,
+            event.disbursement_ref,
+            drawn.id,
+        )
+        if not started:
+            return "already disbursed"
+        await lines.post_debt(
+            "credit.drawn", f"drawdown:{drawn.id}", drawn.line_id, lender.code, drawn.amount_fen
+        )
+        messages += await _tell_holder(
+            drawn.line_id,
+            "credit_paid",
+            f"drawdown:{drawn.id}",
+            "paid",
+            hospital=hospital.name,
+            amount_fen=drawn.amount_fen,
+            due_date=due.isoformat(),
+            drawdown_id=str(drawn.id),
+        )
+    await outbox.send(rt.redis, messages)
+    if event.due_date is not None and event.due_date != due:
+        log.warning("the bank's due date differs from ours", ours=str(due), bank=str(event.due_date))
+    log.info("drawdown disbursed", drawdown_id=str(drawn.id), due_date=str(due))
+    return "paid"
+
+
+async def declined(rt: Runtime, lender: BankRecord, event: DrawdownFailed) -> str:
+    drawn = await _drawn(drawdown_id=event.drawdown_id)
+    if drawn is None or drawn.bank.id != lender.id:
+        return "flagged: no such drawdown of this bank"
+    return await _failed(rt, drawn, event.reason)
+
+
+async def _failed(rt: Runtime, drawn: Drawn, reason: str) -> str:
+    """The bank will not pay: the reservation goes back to the line, the bill awaits another method."""
+    messages: list[int] = []
+    async with DB.transaction():
+        await bill_cash.fail_within(drawn.out_trade_no, reason)  # the bill first, as every money move
+        ended = await Drawdown.raw(
+            "UPDATE credit_drawdown SET status = 'FAILED', principal_fen = 0, failure_reason = {} "
+            "WHERE id = {} AND status = 'RESERVED' RETURNING id",
+            reason[:100],
+            drawn.id,
+        )
+        if not ended:
+            return f"ignored: the drawdown is {drawn.status}"
+        await lines.give_back(drawn.line_id, drawn.amount_fen)
+        messages += await _tell_holder(
+            drawn.line_id,
+            "credit_payment_failed",
+            f"drawdown:{drawn.id}",
+            "failed",
+            bank=drawn.bank.name,
+            amount_fen=drawn.amount_fen,
+            bill_id=str(drawn.bill_id),
+        )
+    await outbox.send(rt.redis, messages)
+    log.warning("drawdown failed", drawdown_id=str(drawn.id), reason=reason)
+    return "failed"
+
+
+async def _tell_holder(
+    line_id: uuid.UUID, template: str, subject: str, milestone: str, **params: object
+) -> list[int]:
+    """Notify the users bound to the line's insured person, once per milestone."""
+    line = await CreditLine.select(CreditLine.insured_id).where(CreditLine.id == line_id).first()
+    assert line is not None
+    messages = []
+    for user_id in await ecert.users_of_insured(line["insured_id"]):
+        message = await notify.notify(user_id, template, subject, milestone, dict(params))
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+# -- refunds of credit-paid bills --------------------------------------------------------------
+
+
+async def _refund(rt: Runtime, cash: CashRecord, refund: RefundOrder) -> RefundStatus:
+    """The hospital gives the cash part back to the bank; it answers by `refund.posted`."""
+    drawn = await _drawn(out_trade_no=cash.out_trade_no)
+    assert drawn is not None
+    try:
+        await rt.partners.bank.refund(
+            drawn.bank.api_base,
+            {"refund_id": refund.out_refund_no, "drawdown_id": str(drawn.id), "amount_fen": refund.cash_fen},
+        )
+    except BankRefusal as refusal:
+        raise AppError(
+            f"{drawn.bank.name} refused the refund",
+            code="PARTNER_REJECTED",
+            status_code=502,
+            detail={"partner": "bank", "platform_code": refusal.code},
+        ) from None
+    return RefundStatus(refund.out_refund_no, "PROCESSING")
+
+
+async def _query_refund(rt: Runtime, cash: CashRecord, refund: RefundOrder) -> RefundStatus:
+    drawn = await _drawn(out_trade_no=cash.out_trade_no)
+    assert drawn is not None
+    posted = await rt.partners.bank.refund_status(drawn.bank.api_base, refund.out_refund_no)
+    if posted is None:
+        return RefundStatus(refund.out_refund_no, "NOT_FOUND")
+    event = RefundPosted(
+        refund_id=posted.refund_id,
+        drawdown_id=drawn.id,
+        amount_fen=posted.amount_fen,
+        reduced_owed_fen=posted.reduced_owed_fen,
+        returned_fen=posted.returned_fen,
+        posted_at=datetime.now(UTC),
+    )
+    outcome = await post_refund(drawn.bank, event)
+    return RefundStatus(refund.out_refund_no, "PROCESSING" if outcome.startswith("flagged") else "SUCCEEDED")
+
+
+async def refund_posted(rt: Runtime, lender: BankRecord, event: RefundPosted) -> str:
+    """The bank took the refund: the debt falls by what was still owed, then the bill's refund
+    is confirmed (what had been repaid the bank returns to the patient itself)."""
+    outcome = await post_refund(lender, event)
+    if outcome.startswith("flagged"):
+        return outcome
+    confirmed = await refunds.confirm(rt, event.refund_id)
+    return f"{outcome}; bill refund {confirmed}"
+
+
+async def post_refund(lender: BankRecord, event: RefundPosted) -> str:
+    """The credit side of a refund, once: the drawdown, the line and the debt."""
+    drawn = await _drawn(drawdown_id=event.drawdown_id)
+    if drawn is None or drawn.bank.id != lender.id:
+        return "flagged: no such drawdown of this bank"
+    if event.reduced_owed_fen + event.returned_fen != event.amount_fen:
+        return "flagged: the refund's parts do not add up"
+    async with DB.transaction():
+        current = await Drawdown.select().where(Drawdown.id == drawn.id).lock_rows().first()
+        assert current is not None
+        if current["status"] not in (DrawdownStatus.DISBURSED, DrawdownStatus.REPAID):
+            return f"flagged: a refund of a drawdown that is {current['status']}"
+        if event.reduced_owed_fen > current["principal_fen"]:
+            return (
+                f"flagged: the refund takes {event.reduced_owed_fen} fen off {current['principal_fen']} owed"
+            )
+        recorded = (
+            await CreditRefund.insert(
+                CreditRefund(
+                    out_refund_no=event.refund_id,
+                    drawdown_id=drawn.id,
+                    amount_fen=event.amount_fen,
+                    reduced_owed_fen=event.reduced_owed_fen,
+                    returned_fen=event.returned_fen,
+                    posted_at=event.posted_at,
+                )
+            )
+            .on_conflict(action="DO NOTHING")
+            .returning(CreditRefund.id)
+        )
+        if not recorded:
+            return "refund already posted"
+        principal = current["principal_fen"] - event.reduced_owed_fen
+        await Drawdown.update(
+            {
+                Drawdown.principal_fen: principal,
+                Drawdown.refunded_fen: current["refunded_fen"] + event.reduced_owed_fen,
+                Drawdown.status: DrawdownStatus.REPAID if principal == 0 else current["status"],
+            }
+        ).where(Drawdown.id == drawn.id)
+        await lines.give_back(drawn.line_id, event.reduced_owed_fen)
+        await lines.unfreeze_if_current(drawn.line_id, lines.china_today())
+        await lines.post_debt(
+            "credit.refunded",
+            f"refund:{event.refund_id}",
+            drawn.line_id,
+            lender.code,
+            -event.reduced_owed_fen,
+        )
+    return "refund posted"
+
+
+CREDIT = methods.CashMethod(
+    reserve=_reserve, open=_open, check=_check, refund=_refund, query_refund=_query_refund
+)
+methods.register("credit", CREDIT)
