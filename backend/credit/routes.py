@@ -21,7 +21,7 @@ from backend.credit.schemas import (
 from backend.platform import idempotency
 from backend.platform.deps import RuntimeDep
 from backend.platform.idempotency import IDEMPOTENT, KeyHeader
-from backend.platform.openapi import errors, returns
+from backend.platform.openapi import BANK_SIGNATURE, errors, returns
 
 
 class CreditController(PatientController):
@@ -115,6 +115,7 @@ class BankCallbackController(Controller):
     path = "/api/v1/callbacks/banks"
     tags = ["credit"]
     request_max_body_size = 64 * 1024
+    security = [{BANK_SIGNATURE: []}]
 
     @post(
         "/{bank_code:str}",

@@ -28,7 +28,7 @@ from msgspec import Meta
 
 from backend.platform.schemas import Wire
 
-PATIENT, PARTNER, CLIENT = "patient", "partner", "client"
+PATIENT, PARTNER, CLIENT, BANK_SIGNATURE = "patient", "partner", "client", "bankSignature"
 SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
     PATIENT: SecurityScheme(
         type="http", scheme="bearer", bearer_format="JWT", description="A patient's access token (login)."
@@ -43,6 +43,15 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
         type="http",
         scheme="basic",
         description="A partner's `client_id` and `client_secret` (or both in the form instead).",
+    ),
+    BANK_SIGNATURE: SecurityScheme(
+        type="apiKey",
+        name="webhook-signature",
+        security_scheme_in="header",
+        description=(
+            "Standard Webhooks `v1a`: ed25519 signatures by the bank's registered keys over "
+            "`webhook-id.webhook-timestamp.body` (with the `webhook-id` and `webhook-timestamp` headers)."
+        ),
     ),
 }
 

@@ -158,7 +158,7 @@ async def test_a_signed_notification_that_disagrees_with_the_order_changes_nothi
     ("body", "status", "code"),
     [
         ({"cash_method": "alipay"}, 422, "CASH_METHOD_UNAVAILABLE"),
-        ({"cash_method": "credit"}, 422, "CASH_METHOD_UNAVAILABLE"),
+        ({"cash_method": "credit"}, 409, "CREDIT_LINE_NOT_ACTIVE"),  # no line to draw on
         ({}, 422, "CASH_METHOD_REQUIRED"),
         ({"cash_method": "cash"}, 400, "VALIDATION_ERROR"),
         ({"use_personal_account": "yes"}, 400, "VALIDATION_ERROR"),

@@ -107,6 +107,8 @@ async def test_every_protected_operation_names_its_security_scheme(document) -> 
             assert security == [{"client": []}, {}]
         elif path.startswith("/api/v1/partner/"):
             assert [list(requirement) for requirement in security] == [["partner"]], f"{method} {path}"
+        elif path.startswith("/api/v1/callbacks/banks/"):
+            assert security == [{"bankSignature": []}], f"{method} {path}"
         else:
             assert security == [{"patient": []}], f"{method} {path}"
         for requirement in security or []:

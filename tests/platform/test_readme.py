@@ -19,12 +19,13 @@ def test_every_setting_is_in_the_configuration_page() -> None:
 
 
 def test_every_sandbox_variable_is_in_the_configuration_page() -> None:
-    source = (ROOT / "miniprogram_stub" / "sandbox" / "config.py").read_text()
-    variables = re.findall(r"os\.environ\.get\(\s*\"(\w+)\"", source)
-    assert variables
     page = PAGE.read_text()
-    for variable in variables:
-        assert f"| `{variable}` |" in page, variable
+    for config in ("sandbox/config.py", "bank/config.py"):
+        source = (ROOT / "miniprogram_stub" / config).read_text()
+        variables = re.findall(r"os\.environ\.get\(\s*\"(\w+)\"", source)
+        assert variables, config
+        for variable in variables:
+            assert f"| `{variable}` |" in page, variable
 
 
 def test_the_readme_links_every_page_of_the_manual() -> None:

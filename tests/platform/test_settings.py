@@ -104,6 +104,7 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         "MEDPAY_ECERT_QR_KEY": base64.b64encode(os.urandom(32)).decode(),
         "MEDPAY_VAULT_KEYS": "k2026:" + base64.b64encode(os.urandom(32)).decode(),
         "MEDPAY_VAULT_DIGEST_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "MEDPAY_CREDIT_REQUEST_SIGNING_KEY": "whsk_" + base64.b64encode(os.urandom(32)).decode(),
         "MEDPAY_AUTH_SIGNING_KEY_FILE": str(
             _write_key(tmp_path / "jwt.pem", ec.generate_private_key(ec.SECP256R1()))
         ),
@@ -161,6 +162,8 @@ def test_production_refuses_plain_http_partners(tmp_path: Path) -> None:
         ("MEDPAY_ECERT_QR_KEY", base64.b64encode(b"short").decode()),
         ("MEDPAY_VAULT_KEYS", "k1:" + base64.b64encode(os.urandom(16)).decode()),
         ("MEDPAY_VAULT_KEYS", ":" + base64.b64encode(os.urandom(32)).decode()),
+        ("MEDPAY_CREDIT_REQUEST_SIGNING_KEY", "whpk_" + base64.b64encode(os.urandom(32)).decode()),
+        ("MEDPAY_CREDIT_REQUEST_SIGNING_KEY", "whsk_" + base64.b64encode(os.urandom(16)).decode()),
     ],
 )
 def test_a_weak_or_garbled_key_stops_the_start(variable: str, value: str) -> None:
