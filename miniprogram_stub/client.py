@@ -1,7 +1,9 @@
-"""A scripted phone: log in through a sandbox platform, and pay a hospital bill in one scan.
+"""A scripted phone: log in through a sandbox platform, pay a hospital bill in one scan, repay credit.
 
 `python -m miniprogram_stub.client login --channel wechat --user alice`
 `python -m miniprogram_stub.client pay --user alice` (the demo hospital system bills the patient)
+`python -m miniprogram_stub.client pay --user alice --cash-method credit` (a credit line: applied
+for, with consent, the first time), then `... repay --user alice` at the bank's cashier
 
 It finds medpay and the sandbox where `medpay dev` puts them (`MEDPAY_HOST`, `MEDPAY_PORT`,
 `MEDPAY_SANDBOX_PORT`, from the environment or `./.env`); `--api` and `--sandbox` override that.
@@ -15,7 +17,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 from dotenv import dotenv_values
@@ -103,18 +106,60 @@ def resident_id(user: str) -> str:
     return number + _CHECK_CHARS[sum(int(c) * w for c, w in zip(number, _WEIGHTS, strict=True)) % 11]
 
 
-def pay(sandbox: str, api: str, user: str) -> int:
+def _patient(http: httpx.Client, sandbox: str, api: str, user: str) -> dict[str, str]:
+    """Log in by WeChat and bind the e-certificate if need be: the patient's headers."""
+    code = phone_code(http, sandbox, "wechat", user)
+    tokens = http.post(f"{api}/api/v1/auth/login", json={"channel": "wechat", "code": code})
+    bearer = {"Authorization": f"Bearer {tokens.raise_for_status().json()['access_token']}"}
+    ecert = http.get(f"{api}/api/v1/ecert", headers=bearer)
+    if ecert.status_code == 404:
+        body = {"name": "测试患者", "id_type": "resident_id", "id_number": resident_id(user)}
+        ecert = http.post(f"{api}/api/v1/ecert/bind", json=body, headers=bearer)
+    show("e-certificate", ecert.raise_for_status())
+    return bearer
+
+
+def _waited(http: httpx.Client, url: str, headers: dict[str, str], done: Callable[[Any], bool]) -> Any:
+    """GET `url` until `done` says so (the bank and the worker take a moment); the last answer."""
+    for _ in range(100):
+        shown = http.get(url, headers=headers).raise_for_status().json()
+        if done(shown):
+            break
+        time.sleep(0.2)
+    return shown
+
+
+def _credit_line(http: httpx.Client, api: str, bearer: dict[str, str]) -> dict[str, Any]:
+    """The patient's active line: applied for (with consent to the terms shown) if there is none."""
+    credit = http.get(f"{api}/api/v1/credit", headers=bearer).raise_for_status().json()
+    if not any(line["status"] == "ACTIVE" for line in credit["lines"]):
+        product = credit["products"][0]
+        print(f"terms {product['terms_version']}: {product['terms_text']}")  # noqa: T201
+        consent = {"terms_version": product["terms_version"], "accepted": True}
+        applied = http.post(
+            f"{api}/api/v1/credit/applications",
+            json={"product_id": product["id"], "consent": consent},
+            headers={**bearer, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        show("credit application", applied.raise_for_status())
+    credit = _waited(
+        http,
+        f"{api}/api/v1/credit",
+        bearer,
+        lambda c: any(line["status"] != "APPLIED" for line in c["lines"]),
+    )
+    line: dict[str, Any] = credit["lines"][0]
+    print(f"credit line: {line['status']}, {line['available_fen']} fen available")  # noqa: T201
+    return line
+
+
+def pay(sandbox: str, api: str, user: str, cash_method: str = "wechat") -> int:
     """Bind, show the QR code at the demo hospital's terminal, get billed for the visit, pre-settle,
-    pay the cash part by WeChat Pay, wait."""
+    pay the cash part by WeChat Pay (or a credit line, applied for first), wait."""
     with httpx.Client(timeout=10) as http:
-        code = phone_code(http, sandbox, "wechat", user)
-        tokens = http.post(f"{api}/api/v1/auth/login", json={"channel": "wechat", "code": code})
-        bearer = {"Authorization": f"Bearer {tokens.raise_for_status().json()['access_token']}"}
-        ecert = http.get(f"{api}/api/v1/ecert", headers=bearer)
-        if ecert.status_code == 404:
-            body = {"name": "测试患者", "id_type": "resident_id", "id_number": resident_id(user)}
-            ecert = http.post(f"{api}/api/v1/ecert/bind", json=body, headers=bearer)
-        show("e-certificate", ecert.raise_for_status())
+        bearer = _patient(http, sandbox, api, user)
+        if cash_method == "credit" and _credit_line(http, api, bearer)["status"] != "ACTIVE":
+            return 1
         # At the counter: the patient shows the QR code, the terminal decodes it into a visit.
         qr = http.get(f"{api}/api/v1/ecert/qrcode", headers=bearer).raise_for_status().json()["payload"]
         terminal = partner(http, api, DEMO_TERMINAL)
@@ -129,21 +174,52 @@ def pay(sandbox: str, api: str, user: str) -> int:
         show("presettle", http.post(f"{bill_url}/presettle", json={}, headers=bearer))
         paid = http.post(
             f"{bill_url}/pay",
-            json={"cash_method": "wechat"},
+            json={"cash_method": cash_method},
             headers={**bearer, "Idempotency-Key": uuid.uuid4().hex},
         )
         show("pay", paid)
-        if paid.raise_for_status().json()["state"] == "PAYING":
+        if paid.raise_for_status().json()["state"] == "PAYING" and cash_method == "wechat":
             # The patient enters the password; WeChat Pay notifies medpay, whose worker completes the bill.
             confirm = {"out_trade_no": paid.json()["out_trade_no"], "outcome": "success", "deliver": True}
             http.post(f"{sandbox}/_sandbox/pay/wechat/confirm", json=confirm).raise_for_status()
-        for _ in range(100):
-            shown = http.get(bill_url, headers=bearer).raise_for_status()
-            if shown.json()["state"] == "PAID":
-                break
-            time.sleep(0.2)
-        print(f"bill {shown.json()['bill_no']}: {shown.json()['state']}")  # noqa: T201
-        return 0 if shown.json()["state"] == "PAID" else 1
+        # By credit, the bank pays the hospital and calls medpay back.
+        shown = _waited(http, bill_url, bearer, lambda b: b["state"] == "PAID")
+        print(f"bill {shown['bill_no']}: {shown['state']}")  # noqa: T201
+        return 0 if shown["state"] == "PAID" else 1
+
+
+def repay(sandbox: str, api: str, user: str) -> int:
+    """Repay the drawdown due first, in full, at the bank's cashier; wait for the bank's word."""
+    with httpx.Client(timeout=10) as http:
+        bearer = _patient(http, sandbox, api, user)
+        credit = http.get(f"{api}/api/v1/credit", headers=bearer).raise_for_status().json()
+        owed = [d for line in credit["lines"] for d in line["drawdowns"] if d["status"] == "DISBURSED"]
+        if not owed:
+            print("nothing to repay")  # noqa: T201
+            return 0
+        first = min(owed, key=lambda d: d["due_date"])
+        started = http.post(
+            f"{api}/api/v1/credit/repayments",
+            json={"drawdown_id": first["id"], "amount_fen": first["owed_fen"]},
+            headers={**bearer, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        show("repayment", started.raise_for_status())
+        # The patient pays at the bank's own cashier (WeChat Pay to the bank's merchant).
+        cashier = started.json()["cashier_url"]
+        http.post(f"{cashier}/confirm", json={"outcome": "success"}).raise_for_status()
+        done = _waited(
+            http,
+            f"{api}/api/v1/credit",
+            bearer,
+            lambda c: any(
+                d["id"] == first["id"] and d["status"] == "REPAID"
+                for ln in c["lines"]
+                for d in ln["drawdowns"]
+            ),
+        )
+        line = next(line for line in done["lines"] if any(d["id"] == first["id"] for d in line["drawdowns"]))
+        print(f"repaid {first['owed_fen']} fen; {line['available_fen']} fen available again")  # noqa: T201
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,15 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--user", required=True, help="the phone's user, e.g. alice")
     paying = commands.add_parser("pay", help="get billed by the demo hospital and pay in one scan")
     paying.add_argument("--user", required=True, help="the phone's user, e.g. alice")
+    paying.add_argument(
+        "--cash-method", choices=("wechat", "credit"), default="wechat", help="how the cash part is paid"
+    )
+    repaying = commands.add_parser("repay", help="repay the credit drawdown due first at the bank's cashier")
+    repaying.add_argument("--user", required=True, help="the phone's user, e.g. alice")
     api, sandbox = default_urls()
-    for each in (cmd, paying):
+    for each in (cmd, paying, repaying):
         each.add_argument("--sandbox", default=sandbox, help=f"the sandbox partners (default {sandbox})")
         each.add_argument("--api", default=api, help=f"medpay (default {api})")
     args = parser.parse_args(argv)
     sandbox, api = args.sandbox.rstrip("/"), args.api.rstrip("/")
     try:
         if args.command == "pay":
-            return pay(sandbox, api, args.user)
+            return pay(sandbox, api, args.user, args.cash_method)
+        if args.command == "repay":
+            return repay(sandbox, api, args.user)
         return login(sandbox, api, args.channel, args.user)
     except httpx.HTTPError as exc:
         try:
