@@ -197,6 +197,8 @@ class CreditSettings(Group):
     flag_waiting_after_seconds: Annotated[int, msgspec.Meta(ge=1)] = 3600
     # A retired bank key is still accepted this long, unless the operator says otherwise.
     key_grace_seconds: Annotated[int, msgspec.Meta(ge=0)] = 86400
+    # A repayment left unpaid at the bank's cashier this long gives back what it held.
+    repayment_hold_seconds: Annotated[int, msgspec.Meta(ge=60)] = 1800
     # Reminders are sent this many drawdowns per transaction.
     remind_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
 

@@ -106,66 +106,75 @@ async def _settle(
     messages: list[int] = []
     async with DB.transaction():
         bill = await locked_bill(bill_id)
-        if bill.state == BillState.PAYING:
-            if bill.cash_method is None:  # its cash part failed: this payment opens another
-                return await _reopen_cash(rt, patient, bill, request)
+        if bill.state == BillState.PAYING and bill.cash_method is None:
+            await _reopen_cash(rt, patient, bill, request)  # its cash part failed: open another
+        elif bill.state == BillState.PAYING:
             _check_resumable(patient, bill, request)
             return None
-        if bill.state != BillState.CREATED:
-            raise _not_payable(bill.state)
-        if bill.expires_at <= datetime.now(UTC) + PAY_MARGIN:
-            raise _expired()
-        year = policy_year()
-        parties = await parties_of(bill)
-        split, _ = await split_for(bill, parties, request.use_personal_account, year, lock=True)
-        method = request.cash_method if split.cash_fen else None
-        if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
-            raise problem
-        out_trade_no = f"MP{bill_id.hex[:30]}"
-        if method is not None:  # before anything is written: a refusal leaves the bill as it was
-            reserved = await methods.method(method).reserve(
-                rt, patient, bill, method, split.cash_fen, out_trade_no
-            )
-        await policy.add_usage(bill.insured_id, year, split.deductible_fen, split.fund_fen)
-        now = datetime.now(UTC)
-        state = BillState.PAYING if split.cash_fen else BillState.PAID
-        await Bill.update(
-            {
-                Bill.state: state,
-                Bill.fund_fen: split.fund_fen,
-                Bill.personal_account_fen: split.personal_account_fen,
-                Bill.cash_fen: split.cash_fen,
-                Bill.deductible_fen: split.deductible_fen,
-                Bill.policy_year: year,
-                Bill.settlement: msgspec.json.encode(
-                    {
-                        "use_personal_account": request.use_personal_account,
-                        "items": [asdict(i) for i in split.items],
-                    }
-                ).decode(),
-                Bill.cash_method: method,
-                Bill.payer_user_id: patient.user_id,
-                Bill.paying_at: now,
-                Bill.paid_at: None if split.cash_fen else now,
-                Bill.updated_at: now,
-            }
-        ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
-        if method is not None:
-            await _insert_cash(bill_id, method, out_trade_no, split.cash_fen, reserved, now)
         else:
-            messages += await notify_paid(bill, parties, now)
-        # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
-        # from here to the commit.
-        await post_parts(
-            "bill.settled",
-            f"bill:{bill_id}",
-            bill,
-            parties,
-            fund_fen=split.fund_fen,
-            personal_account_fen=split.personal_account_fen,
-        )
+            messages = await _settle_created(rt, patient, bill, request)
     await outbox.send(rt.redis, messages)
     return await _opened(rt, bill_id)
+
+
+async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest) -> list[int]:
+    """Inside `_settle`'s transaction: the split settled, the cash part reserved and recorded."""
+    messages: list[int] = []
+    bill_id = bill.id
+    if bill.state != BillState.CREATED:
+        raise _not_payable(bill.state)
+    if bill.expires_at <= datetime.now(UTC) + PAY_MARGIN:
+        raise _expired()
+    year = policy_year()
+    parties = await parties_of(bill)
+    split, _ = await split_for(bill, parties, request.use_personal_account, year, lock=True)
+    method = request.cash_method if split.cash_fen else None
+    if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
+        raise problem
+    out_trade_no = f"MP{bill_id.hex[:30]}"
+    if method is not None:  # before anything is written: a refusal leaves the bill as it was
+        reserved = await methods.method(method).reserve(
+            rt, patient, bill, method, split.cash_fen, out_trade_no
+        )
+    await policy.add_usage(bill.insured_id, year, split.deductible_fen, split.fund_fen)
+    now = datetime.now(UTC)
+    state = BillState.PAYING if split.cash_fen else BillState.PAID
+    await Bill.update(
+        {
+            Bill.state: state,
+            Bill.fund_fen: split.fund_fen,
+            Bill.personal_account_fen: split.personal_account_fen,
+            Bill.cash_fen: split.cash_fen,
+            Bill.deductible_fen: split.deductible_fen,
+            Bill.policy_year: year,
+            Bill.settlement: msgspec.json.encode(
+                {
+                    "use_personal_account": request.use_personal_account,
+                    "items": [asdict(i) for i in split.items],
+                }
+            ).decode(),
+            Bill.cash_method: method,
+            Bill.payer_user_id: patient.user_id,
+            Bill.paying_at: now,
+            Bill.paid_at: None if split.cash_fen else now,
+            Bill.updated_at: now,
+        }
+    ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
+    if method is not None:
+        await _insert_cash(bill_id, method, out_trade_no, split.cash_fen, reserved, now)
+    else:
+        messages += await notify_paid(bill, parties, now)
+    # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
+    # from here to the commit.
+    await post_parts(
+        "bill.settled",
+        f"bill:{bill_id}",
+        bill,
+        parties,
+        fund_fen=split.fund_fen,
+        personal_account_fen=split.personal_account_fen,
+    )
+    return messages
 
 
 async def _opened(rt: Runtime, bill_id: uuid.UUID) -> PaymentRead:
@@ -197,34 +206,23 @@ async def _insert_cash(
     )
 
 
-async def _reopen_cash(rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest) -> PaymentRead:
+async def _reopen_cash(rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest) -> None:
     """A bill whose cash part failed (a declined drawdown), paid again: the split stands, the cash
-    part opens anew by the method now chosen. Runs inside `_settle`'s transaction, the bill locked."""
-    if bill.expires_at <= datetime.now(UTC) + PAY_MARGIN:
-        raise _expired()
+    part opens anew by the method now chosen, once `_settle`'s transaction (the bill locked) commits."""
+    _check_resumable(patient, bill, request)
     settled = bill.settled
-    same_choice = (
-        msgspec.json.decode(settled.settlement)["use_personal_account"] == request.use_personal_account
-    )
-    if settled.payer_user_id != patient.user_id or not same_choice:
-        raise Conflict(
-            "a different payment of this bill is in progress",
-            code="BILL_PAYMENT_IN_PROGRESS",
-            detail={"state": bill.state},
-        )
     method = request.cash_method
     if (problem := _method_problem(patient, method, settled.cash_fen)) is not None:
         raise problem
     assert method is not None
     attempts = await CashPayment.count().where(CashPayment.bill_id == bill.id)
-    out_trade_no = f"MP{bill.id.hex[:28]}{attempts:02d}"
+    out_trade_no = f"MP{bill.id.hex[:27]}-{attempts:02d}"  # never a first attempt's, which has no "-"
     reserved = await methods.method(method).reserve(rt, patient, bill, method, settled.cash_fen, out_trade_no)
     now = datetime.now(UTC)
     await _insert_cash(bill.id, method, out_trade_no, settled.cash_fen, reserved, now)
     await Bill.update({Bill.cash_method: method, Bill.paying_at: now, Bill.updated_at: now}).where(
         (Bill.id == bill.id) & (Bill.state == BillState.PAYING) & Bill.cash_method.is_null()
     )
-    return await _opened(rt, bill.id)
 
 
 def _check_resumable(patient: Patient, bill: BillRecord, request: PayRequest) -> None:

@@ -358,3 +358,14 @@ async def confirm(rt: Runtime, out_refund_no: str) -> str:
     if refund is None:
         return "unknown"
     return await apply_status(rt, refund["id"], RefundStatus(out_refund_no, "SUCCEEDED"))
+
+
+async def cash_refund(out_refund_no: str) -> tuple[uuid.UUID, int] | None:
+    """(bill, cash part) of a refund asked of a collector and not refused: what a collector's word
+    on it must match."""
+    row = (
+        await Refund.select(Refund.bill_id, Refund.cash_fen)
+        .where((Refund.out_refund_no == out_refund_no) & (Refund.state != RefundState.REJECTED))
+        .first()
+    )
+    return None if row is None else (row["bill_id"], int(row["cash_fen"]))

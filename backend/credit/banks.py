@@ -3,6 +3,7 @@ finding what a callback must be verified with."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -49,6 +50,8 @@ class ProductSpec:
     daily_interest_bp: int = 5
 
 
+# In the callback URL, and in the inbox's source (`bank:<code>`, at most 32 characters).
+BANK_CODE = re.compile(r"[a-z0-9-]{1,27}")
 _BANK_COLUMNS = (Bank.id, Bank.code, Bank.name, Bank.api_base, Bank.client_id)
 
 
@@ -71,6 +74,10 @@ async def create_bank(
 ) -> Credentials | None:
     """Register a bank: its partner client (`kind=bank`), callback keys (key id -> `whpk_...`)
     and products. Returns the client's credentials; None when the bank existed (nothing changes)."""
+    if not BANK_CODE.fullmatch(code):
+        raise AppError(
+            "a bank's code is 1 to 27 of a-z, 0-9 and -: it is in the callback URL", detail={"field": "code"}
+        )
     if await Bank.exists().where(Bank.code == code):
         return None
     for public_key in keys.values():

@@ -68,6 +68,8 @@ async def receive(rt: Runtime, bank_code: str, headers: Mapping[str, str], body:
         event = msgspec.json.decode(body, type=BankEvent)
     except msgspec.DecodeError as exc:
         raise AppError(f"the callback's body does not read: {exc}", code="CALLBACK_MALFORMED") from None
+    if b"\\u0000" in body:  # PostgreSQL's JSON cannot hold it
+        raise AppError("the callback's body holds a NUL character", code="CALLBACK_MALFORMED")
     payload = {"type": event.type, "occurred_at": event.occurred_at.isoformat(), "data": event.data}
     async with DB.transaction():
         inbox_id = await inbox.store(source(lender.code), verified.msg_id, event.type[:32], payload)

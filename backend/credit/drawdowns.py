@@ -41,6 +41,9 @@ from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
+# A drawdown the bank never heard of is given up this long after its bill expired.
+NEVER_REACHED_AFTER = timedelta(minutes=5)
+
 
 # -- reserving, inside the bill's settlement ---------------------------------------------------
 
@@ -192,10 +195,17 @@ async def _check(rt: Runtime, bill: BillRecord, cash: CashRecord, expired: bool)
     status = await rt.partners.bank.disbursement(drawn.bank.api_base, str(drawn.id))
     if status is None:  # our request never reached the bank
         if expired:
+            # No request is sent after expiry; one sent just before has long had its answer by
+            # then (timeouts and retries take seconds), so the bank will not pay it later.
+            if datetime.now(UTC) < bill.expires_at + NEVER_REACHED_AFTER:
+                return "pending"
             await _failed(rt, drawn, "expired before the bank was reached")
             await bill_cash.end_unpaid(bill.id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
             return "closed"
-        await _ask_to_disburse(rt, bill, drawn)
+        try:
+            await _ask_to_disburse(rt, bill, drawn)
+        except BankRefusal as refusal:
+            return await _failed(rt, drawn, refusal.code)
         return "asked again"
     if status.status == "FAILED":
         return await _failed(rt, drawn, status.reason or "declined")
@@ -230,7 +240,9 @@ async def disbursed(rt: Runtime, lender: BankRecord, event: DrawdownDisbursed) -
             transaction_id=event.disbursement_ref,
             paid_at=event.disbursed_at,
         )
-        if outcome not in ("paid", "already paid"):
+        if outcome == "already paid":
+            return "already disbursed"
+        if outcome != "paid":
             return f"flagged: {outcome}"
         due = event.disbursed_at.astimezone(CHINA).date() + timedelta(days=drawn.interest_free_days)
         started = await Drawdown.raw(
@@ -244,8 +256,8 @@ async def disbursed(rt: Runtime, lender: BankRecord, event: DrawdownDisbursed) -
             event.disbursement_ref,
             drawn.id,
         )
-        if not started:
-            return "already disbursed"
+        if not started:  # the bill and its drawdown move together; anything else is a bug
+            raise RuntimeError(f"drawdown {drawn.id} is {drawn.status} while its bill was being paid")
         await lines.post_debt(
             "credit.drawn", f"drawdown:{drawn.id}", drawn.line_id, lender.code, drawn.amount_fen
         )
@@ -343,6 +355,9 @@ async def _query_refund(rt: Runtime, cash: CashRecord, refund: RefundOrder) -> R
     posted = await rt.partners.bank.refund_status(drawn.bank.api_base, refund.out_refund_no)
     if posted is None:
         return RefundStatus(refund.out_refund_no, "NOT_FOUND")
+    if posted.drawdown_id != str(drawn.id):
+        log.error("the bank's refund is of another drawdown", out_refund_no=refund.out_refund_no)
+        return RefundStatus(refund.out_refund_no, "PROCESSING")
     event = RefundPosted(
         refund_id=posted.refund_id,
         drawdown_id=drawn.id,
@@ -372,6 +387,9 @@ async def post_refund(lender: BankRecord, event: RefundPosted) -> str:
         return "flagged: no such drawdown of this bank"
     if event.reduced_owed_fen + event.returned_fen != event.amount_fen:
         return "flagged: the refund's parts do not add up"
+    asked = await refunds.cash_refund(event.refund_id)
+    if asked is None or asked != (drawn.bill_id, event.amount_fen):
+        return "flagged: no refund of this drawdown's bill for that amount was asked for"
     async with DB.transaction():
         current = await Drawdown.select().where(Drawdown.id == drawn.id).lock_rows().first()
         assert current is not None

@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from backend.credit import applications, callbacks, drawdowns, reminders
+from backend.credit import applications, callbacks, drawdowns, reminders, repayments
 from backend.platform.runtime import Runtime
 from backend.platform.work import Cron, Job, Task
 
@@ -32,16 +32,18 @@ RESEND_APPLICATION = Job("credit_resend_application", applications.resend, key="
 
 
 async def sweep_credit(rt: Runtime) -> int:
-    """Callbacks still waiting, and applications the bank never answered: try them again."""
+    """Callbacks still waiting, and applications the bank never answered: try them again;
+    repayments left at the cashier: give their holds back."""
     waiting = await callbacks.waiting()
     unanswered = await applications.unanswered(rt.settings.billing.payment_check_after_seconds)
+    released = await repayments.release_abandoned(rt.settings.credit.repayment_hold_seconds)
     for inbox_id in waiting:
         await RETRY_BANK_EVENT.enqueue(rt, str(inbox_id), suffix=":sweep")
     for line_id in unanswered:
         await RESEND_APPLICATION.enqueue(rt, str(line_id))
-    if waiting or unanswered:
-        log.info("credit swept", waiting=len(waiting), applications=len(unanswered))
-    return len(waiting) + len(unanswered)
+    if waiting or unanswered or released:
+        log.info("credit swept", waiting=len(waiting), applications=len(unanswered), released=released)
+    return len(waiting) + len(unanswered) + released
 
 
 async def send_reminders(rt: Runtime) -> int:

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import structlog
 
 from backend.credit import lines
-from backend.credit.tables import Drawdown
+from backend.credit.tables import CreditLine, Drawdown
 from backend.ecert import service as ecert
 from backend.notify import service as notify
 from backend.piccolo_conf import DB
@@ -59,11 +59,17 @@ async def run(rt: Runtime, as_of: date) -> Run:
         while True:
             rows = await Drawdown.raw(
                 """
-                SELECT d.id, d.principal_fen, l.insured_id
+                SELECT d.id, l.insured_id,
+                       -- what repays it that day: the principal and the interest accrued (lines.py)
+                       d.principal_fen
+                         + greatest({} - d.due_date, 0) * (d.principal_fen * p.daily_interest_bp / 10000)
+                         AS owed_fen
                 FROM credit_drawdown d JOIN credit_line l ON l.id = d.line_id
+                JOIN credit_product p ON p.id = l.product_id
                 WHERE d.status = 'DISBURSED' AND d.due_date = {} AND d.id > {}
                 ORDER BY d.id LIMIT {}
                 """,
+                as_of,
                 due,
                 after,
                 batch,
@@ -100,7 +106,7 @@ async def _remind(rt: Runtime, rows: list[dict[str, object]], milestone: str, du
                     f"drawdown:{row['id']}",
                     milestone,
                     {
-                        "amount_fen": row["principal_fen"],
+                        "amount_fen": row["owed_fen"],
                         "due_date": due.isoformat(),
                         "drawdown_id": str(row["id"]),
                     },
@@ -112,16 +118,40 @@ async def _remind(rt: Runtime, rows: list[dict[str, object]], milestone: str, du
 
 
 async def _freeze_overdue(as_of: date) -> int:
-    """No new drawdowns on a line while something on it is overdue."""
-    rows = await Drawdown.raw(
-        """
-        UPDATE credit_line SET status = 'FROZEN', frozen_at = now()
-        WHERE status = 'ACTIVE' AND EXISTS (
-            SELECT 1 FROM credit_drawdown d
-            WHERE d.line_id = credit_line.id AND d.status = 'DISBURSED' AND d.due_date < {}
+    """No new drawdowns on a line while something on it is overdue; a line frozen with nothing
+    overdue any more is active again."""
+    async with DB.transaction():
+        # The lines are locked first and checked again by a second statement, which sees any
+        # repayment committed while it waited for them (a single UPDATE would decide on its first
+        # view of the drawdowns and freeze a line just repaid).
+        candidates = await CreditLine.raw(
+            """
+            SELECT id FROM credit_line l WHERE status = 'ACTIVE' AND EXISTS (
+                SELECT 1 FROM credit_drawdown d
+                WHERE d.line_id = l.id AND d.status = 'DISBURSED' AND d.due_date < {}
+            ) ORDER BY id FOR UPDATE
+            """,
+            as_of,
         )
-        RETURNING id
-        """,
-        as_of,
-    )
-    return len(rows)
+        frozen = await CreditLine.raw(
+            """
+            UPDATE credit_line l SET status = 'FROZEN', frozen_at = now()
+            WHERE id = ANY({}) AND EXISTS (
+                SELECT 1 FROM credit_drawdown d
+                WHERE d.line_id = l.id AND d.status = 'DISBURSED' AND d.due_date < {}
+            ) RETURNING id
+            """,
+            [row["id"] for row in candidates],
+            as_of,
+        )
+        await CreditLine.raw(
+            """
+            UPDATE credit_line l SET status = 'ACTIVE', frozen_at = NULL
+            WHERE status = 'FROZEN' AND NOT EXISTS (
+                SELECT 1 FROM credit_drawdown d
+                WHERE d.line_id = l.id AND d.status = 'DISBURSED' AND d.due_date < {}
+            )
+            """,
+            as_of,
+        )
+    return len(frozen)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
 
 from backend.auth.service import Patient
@@ -29,7 +30,7 @@ from backend.notify import service as notify
 from backend.partners.bank import BankRefusal
 from backend.piccolo_conf import DB
 from backend.platform import outbox
-from backend.platform.errors import AppError, Conflict, NotFound, PartnerUnavailable
+from backend.platform.errors import AppError, Conflict, NotFound
 from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -110,10 +111,19 @@ async def start(rt: Runtime, patient: Patient, request: RepaymentCreate, request
                 "channel": patient.channel,
             },
         )
-    except (BankRefusal, PartnerUnavailable) as exc:
+    except (BankRefusal, AppError, msgspec.ValidationError) as exc:
+        # The hold goes; should the bank have opened its cashier all the same and the patient pay
+        # there, its `repayment.posted` still applies (see `_record`).
         await _give_up(repayment_id, "the bank did not take the repayment")
-        if isinstance(exc, PartnerUnavailable):
+        if isinstance(exc, AppError):
             raise
+        if isinstance(exc, msgspec.ValidationError):
+            raise AppError(
+                f"the bank's answer does not read: {exc}",
+                code="PARTNER_ANSWER_UNUSABLE",
+                status_code=502,
+                detail={"partner": "bank"},
+            ) from None
         if exc.code == "AMOUNT_EXCEEDS_OWED":
             raise _exceeds(int(exc.body.get("owed_fen", 0))) from None
         raise AppError(
@@ -203,8 +213,8 @@ async def read(repayment_id: uuid.UUID) -> RepaymentRead:
 async def posted(rt: Runtime, lender: BankRecord, event: RepaymentPosted) -> str:
     """Money reached the bank: the debt falls by the principal, interest is booked, once."""
     found = await Drawdown.raw(
-        "SELECT d.line_id, l.bank_id, l.insured_id "
-        "FROM credit_drawdown d JOIN credit_line l ON l.id = d.line_id WHERE d.id = {}",
+        "SELECT d.line_id, l.bank_id, l.insured_id, p.daily_interest_bp FROM credit_drawdown d "
+        "JOIN credit_line l ON l.id = d.line_id JOIN credit_product p ON p.id = l.product_id WHERE d.id = {}",
         event.drawdown_id,
     )
     if not found or found[0]["bank_id"] != lender.id:
@@ -216,17 +226,17 @@ async def posted(rt: Runtime, lender: BankRecord, event: RepaymentPosted) -> str
     async with DB.transaction():
         drawdown = await Drawdown.select().where(Drawdown.id == event.drawdown_id).lock_rows().first()
         assert drawdown is not None
+        drawdown["daily_interest_bp"] = found[0]["daily_interest_bp"]
         if drawdown["status"] == DrawdownStatus.RESERVED:
             raise NotYet(f"drawdown {event.drawdown_id} is not disbursed yet")
         if drawdown["status"] == DrawdownStatus.FAILED:
             return "flagged: a repayment of a drawdown that failed"
-        recorded = await _record(event, drawdown)
+        recorded, held = await _record(event, drawdown)
         if recorded is None:
             return "already posted"
         if recorded.startswith("flagged"):
             return recorded
         principal = drawdown["principal_fen"] - event.principal_fen
-        held = event.amount_fen if event.source == "patient" else 0
         await Drawdown.update(
             {
                 Drawdown.principal_fen: principal,
@@ -260,34 +270,39 @@ async def posted(rt: Runtime, lender: BankRecord, event: RepaymentPosted) -> str
     return "posted"
 
 
-async def _record(event: RepaymentPosted, drawdown: dict[str, Any]) -> str | None:
-    """Mark the patient's repayment posted, or record the bank's own; None when done before."""
+async def _record(event: RepaymentPosted, drawdown: dict[str, Any]) -> tuple[str | None, int]:
+    """Mark the patient's repayment posted, or record the bank's own: (what happened, the amount
+    that was held for it); None when it was posted before. A patient's repayment whose hold was
+    given up (the bank's answer was lost, or the cashier left open too long) is posted all the same:
+    the money reached the bank."""
     if event.principal_fen > drawdown["principal_fen"]:
-        return f"flagged: {event.principal_fen} fen of principal repaid, {drawdown['principal_fen']} owed"
+        return f"flagged: {event.principal_fen} fen of principal repaid, {drawdown['principal_fen']} owed", 0
+    if (problem := _interest_problem(event, drawdown)) is not None:
+        return problem, 0
     if event.source == "patient":
         rows = await Repayment.raw(
             """
-            UPDATE credit_repayment
+            WITH was AS (
+                SELECT id, status FROM credit_repayment
+                WHERE bank_repayment_ref = {} AND drawdown_id = {} AND amount_fen = {}
+                  AND status IN ('AWAITING_PAYMENT', 'FAILED')
+                FOR UPDATE
+            )
+            UPDATE credit_repayment r
             SET status = 'POSTED', principal_fen = {}, interest_fen = {}, posted_at = {}
-            WHERE bank_repayment_ref = {} AND drawdown_id = {} AND amount_fen = {}
-              AND status = 'AWAITING_PAYMENT'
-            RETURNING id
+            FROM was WHERE r.id = was.id
+            RETURNING was.status AS was
             """,
-            event.principal_fen,
-            event.interest_fen,
-            event.posted_at,
             event.repayment_id,
             event.drawdown_id,
             event.amount_fen,
+            event.principal_fen,
+            event.interest_fen,
+            event.posted_at,
         )
         if rows:
-            return "recorded"
-        known = await Repayment.select(Repayment.status).where(
-            Repayment.bank_repayment_ref == event.repayment_id
-        )
-        if known and known[0]["status"] == RepaymentStatus.POSTED:
-            return None
-        return "flagged: no such repayment awaiting payment, or another amount"
+            return "recorded", event.amount_fen if rows[0]["was"] == RepaymentStatus.AWAITING_PAYMENT else 0
+        return await _seen_before(event)
     rows = (
         await Repayment.insert(
             Repayment(
@@ -306,7 +321,36 @@ async def _record(event: RepaymentPosted, drawdown: dict[str, Any]) -> str | Non
         .on_conflict(action="DO NOTHING")
         .returning(Repayment.id)
     )
-    return "recorded" if rows else None
+    return ("recorded", 0) if rows else await _seen_before(event)
+
+
+async def _seen_before(event: RepaymentPosted) -> tuple[str | None, int]:
+    """The same repayment posted again changes nothing; the same id for anything else is flagged."""
+    known = await Repayment.select(Repayment.drawdown_id, Repayment.amount_fen, Repayment.status).where(
+        Repayment.bank_repayment_ref == event.repayment_id
+    )
+    if known and (known[0]["drawdown_id"], known[0]["amount_fen"], known[0]["status"]) == (
+        event.drawdown_id,
+        event.amount_fen,
+        RepaymentStatus.POSTED,
+    ):
+        return None, 0
+    return "flagged: no such repayment awaiting payment, or its id is used for another", 0
+
+
+def _interest_problem(event: RepaymentPosted, drawdown: dict[str, Any]) -> str | None:
+    """Interest only after the due date, and never more than the product's rate on the whole
+    amount would have charged by the posting date."""
+    if not event.interest_fen:
+        return None
+    rate = drawdown["daily_interest_bp"]
+    ceiling = lines.accrued_interest(
+        drawdown["amount_fen"], drawdown["due_date"], rate, lines.china_today(event.posted_at)
+    )
+    if drawdown["interest_fen"] + event.interest_fen > ceiling:
+        allowed = ceiling - drawdown["interest_fen"]
+        return f"flagged: {event.interest_fen} fen of interest where the terms allow {allowed} by then"
+    return None
 
 
 async def failed(rt: Runtime, lender: BankRecord, event: RepaymentFailed) -> str:
@@ -318,3 +362,16 @@ async def failed(rt: Runtime, lender: BankRecord, event: RepaymentFailed) -> str
     if not repayment or repayment[0]["bank_id"] != lender.id:
         return "flagged: no such repayment at this bank"
     return "ended" if await _give_up(repayment[0]["id"], event.reason) else "already ended"
+
+
+async def release_abandoned(older_than_seconds: int, limit: int = 500) -> int:
+    """For the sweeper: repayments left at the bank's cashier this long give their hold back (a
+    payment the patient makes there later still posts)."""
+    rows = await Repayment.raw(
+        "SELECT id FROM credit_repayment WHERE status = 'AWAITING_PAYMENT' "
+        "AND created_at < now() - make_interval(secs => {}) ORDER BY created_at LIMIT {}",
+        older_than_seconds,
+        limit,
+    )
+    released = [row["id"] for row in rows if await _give_up(row["id"], "left unpaid at the cashier")]
+    return len(released)

@@ -69,7 +69,16 @@ async def disagreements_with_the_bank(bank: httpx.AsyncClient) -> list[str]:
             there is None or there["limit_fen"] != line["limit_fen"]
         ):
             problems.append(f"line {line['id']}: ours {line['limit_fen']} fen, the bank's {there}")
-    for ours in await Drawdown.select():
+    ours_by_id = {str(d["id"]): d for d in await Drawdown.select()}
+    for drawdown_id, there in theirs.items():
+        if there["status"] != "FAILED" and ours_by_id.get(drawdown_id, {}).get("status") not in (
+            "DISBURSED",
+            "REPAID",
+        ):
+            problems.append(
+                f"the bank disbursed drawdown {drawdown_id}; ours is {ours_by_id.get(drawdown_id)}"
+            )
+    for ours in ours_by_id.values():
         there = theirs.get(str(ours["id"]))
         if ours["status"] in ("DISBURSED", "REPAID"):
             if there is None:

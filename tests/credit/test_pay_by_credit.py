@@ -147,3 +147,26 @@ async def test_without_an_active_line_or_room_on_it_credit_is_refused_and_nothin
     frozen = await pay_by_credit(client, patient, big)
     assert (frozen.status_code, frozen.json()["error"]["code"]) == (409, "CREDIT_LINE_FROZEN")
     await CreditLine.update({CreditLine.status: "ACTIVE"}, force=True)
+
+
+async def test_after_a_declined_drawdown_credit_may_be_tried_again_and_pays(
+    client, sandbox_http, settings, bank_http, run_worker
+):
+    patient = await credit_patient(client, sandbox_http, settings, bank_http, run_worker)
+    bill = await bill_for(client, patient, 30000)
+    await bank_http.put("/_bank/rules", json={"fail_disbursements": True})
+    assert (await pay_by_credit(client, patient, bill)).status_code == 200
+    await settle(bank_http, run_worker)
+    await bank_http.put("/_bank/rules", json={"fail_disbursements": False})
+
+    again = await pay_by_credit(client, patient, bill)
+    assert again.status_code == 200, again.text
+    await settle(bank_http, run_worker)
+
+    assert (await Bill.select(Bill.state).first())["state"] == "PAID"
+    drawdowns = (await line_of(client, patient))["drawdowns"]
+    assert [d["status"] for d in drawdowns] == ["FAILED", "DISBURSED"]
+    numbers = [
+        c["out_trade_no"] for c in await CashPayment.select(CashPayment.out_trade_no).order_by(CashPayment.id)
+    ]
+    assert len(set(numbers)) == 2 and "-" in numbers[1]
