@@ -289,9 +289,11 @@ def credit() -> None:
 def credit_remind(as_of: Any) -> None:
     """Send the day's repayment reminders and freeze overdue lines; a repeated run sends nothing twice."""
     from backend.credit import reminders
+    from backend.platform.logging import configure_logging
     from backend.platform.runtime import running
 
     settings = _settings()
+    configure_logging("WARNING", settings.app.log_json)  # the summary below is the output
     day = as_of.date() if as_of is not None else reminders.today()
 
     async def work() -> reminders.Run:

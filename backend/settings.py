@@ -206,6 +206,7 @@ class CreditSettings(Group):
 class WorkerSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_WORKER_"
     concurrency: int = 10
+    poll_delay_seconds: Annotated[float, msgspec.Meta(ge=0.001, le=5)] = 0.05  # between polls of the queue
     outbox_redeliver_seconds: int = 300
 
 

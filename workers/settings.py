@@ -73,6 +73,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "job_serializer": serialize_job,
         "job_deserializer": msgspec.msgpack.decode,
         "max_jobs": settings.worker.concurrency,
+        # arq starts at most `max_jobs` jobs per poll of the queue: at its default of 0.5 s that
+        # caps a worker at 20 jobs a second however light they are.
+        "poll_delay": settings.worker.poll_delay_seconds,
         "health_check_interval": 30,
         "ctx": {"settings": settings},
         "on_startup": startup,

@@ -21,7 +21,7 @@ from backend.auth.service import Patient
 from backend.billing import cash as bill_cash
 from backend.billing import methods, records, refunds
 from backend.billing.methods import RefundOrder, Reserved
-from backend.billing.parties import CHINA
+from backend.billing.parties import CHINA, locked_bill
 from backend.billing.records import BillRecord, CashRecord
 from backend.billing.tables import BillState
 from backend.credit import banks, lines
@@ -233,6 +233,9 @@ async def disbursed(rt: Runtime, lender: BankRecord, event: DrawdownDisbursed) -
     assert bill is not None
     hospital = await hospitals.get(bill.institution_id)
     async with DB.transaction():
+        # The bill, then its drawdown, then the accounts: the order every money move takes.
+        await locked_bill(drawn.bill_id)
+        await Drawdown.select(Drawdown.id).where(Drawdown.id == drawn.id).lock_rows()
         outcome, messages = await bill_cash.complete_within(
             drawn.out_trade_no,
             amount_fen=event.amount_fen,

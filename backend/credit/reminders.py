@@ -119,7 +119,7 @@ async def _remind(rt: Runtime, rows: list[dict[str, object]], milestone: str, du
 
 async def _freeze_overdue(as_of: date) -> int:
     """No new drawdowns on a line while something on it is overdue; a line frozen with nothing
-    overdue any more is active again."""
+    overdue any more, on `as_of` nor today (a run for a past day must not thaw it), is active again."""
     async with DB.transaction():
         # The lines are locked first and checked again by a second statement, which sees any
         # repayment committed while it waited for them (a single UPDATE would decide on its first
@@ -152,6 +152,6 @@ async def _freeze_overdue(as_of: date) -> int:
                 WHERE d.line_id = l.id AND d.status = 'DISBURSED' AND d.due_date < {}
             )
             """,
-            as_of,
+            max(as_of, today()),
         )
     return len(frozen)
