@@ -266,7 +266,7 @@ async def in_worker_processes(settings: Settings, workers: int) -> float:
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(30)
+            process.wait(120)
 
 
 async def in_process(settings: Settings, runtime: Runtime) -> float:
@@ -616,10 +616,12 @@ async def bench(settings: Settings, args: argparse.Namespace) -> None:
             else:
                 # What the worker processes read: they inherit this environment.
                 jobs = int(os.environ.get("MEDPAY_WORKER_CONCURRENCY", settings.worker.concurrency))
+                poll = float(
+                    os.environ.get("MEDPAY_WORKER_POLL_DELAY_SECONDS", settings.worker.poll_delay_seconds)
+                )
                 say(
                     f"part 2: {args.workers} `arq workers.main.WorkerSettings` process(es), "
-                    f"MEDPAY_WORKER_CONCURRENCY={jobs}: arq polls every 0.5 s and starts at most that "
-                    f"many jobs a poll, so at most {jobs * 2} jobs/s a process"
+                    f"MEDPAY_WORKER_CONCURRENCY={jobs}, polling the queue every {poll} s"
                 )
             await apply_callbacks(settings, runtime, args)
             await audited("part 2")
