@@ -3,7 +3,7 @@
 Each method is a `CashMethod`: it reserves what it needs inside the transaction that settles the
 bill (a credit line's limit), opens the collection after commit (a channel order, a bank's
 disbursement), checks a collection that has not ended, and refunds. The payment channels are
-registered by `by_channel.py`; the credit domain registers "credit" (`backend/credit/drawdowns.py`).
+registered by `by_channel.py`; the credit domain registers "credit" (`backend/credit/method.py`).
 """
 
 from __future__ import annotations

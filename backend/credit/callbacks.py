@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from backend.credit import applications, banks, drawdowns, jobs, repayments
+from backend.credit import applications, banks, drawdowns, jobs, refunds, repayments
 from backend.credit.banks import BankRecord
 from backend.credit.schemas import (
     BankEvent,
@@ -45,7 +45,7 @@ HANDLERS: dict[str, tuple[type[Any], Handler]] = {
     "drawdown.failed": (DrawdownFailed, drawdowns.declined),
     "repayment.posted": (RepaymentPosted, repayments.posted),
     "repayment.failed": (RepaymentFailed, repayments.failed),
-    "refund.posted": (RefundPosted, drawdowns.refund_posted),
+    "refund.posted": (RefundPosted, refunds.refund_posted),
 }
 
 

@@ -1,5 +1,5 @@
-"""Paying by credit: the cash part of a bill drawn on the patient's line, as billing's "credit"
-cash method.
+"""Paying by credit: the cash part of a bill drawn on the patient's line (billing's "credit" cash
+method, assembled in `method.py`).
 
 The amount is reserved on the line by one guarded UPDATE inside the transaction that settles the
 bill (`used_fen + amount <= limit_fen`), so no interleaving of payments takes a line over its
@@ -19,24 +19,23 @@ import structlog
 
 from backend.auth.service import Patient
 from backend.billing import cash as bill_cash
-from backend.billing import methods, records, refunds
-from backend.billing.methods import RefundOrder, Reserved
+from backend.billing import methods, records
+from backend.billing.methods import Reserved
 from backend.billing.parties import CHINA, locked_bill
 from backend.billing.records import BillRecord, CashRecord
 from backend.billing.tables import BillState
 from backend.credit import banks, lines
 from backend.credit.banks import BankRecord
-from backend.credit.schemas import DrawdownDisbursed, DrawdownFailed, RefundPosted
-from backend.credit.tables import CreditLine, CreditRefund, Drawdown, DrawdownStatus, LineStatus
+from backend.credit.schemas import DrawdownDisbursed, DrawdownFailed
+from backend.credit.tables import CreditLine, Drawdown, DrawdownStatus, LineStatus
 from backend.ecert import service as ecert
 from backend.hospitals import service as hospitals
 from backend.ledger import service as ledger
 from backend.notify import service as notify
 from backend.partners.bank import BankRefusal
-from backend.partners.channels import RefundStatus
 from backend.piccolo_conf import DB
 from backend.platform import outbox
-from backend.platform.errors import AppError, Conflict, PartnerUnavailable
+from backend.platform.errors import Conflict, PartnerUnavailable
 from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -48,7 +47,7 @@ NEVER_REACHED_AFTER = timedelta(minutes=5)
 # -- reserving, inside the bill's settlement ---------------------------------------------------
 
 
-async def _reserve(
+async def reserve(
     rt: Runtime, patient: Patient, bill: BillRecord, method: str, cash_fen: int, out_trade_no: str
 ) -> Reserved:
     """The line with the most room takes the cash part, or the payment is refused as a whole."""
@@ -124,7 +123,7 @@ class Drawn:
     bank: BankRecord
 
 
-async def _drawn(out_trade_no: str | None = None, drawdown_id: uuid.UUID | None = None) -> Drawn | None:
+async def drawn_by(out_trade_no: str | None = None, drawdown_id: uuid.UUID | None = None) -> Drawn | None:
     rows = await Drawdown.raw(
         """
         SELECT d.id, d.line_id, d.bill_id, d.out_trade_no, d.amount_fen, d.status,
@@ -167,11 +166,11 @@ async def _ask_to_disburse(rt: Runtime, bill: BillRecord, drawn: Drawn) -> None:
     )
 
 
-async def _open(rt: Runtime, bill: BillRecord, cash: CashRecord) -> dict[str, str]:
+async def open_collection(rt: Runtime, bill: BillRecord, cash: CashRecord) -> dict[str, str]:
     """Ask the bank to pay the hospital (again is harmless: the drawdown id is its key)."""
     if cash.launch:
         return dict(msgspec.json.decode(cash.launch))
-    drawn = await _drawn(out_trade_no=cash.out_trade_no)
+    drawn = await drawn_by(out_trade_no=cash.out_trade_no)
     assert drawn is not None  # reserved with the cash part
     try:
         await _ask_to_disburse(rt, bill, drawn)
@@ -188,9 +187,9 @@ async def _open(rt: Runtime, bill: BillRecord, cash: CashRecord) -> dict[str, st
     return await methods.store_launch(cash, launch)
 
 
-async def _check(rt: Runtime, bill: BillRecord, cash: CashRecord, expired: bool) -> str:
+async def check(rt: Runtime, bill: BillRecord, cash: CashRecord, expired: bool) -> str:
     """A drawdown not yet answered by callback: the bank's disbursement query decides."""
-    drawn = await _drawn(out_trade_no=cash.out_trade_no)
+    drawn = await drawn_by(out_trade_no=cash.out_trade_no)
     assert drawn is not None
     status = await rt.partners.bank.disbursement(drawn.bank.api_base, str(drawn.id))
     if status is None:  # our request never reached the bank
@@ -225,7 +224,7 @@ async def _check(rt: Runtime, bill: BillRecord, cash: CashRecord, expired: bool)
 
 async def disbursed(rt: Runtime, lender: BankRecord, event: DrawdownDisbursed) -> str:
     """The bank paid the hospital: the bill is PAID, once; the debt and its due date begin."""
-    drawn = await _drawn(drawdown_id=event.drawdown_id)
+    drawn = await drawn_by(drawdown_id=event.drawdown_id)
     if drawn is None or drawn.bank.id != lender.id:
         return "flagged: no such drawdown of this bank"
     messages: list[int] = []
@@ -282,7 +281,7 @@ async def disbursed(rt: Runtime, lender: BankRecord, event: DrawdownDisbursed) -
 
 
 async def declined(rt: Runtime, lender: BankRecord, event: DrawdownFailed) -> str:
-    drawn = await _drawn(drawdown_id=event.drawdown_id)
+    drawn = await drawn_by(drawdown_id=event.drawdown_id)
     if drawn is None or drawn.bank.id != lender.id:
         return "flagged: no such drawdown of this bank"
     return await _failed(rt, drawn, event.reason)
@@ -328,117 +327,3 @@ async def _tell_holder(
         if message is not None:
             messages.append(message)
     return messages
-
-
-# -- refunds of credit-paid bills --------------------------------------------------------------
-
-
-async def _refund(rt: Runtime, cash: CashRecord, refund: RefundOrder) -> RefundStatus:
-    """The hospital gives the cash part back to the bank; it answers by `refund.posted`."""
-    drawn = await _drawn(out_trade_no=cash.out_trade_no)
-    assert drawn is not None
-    try:
-        await rt.partners.bank.refund(
-            drawn.bank.api_base,
-            {"refund_id": refund.out_refund_no, "drawdown_id": str(drawn.id), "amount_fen": refund.cash_fen},
-        )
-    except BankRefusal as refusal:
-        raise AppError(
-            f"{drawn.bank.name} refused the refund",
-            code="PARTNER_REJECTED",
-            status_code=502,
-            detail={"partner": "bank", "platform_code": refusal.code},
-        ) from None
-    return RefundStatus(refund.out_refund_no, "PROCESSING")
-
-
-async def _query_refund(rt: Runtime, cash: CashRecord, refund: RefundOrder) -> RefundStatus:
-    drawn = await _drawn(out_trade_no=cash.out_trade_no)
-    assert drawn is not None
-    posted = await rt.partners.bank.refund_status(drawn.bank.api_base, refund.out_refund_no)
-    if posted is None:
-        return RefundStatus(refund.out_refund_no, "NOT_FOUND")
-    if posted.drawdown_id != str(drawn.id):
-        log.error("the bank's refund is of another drawdown", out_refund_no=refund.out_refund_no)
-        return RefundStatus(refund.out_refund_no, "PROCESSING")
-    event = RefundPosted(
-        refund_id=posted.refund_id,
-        drawdown_id=drawn.id,
-        amount_fen=posted.amount_fen,
-        reduced_owed_fen=posted.reduced_owed_fen,
-        returned_fen=posted.returned_fen,
-        posted_at=datetime.now(UTC),
-    )
-    outcome = await post_refund(drawn.bank, event)
-    return RefundStatus(refund.out_refund_no, "PROCESSING" if outcome.startswith("flagged") else "SUCCEEDED")
-
-
-async def refund_posted(rt: Runtime, lender: BankRecord, event: RefundPosted) -> str:
-    """The bank took the refund: the debt falls by what was still owed, then the bill's refund
-    is confirmed (what had been repaid the bank returns to the patient itself)."""
-    outcome = await post_refund(lender, event)
-    if outcome.startswith("flagged"):
-        return outcome
-    confirmed = await refunds.confirm(rt, event.refund_id)
-    return f"{outcome}; bill refund {confirmed}"
-
-
-async def post_refund(lender: BankRecord, event: RefundPosted) -> str:
-    """The credit side of a refund, once: the drawdown, the line and the debt."""
-    drawn = await _drawn(drawdown_id=event.drawdown_id)
-    if drawn is None or drawn.bank.id != lender.id:
-        return "flagged: no such drawdown of this bank"
-    if event.reduced_owed_fen + event.returned_fen != event.amount_fen:
-        return "flagged: the refund's parts do not add up"
-    asked = await refunds.cash_refund(event.refund_id)
-    if asked is None or asked != (drawn.bill_id, event.amount_fen):
-        return "flagged: no refund of this drawdown's bill for that amount was asked for"
-    async with DB.transaction():
-        current = await Drawdown.select().where(Drawdown.id == drawn.id).lock_rows().first()
-        assert current is not None
-        if current["status"] not in (DrawdownStatus.DISBURSED, DrawdownStatus.REPAID):
-            return f"flagged: a refund of a drawdown that is {current['status']}"
-        if event.reduced_owed_fen > current["principal_fen"]:
-            return (
-                f"flagged: the refund takes {event.reduced_owed_fen} fen off {current['principal_fen']} owed"
-            )
-        recorded = (
-            await CreditRefund.insert(
-                CreditRefund(
-                    out_refund_no=event.refund_id,
-                    drawdown_id=drawn.id,
-                    amount_fen=event.amount_fen,
-                    reduced_owed_fen=event.reduced_owed_fen,
-                    returned_fen=event.returned_fen,
-                    posted_at=event.posted_at,
-                )
-            )
-            .on_conflict(action="DO NOTHING")
-            .returning(CreditRefund.id)
-        )
-        if not recorded:
-            return "refund already posted"
-        principal = current["principal_fen"] - event.reduced_owed_fen
-        await Drawdown.update(
-            {
-                Drawdown.principal_fen: principal,
-                Drawdown.refunded_fen: current["refunded_fen"] + event.reduced_owed_fen,
-                Drawdown.status: DrawdownStatus.REPAID if principal == 0 else current["status"],
-            }
-        ).where(Drawdown.id == drawn.id)
-        await lines.give_back(drawn.line_id, event.reduced_owed_fen)
-        await lines.unfreeze_if_current(drawn.line_id, lines.china_today())
-        await lines.post_debt(
-            "credit.refunded",
-            f"refund:{event.refund_id}",
-            drawn.line_id,
-            lender.code,
-            -event.reduced_owed_fen,
-        )
-    return "refund posted"
-
-
-CREDIT = methods.CashMethod(
-    reserve=_reserve, open=_open, check=_check, refund=_refund, query_refund=_query_refund
-)
-methods.register("credit", CREDIT)

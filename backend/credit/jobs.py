@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from backend.credit import applications, callbacks, drawdowns, reminders, repayments
+from backend.credit import applications, callbacks, method, reminders, repayments
 from backend.platform.runtime import Runtime
 from backend.platform.work import Cron, Job, Task
 
@@ -15,7 +15,7 @@ log = structlog.get_logger(__name__)
 
 # Loaded by every process that pays (the web app through the routes, workers through
 # `workers.gather`): "credit" is a cash method wherever bills are paid or checked.
-CREDIT = drawdowns.CREDIT
+CREDIT = method.CREDIT
 
 
 async def _apply_bank_event(rt: Runtime, payload: dict[str, Any]) -> None:
