@@ -15,9 +15,14 @@ from tests.servers import ROOT, free_port, wait_until_up
 BIN = Path(sys.executable).parent
 
 
-def start_dev(workdir: Path, port: int, sandbox_port: int) -> subprocess.Popen[str]:
+def start_dev(workdir: Path, port: int, sandbox_port: int, bank_port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
-    env.update(MEDPAY_PORT=str(port), MEDPAY_SANDBOX_PORT=str(sandbox_port), PYTHONUNBUFFERED="1")
+    env.update(
+        MEDPAY_PORT=str(port),
+        MEDPAY_SANDBOX_PORT=str(sandbox_port),
+        MEDPAY_SANDBOX_BANK_PORT=str(bank_port),
+        PYTHONUNBUFFERED="1",
+    )
     return subprocess.Popen(
         [str(BIN / "medpay"), "dev"],
         cwd=workdir,
@@ -47,10 +52,11 @@ def login(base: str, sandbox: str, user: str) -> int:
 
 @pytest.mark.timeout(180)
 def test_dev_runs_everything_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> None:
-    port, sandbox_port = free_port(), free_port()
+    port, sandbox_port, bank_port = free_port(), free_port(), free_port()
     base, sandbox = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sandbox_port}"
+    bank = f"http://127.0.0.1:{bank_port}"
 
-    first = start_dev(tmp_path, port, sandbox_port)
+    first = start_dev(tmp_path, port, sandbox_port, bank_port)
     try:
         wait_until_up(f"{base}/health/ready", timeout=90)
         assert httpx.get(f"{base}/health/ready").json()["checks"] == {"postgres": "ok", "redis": "ok"}
@@ -73,16 +79,39 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_its_data(tmp_path: Path) ->
         )
         assert paid.returncode == 0, paid.stdout + paid.stderr
         assert paid.stdout.rstrip().endswith(": PAID")
+        # By credit: the sandbox bank approves the line and pays the hospital, calling medpay back.
+        by_credit = subprocess.run(
+            [
+                *phone,
+                "pay",
+                "--user",
+                "dev-borrower",
+                "--cash-method",
+                "credit",
+                "--api",
+                base,
+                "--sandbox",
+                sandbox,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert by_credit.returncode == 0, by_credit.stdout + by_credit.stderr
+        assert by_credit.stdout.rstrip().endswith(": PAID")
+        assert httpx.get(f"{bank}/_bank/books").json()["drawdowns"][0]["status"] == "DISBURSED"
     finally:
         output = stop(first)
     assert first.returncode is not None
     redis_url = re.search(r"Redis \(embedded.*\): (\S+)", output)
     assert redis_url, output
-    for url in (f"{base}/health/live", f"{sandbox}/health"):
+    for url in (f"{base}/health/live", f"{sandbox}/health", f"{bank}/health"):
         with pytest.raises(httpx.TransportError):
             httpx.get(url, timeout=1)
 
-    second = start_dev(tmp_path, port, sandbox_port)
+    second = start_dev(tmp_path, port, sandbox_port, bank_port)
     try:
         wait_until_up(f"{base}/health/ready", timeout=90)
         assert login(base, sandbox, "dev-user") == user_id  # the same database, reused
