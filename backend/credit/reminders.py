@@ -93,26 +93,23 @@ async def run(rt: Runtime, as_of: date) -> Run:
 
 
 async def _remind(rt: Runtime, rows: list[dict[str, object]], milestone: str, due: date) -> int:
-    """One batch in one transaction: a notification per user, those new sent after commit."""
+    """One batch in one transaction (two statements): a notification per user, those new sent after
+    commit."""
     users = await ecert.users_of_many(sorted({int(str(row["insured_id"])) for row in rows}))
     template = "repayment_overdue" if milestone.startswith("overdue") else "repayment_due"
-    messages: list[int] = []
+    notices = [
+        notify.Notice(
+            user_id,
+            template,
+            f"drawdown:{row['id']}",
+            milestone,
+            {"amount_fen": row["owed_fen"], "due_date": due.isoformat(), "drawdown_id": str(row["id"])},
+        )
+        for row in rows
+        for user_id in users.get(int(str(row["insured_id"])), [])
+    ]
     async with DB.transaction():
-        for row in rows:
-            for user_id in users.get(int(str(row["insured_id"])), []):
-                message = await notify.notify(
-                    user_id,
-                    template,
-                    f"drawdown:{row['id']}",
-                    milestone,
-                    {
-                        "amount_fen": row["owed_fen"],
-                        "due_date": due.isoformat(),
-                        "drawdown_id": str(row["id"]),
-                    },
-                )
-                if message is not None:
-                    messages.append(message)
+        messages = await notify.notify_many(notices)
     await outbox.send(rt.redis, messages)
     return len(messages)
 

@@ -8,6 +8,7 @@ delivery); otherwise it stays in the inbox.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -60,6 +61,47 @@ async def notify(
     if not rows:
         return None
     return await outbox.add(jobs.DELIVER, {"notification_id": rows[0]["id"]})
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification to record: to whom, by which template, about what, at which milestone."""
+
+    user_id: int
+    template: str
+    subject: str
+    milestone: str
+    params: dict[str, Any]
+
+
+async def notify_many(notices: list[Notice]) -> list[int]:
+    """`notify` for many at once, in two statements (reminder runs): the outbox messages to send
+    after commit, for the notices not recorded before."""
+    if not notices:
+        return []
+    templates = [TEMPLATES[n.template] for n in notices]
+    rows = await Notification.raw(
+        """
+        INSERT INTO notification (user_id, template, subject, milestone, params, rendered, title,
+                                  body, status, attempts, created_at)
+        SELECT v.user_id, v.template, v.subject, v.milestone, v.params::jsonb, v.rendered::jsonb, v.title,
+               v.body, 'pending', 0, now()
+        FROM unnest({}::int[], {}::text[], {}::text[], {}::text[],
+                    {}::text[], {}::text[], {}::text[], {}::text[])
+          AS v(user_id, template, subject, milestone, params, rendered, title, body)
+        ON CONFLICT (user_id, template, subject, milestone) DO NOTHING
+        RETURNING id
+        """,
+        [n.user_id for n in notices],
+        [n.template for n in notices],
+        [n.subject for n in notices],
+        [n.milestone for n in notices],
+        [_json(n.params) for n in notices],
+        [_json(t.render(n.params)) for n, t in zip(notices, templates, strict=True)],
+        [t.title for t in templates],
+        [t.inbox_text(n.params) for n, t in zip(notices, templates, strict=True)],
+    )
+    return await outbox.add_many(jobs.DELIVER, [{"notification_id": row["id"]} for row in rows])
 
 
 def _json(value: Any) -> str:

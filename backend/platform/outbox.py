@@ -41,6 +41,20 @@ async def add(task: Task, payload: dict[str, Any]) -> int:
     return int(rows[0]["id"])
 
 
+async def add_many(task: Task, payloads: list[dict[str, Any]]) -> list[int]:
+    """`add` for many messages of one task, in one statement."""
+    if not payloads:
+        return []
+    now, correlation_id = datetime.now(UTC), current_correlation_id()
+    rows = await OutboxMessage.insert(
+        *(
+            OutboxMessage(task=task.name, payload=payload, correlation_id=correlation_id, created_at=now)
+            for payload in payloads
+        )
+    ).returning(OutboxMessage.id)
+    return [int(row["id"]) for row in rows]
+
+
 async def send(redis: ArqRedis, message_ids: list[int]) -> None:
     """Enqueue committed messages now; whatever fails here the sweeper sends later."""
     if not message_ids:
