@@ -28,10 +28,8 @@ from backend.credit import banks, lines
 from backend.credit.banks import BankRecord
 from backend.credit.schemas import DrawdownDisbursed, DrawdownFailed
 from backend.credit.tables import CreditLine, Drawdown, DrawdownStatus, LineStatus
-from backend.ecert import service as ecert
 from backend.hospitals import service as hospitals
 from backend.ledger import service as ledger
-from backend.notify import service as notify
 from backend.partners.bank import BankRefusal
 from backend.piccolo_conf import DB
 from backend.platform import outbox
@@ -263,7 +261,7 @@ async def disbursed(rt: Runtime, lender: BankRecord, event: DrawdownDisbursed) -
         await lines.post_debt(
             "credit.drawn", f"drawdown:{drawn.id}", drawn.line_id, lender.code, drawn.amount_fen
         )
-        messages += await _tell_holder(
+        messages += await lines.tell_holder(
             drawn.line_id,
             "credit_paid",
             f"drawdown:{drawn.id}",
@@ -301,7 +299,7 @@ async def _failed(rt: Runtime, drawn: Drawn, reason: str) -> str:
         if not ended:
             return f"ignored: the drawdown is {drawn.status}"
         await lines.give_back(drawn.line_id, drawn.amount_fen)
-        messages += await _tell_holder(
+        messages += await lines.tell_holder(
             drawn.line_id,
             "credit_payment_failed",
             f"drawdown:{drawn.id}",
@@ -313,17 +311,3 @@ async def _failed(rt: Runtime, drawn: Drawn, reason: str) -> str:
     await outbox.send(rt.redis, messages)
     log.warning("drawdown failed", drawdown_id=str(drawn.id), reason=reason)
     return "failed"
-
-
-async def _tell_holder(
-    line_id: uuid.UUID, template: str, subject: str, milestone: str, **params: object
-) -> list[int]:
-    """Notify the users bound to the line's insured person, once per milestone."""
-    line = await CreditLine.select(CreditLine.insured_id).where(CreditLine.id == line_id).first()
-    assert line is not None
-    messages = []
-    for user_id in await ecert.users_of_insured(line["insured_id"]):
-        message = await notify.notify(user_id, template, subject, milestone, dict(params))
-        if message is not None:
-            messages.append(message)
-    return messages

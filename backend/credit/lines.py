@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime
 
 from backend.billing.parties import CHINA
 from backend.credit.tables import CreditLine, DrawdownStatus, LineStatus
+from backend.ecert import service as ecert
 from backend.ledger import service as ledger
+from backend.notify import service as notify
 from backend.platform.errors import AppError
 
 
@@ -56,6 +58,21 @@ async def post_debt(kind: str, reference: str, line_id: uuid.UUID, bank_code: st
         reference,
         [(ledger.credit_debt(str(line_id)), -owed_fen), (ledger.bank_lent(bank_code), owed_fen)],
     )
+
+
+async def tell_holder(
+    line_id: uuid.UUID, template: str, subject: str, milestone: str, **params: object
+) -> list[int]:
+    """Notify the users bound to the line's insured person, once per milestone: the outbox ids to
+    send after commit."""
+    line = await CreditLine.select(CreditLine.insured_id).where(CreditLine.id == line_id).first()
+    assert line is not None
+    messages = []
+    for user_id in await ecert.users_of_insured(line["insured_id"]):
+        message = await notify.notify(user_id, template, subject, milestone, dict(params))
+        if message is not None:
+            messages.append(message)
+    return messages
 
 
 def frozen() -> AppError:

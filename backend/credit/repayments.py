@@ -26,7 +26,6 @@ from backend.credit.tables import (
     RepaymentStatus,
 )
 from backend.ecert import service as ecert
-from backend.notify import service as notify
 from backend.partners.bank import BankRefusal
 from backend.piccolo_conf import DB
 from backend.platform import outbox
@@ -252,19 +251,15 @@ async def posted(rt: Runtime, lender: BankRecord, event: RepaymentPosted) -> str
         if event.interest_fen:
             await lines.post_debt("credit.interest", reference, line_id, lender.code, event.interest_fen)
         await lines.post_debt("credit.repaid", reference, line_id, lender.code, -event.amount_fen)
-        for user_id in await ecert.users_of_insured(found[0]["insured_id"]):
-            message = await notify.notify(
-                user_id,
-                "repayment_received",
-                f"repayment:{event.repayment_id}",
-                "posted",
-                {
-                    "amount_fen": event.amount_fen,
-                    "owed_fen": principal,
-                    "drawdown_id": str(event.drawdown_id),
-                },
-            )
-            messages += [message] if message is not None else []
+        messages += await lines.tell_holder(
+            line_id,
+            "repayment_received",
+            f"repayment:{event.repayment_id}",
+            "posted",
+            amount_fen=event.amount_fen,
+            owed_fen=principal,
+            drawdown_id=str(event.drawdown_id),
+        )
     await outbox.send(rt.redis, messages)
     log.info("repayment posted", repayment_id=event.repayment_id, amount_fen=event.amount_fen)
     return "posted"

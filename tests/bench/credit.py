@@ -33,8 +33,7 @@ import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,13 +51,12 @@ from backend.ledger import service as ledger
 from backend.notify.tables import Notification
 from backend.partners import webhooks
 from backend.piccolo_conf import DB
-from backend.platform import database
 from backend.platform.logging import configure_logging
-from backend.platform.runtime import Runtime, running
+from backend.platform.runtime import Runtime
 from backend.platform.tables import InboxEvent
-from backend.seed import seed
 from backend.settings import Settings
 from tests import servers
+from tests.bench import qr
 from tests.billing.factories import Insured, cash_item, his_headers, insured_patient, new_bill, pay
 from tests.credit.arrange import apply, products
 from workers.settings import worker_settings
@@ -82,18 +80,6 @@ def report(what: str, latencies: list[float], elapsed: float) -> None:
         f"{what}: {len(ms) / elapsed:8.1f}/s   p50 {statistics.median(ms):6.1f} ms   "
         f"p95 {ms[int(len(ms) * 0.95)]:6.1f} ms   ({len(ms)} in {elapsed:.1f} s)"
     )
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
-    """Migrated, seeded servers, as `tests/bench/qr.py` `serving` makes them (its in-process app
-    is not needed here): (the runtime, the sandbox's client)."""
-    database.use_database(settings.database.url)
-    await database.migrate()
-    async with running(settings) as runtime:
-        await seed()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.sandbox.port}") as sandbox:
-            yield runtime, sandbox
 
 
 def signed(event_type: str, data: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
@@ -580,7 +566,7 @@ async def reminder_run(settings: Settings, count: int, tmp: Path) -> None:
 
 
 async def bench(settings: Settings, args: argparse.Namespace) -> None:
-    async with serving(settings) as (runtime, sandbox):
+    async with qr.serving(settings) as (runtime, _, sandbox):  # its in-process app goes unused
         # Nothing listens where the demo bank is said to be: a disbursement request fails
         # (PartnerUnavailable) and the bill is left PAYING for the payment check.
         away = f"http://127.0.0.1:{servers.free_port()}"
