@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from backend.billing import methods, policy, records
+from backend.billing import methods, orders, policy, records
 from backend.billing.parties import (
     locked_bill,
     notify_paid,
     parties_of,
     post_parts,
 )
-from backend.billing.records import as_cash
+from backend.billing.records import BillRecord, as_cash
 from backend.billing.tables import Bill, BillState, CashPayment, CashState
 from backend.partners.channels import OrderStatus
 from backend.piccolo_conf import DB
@@ -40,6 +40,7 @@ async def complete_cash(
     """The collector says the cash part is paid: complete the bill, once. Returns what happened."""
     async with DB.transaction():
         outcome, messages = await complete_within(
+            rt,
             out_trade_no,
             amount_fen=amount_fen,
             merchant_id=merchant_id,
@@ -51,6 +52,7 @@ async def complete_cash(
 
 
 async def complete_within(
+    rt: Runtime,
     out_trade_no: str,
     *,
     amount_fen: int,
@@ -99,6 +101,7 @@ async def complete_within(
         raise RuntimeError(f"bill {bill.id} is {bill.state} while its cash payment was open")
     parties = await parties_of(bill)
     messages = await notify_paid(bill, parties, now)
+    messages += await orders.paid(rt, bill)
     await post_parts(
         "bill.cash_paid",
         f"bill:{bill.id}",
@@ -136,43 +139,52 @@ async def fail_within(out_trade_no: str, reason: str) -> bool:
     return True
 
 
-async def end_unpaid(bill_id: uuid.UUID, state: str, reason: str, *, was: str) -> bool:
+async def end_unpaid(rt: Runtime, bill_id: uuid.UUID, state: str, reason: str, *, was: str) -> bool:
     """Close (or fail) a bill still in state `was` whose cash never came, reversing what was
     settled. False, changing nothing, when the bill has moved on (e.g. a payment started)."""
-    assert state in (BillState.CLOSED, BillState.FAILED)
-    now = datetime.now(UTC)
     async with DB.transaction():
         bill = await locked_bill(bill_id)
         if bill.state != was:
             return False
-        if bill.state == BillState.CREATED:
-            await Bill.update(
-                {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
-            ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
-            log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
-            return True
-        await CashPayment.update({CashPayment.state: state, CashPayment.ended_at: now}).where(
-            (CashPayment.bill_id == bill_id) & (CashPayment.state == CashState.CREATED)
-        )
+        messages = await end_within(rt, bill, state, reason)
+    await outbox.send(rt.redis, messages)
+    return True
+
+
+async def end_within(rt: Runtime, bill: BillRecord, state: str, reason: str) -> list[int]:
+    """`end_unpaid` inside the caller's transaction, the bill locked and CREATED or PAYING: the
+    outbox ids to send after commit."""
+    assert state in (BillState.CLOSED, BillState.FAILED)
+    assert bill.state in (BillState.CREATED, BillState.PAYING)
+    bill_id, now = bill.id, datetime.now(UTC)
+    if bill.state == BillState.CREATED:
         await Bill.update(
             {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
-        ).where((Bill.id == bill_id) & (Bill.state == BillState.PAYING))
-        settled = bill.settled
-        await policy.usage(bill.insured_id, settled.policy_year, lock=True)
-        await post_parts(
-            "bill.reversed",
-            f"bill:{bill_id}",
-            bill,
-            await parties_of(bill),
-            fund_fen=settled.fund_fen,
-            personal_account_fen=settled.personal_account_fen,
-            giving_back=True,
-        )
-        await policy.add_usage(
-            bill.insured_id, settled.policy_year, -settled.deductible_fen, -settled.fund_fen
-        )
+        ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
+        log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
+        return await orders.ended(rt, bill, reason)
+    await CashPayment.update({CashPayment.state: state, CashPayment.ended_at: now}).where(
+        (CashPayment.bill_id == bill_id) & (CashPayment.state == CashState.CREATED)
+    )
+    await Bill.update(
+        {Bill.state: state, Bill.ended_at: now, Bill.ended_reason: reason, Bill.updated_at: now}
+    ).where((Bill.id == bill_id) & (Bill.state == BillState.PAYING))
+    # What the bill paid for first (a booking's place), the accounts last: the lock order of paying.
+    messages = await orders.ended(rt, bill, reason)
+    settled = bill.settled
+    await policy.usage(bill.insured_id, settled.policy_year, lock=True)
+    await post_parts(
+        "bill.reversed",
+        f"bill:{bill_id}",
+        bill,
+        await parties_of(bill),
+        fund_fen=settled.fund_fen,
+        personal_account_fen=settled.personal_account_fen,
+        giving_back=True,
+    )
+    await policy.add_usage(bill.insured_id, settled.policy_year, -settled.deductible_fen, -settled.fund_fen)
     log.info("unpaid bill ended", bill_id=str(bill_id), state=state, reason=reason)
-    return True
+    return messages
 
 
 async def apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, expired: bool) -> str:
@@ -187,11 +199,11 @@ async def apply_status(rt: Runtime, bill_id: uuid.UUID, status: OrderStatus, exp
         )
     if status.state == "FAILED":
         await end_unpaid(
-            bill_id, BillState.FAILED, "the channel reported the payment failed", was=BillState.PAYING
+            rt, bill_id, BillState.FAILED, "the channel reported the payment failed", was=BillState.PAYING
         )
         return "failed"
     if status.state == "CLOSED" or (expired and status.state == "NOT_FOUND"):
-        await end_unpaid(bill_id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
+        await end_unpaid(rt, bill_id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
         return "closed"
     return "pending"
 
@@ -207,7 +219,7 @@ async def check(rt: Runtime, bill_id: uuid.UUID) -> str:
     if cash.state != CashState.CREATED:  # it failed; the patient may choose another method
         if not expired:
             return "awaiting another cash method"
-        await end_unpaid(bill_id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
+        await end_unpaid(rt, bill_id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
         return "closed"
     # Still pending: the sweeper asks again every minute until it ends or expires.
     return await methods.method(cash.method).check(rt, bill, cash, expired)
@@ -221,7 +233,7 @@ async def expire(rt: Runtime, bill_id: uuid.UUID) -> str:
     if bill.expires_at > datetime.now(UTC):
         return "not yet"
     if bill.state == BillState.CREATED and await end_unpaid(
-        bill_id, BillState.CLOSED, "expired unpaid", was=BillState.CREATED
+        rt, bill_id, BillState.CLOSED, "expired unpaid", was=BillState.CREATED
     ):
         return "closed"
     # A payment started meanwhile (or had): the channel is asked before the bill is closed.

@@ -14,7 +14,7 @@ import msgspec
 import structlog
 
 from backend.auth.service import Patient
-from backend.billing import bills, jobs, methods, policy, records
+from backend.billing import bills, jobs, methods, orders, policy, records
 from backend.billing.methods import Reserved
 from backend.billing.parties import (
     CHANNELS,
@@ -164,6 +164,7 @@ async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, reque
         await _insert_cash(bill_id, method, out_trade_no, split.cash_fen, reserved, now)
     else:
         messages += await notify_paid(bill, parties, now)
+        messages += await orders.paid(rt, bill)
     # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
     # from here to the commit.
     await post_parts(

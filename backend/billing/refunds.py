@@ -75,58 +75,67 @@ async def request_refund(
         if existing is not None:
             await send(rt, existing["id"], raise_refusal=True)
             return await _answer(existing["id"])
-    refund_id = uuid.uuid4()
-    messages: list[int] = []
     try:
         async with DB.transaction():
             bill = await locked_bill(bill_id)
-            if bill.state not in (BillState.PAID, BillState.PARTIALLY_REFUNDED):
-                raise Conflict(
-                    f"the bill is {bill.state}; only a paid bill is refunded",
-                    code="BILL_NOT_REFUNDABLE",
-                    detail={"state": bill.state},
-                )
-            remaining = await _remaining(bill)
-            left = remaining.fund_fen + remaining.personal_account_fen + remaining.cash_fen
-            amount = request.amount_fen if request.amount_fen is not None else left
-            if amount > left or amount == 0:
-                raise AppError(
-                    f"{left} fen are left to refund on this bill",
-                    code="REFUND_EXCEEDS_REMAINING",
-                    status_code=422,
-                    detail={"field": "amount_fen", "refundable_fen": left},
-                )
-            parts = refund_parts(amount, remaining, left)
-            now = datetime.now(UTC)
-            await Refund.insert(
-                Refund(
-                    id=refund_id,
-                    bill_id=bill_id,
-                    out_refund_no=f"RF{refund_id.hex[:30]}",
-                    amount_fen=amount,
-                    fund_fen=parts.fund_fen,
-                    personal_account_fen=parts.personal_account_fen,
-                    cash_fen=parts.cash_fen,
-                    deductible_fen=parts.deductible_fen,
-                    reason=request.reason,
-                    state=RefundState.REQUESTED,
-                    requested_by=partner.client_id,
-                    request_key=request_key,
-                    created_at=now,
-                )
+            refund_id, cash_fen, messages = await record_within(
+                bill, request.amount_fen, request.reason, partner.client_id, request_key
             )
-            if not parts.cash_fen:
-                messages += await _accept(refund_id, RefundState.SUCCEEDED, None)
     except asyncpg.UniqueViolationError as exc:
         if request_key is None or exc.constraint_name != "requested_once":
             raise
         # The same key's first request recorded it a moment ago: that refund is the answer.
         return await request_refund(rt, partner, bill_id, request, request_key)
     await outbox.send(rt.redis, messages)
-    log.info("refund recorded", bill_id=str(bill_id), refund_id=str(refund_id), amount_fen=amount)
-    if parts.cash_fen:
+    if cash_fen:
         await send(rt, refund_id, raise_refusal=True)
     return await _answer(refund_id)
+
+
+async def record_within(
+    bill: BillRecord, amount_fen: int | None, reason: str, requested_by: str, request_key: str | None
+) -> tuple[uuid.UUID, int, list[int]]:
+    """Record a refund of a paid bill (all that is left when `amount_fen` is None), inside the
+    caller's transaction with the bill locked: (refund id, its cash part, outbox ids). With no cash
+    to give back it is SUCCEEDED at once; otherwise `send` asks the collector after commit."""
+    if bill.state not in (BillState.PAID, BillState.PARTIALLY_REFUNDED):
+        raise Conflict(
+            f"the bill is {bill.state}; only a paid bill is refunded",
+            code="BILL_NOT_REFUNDABLE",
+            detail={"state": bill.state},
+        )
+    remaining = await _remaining(bill)
+    left = remaining.fund_fen + remaining.personal_account_fen + remaining.cash_fen
+    amount = amount_fen if amount_fen is not None else left
+    if amount > left or amount == 0:
+        raise AppError(
+            f"{left} fen are left to refund on this bill",
+            code="REFUND_EXCEEDS_REMAINING",
+            status_code=422,
+            detail={"field": "amount_fen", "refundable_fen": left},
+        )
+    parts = refund_parts(amount, remaining, left)
+    refund_id = uuid.uuid4()
+    await Refund.insert(
+        Refund(
+            id=refund_id,
+            bill_id=bill.id,
+            out_refund_no=f"RF{refund_id.hex[:30]}",
+            amount_fen=amount,
+            fund_fen=parts.fund_fen,
+            personal_account_fen=parts.personal_account_fen,
+            cash_fen=parts.cash_fen,
+            deductible_fen=parts.deductible_fen,
+            reason=reason,
+            state=RefundState.REQUESTED,
+            requested_by=requested_by,
+            request_key=request_key,
+            created_at=datetime.now(UTC),
+        )
+    )
+    messages = [] if parts.cash_fen else await _accept(refund_id, RefundState.SUCCEEDED, None)
+    log.info("refund recorded", bill_id=str(bill.id), refund_id=str(refund_id), amount_fen=amount)
+    return refund_id, parts.cash_fen, messages
 
 
 async def _answer(refund_id: uuid.UUID) -> RefundRead:

@@ -197,7 +197,7 @@ async def check(rt: Runtime, bill: BillRecord, cash: CashRecord, expired: bool) 
             if datetime.now(UTC) < bill.expires_at + NEVER_REACHED_AFTER:
                 return "pending"
             await _failed(rt, drawn, "expired before the bank was reached")
-            await bill_cash.end_unpaid(bill.id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
+            await bill_cash.end_unpaid(rt, bill.id, BillState.CLOSED, "expired unpaid", was=BillState.PAYING)
             return "closed"
         try:
             await _ask_to_disburse(rt, bill, drawn)
@@ -234,6 +234,7 @@ async def disbursed(rt: Runtime, lender: BankRecord, event: DrawdownDisbursed) -
         await locked_bill(drawn.bill_id)
         await Drawdown.select(Drawdown.id).where(Drawdown.id == drawn.id).lock_rows()
         outcome, messages = await bill_cash.complete_within(
+            rt,
             drawn.out_trade_no,
             amount_fen=event.amount_fen,
             merchant_id=lender.code,

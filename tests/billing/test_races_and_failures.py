@@ -62,14 +62,15 @@ async def test_paying_and_refunding_one_persons_bills_at_once_never_deadlocks(
 
 
 async def test_expiry_leaves_a_bill_whose_payment_has_started_to_the_channel_check(
-    client, sandbox_http, settings
+    client, sandbox_http, settings, runtime
 ):
     patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
     bill = await new_bill(client, await his_headers(client), patient, WITH_CT)
     assert (await pay(client, patient, bill["id"], cash_method="wechat")).json()["state"] == "PAYING"
 
     # The expiry job read CREATED just before the payment took the bill.
-    assert await cash.end_unpaid(uuid.UUID(bill["id"]), "CLOSED", "expired unpaid", was="CREATED") is False
+    ended = await cash.end_unpaid(runtime, uuid.UUID(bill["id"]), "CLOSED", "expired unpaid", was="CREATED")
+    assert ended is False
 
     assert (await Bill.select(Bill.state).first())["state"] == "PAYING"
     assert await Journal.count().where(Journal.kind == "bill.reversed") == 0
