@@ -18,6 +18,13 @@ from backend.billing.routes import (
     PayLinkController,
     PaymentNotifyController,
 )
+from backend.booking.routes import (
+    AppointmentController,
+    CatalogueController,
+    PartnerAppointmentController,
+    PartnerScheduleController,
+    WaitlistController,
+)
 from backend.credit.routes import BankCallbackController, CreditController
 from backend.ecert.routes import EcertController, TerminalController
 from backend.notify.routes import NotificationsController, TemplatesController
@@ -48,6 +55,11 @@ ROUTES = [
     PayLinkController,
     CreditController,
     BankCallbackController,
+    CatalogueController,
+    AppointmentController,
+    WaitlistController,
+    PartnerScheduleController,
+    PartnerAppointmentController,
 ]
 
 

@@ -4,6 +4,7 @@ span domains (a drawdown against the bill's cash part it paid)."""
 from __future__ import annotations
 
 from backend.billing import audit as billing
+from backend.booking import audit as booking
 from backend.credit import audit as credit
 from backend.credit.tables import Drawdown
 from backend.ledger import service as ledger
@@ -16,7 +17,7 @@ async def full_audit() -> tuple[list[str], dict[str, int]]:
     async with DB.transaction():
         await DB.run_ddl("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         problems, counts = await ledger.audit()
-        for domain in (billing, credit):
+        for domain in (billing, credit, booking):
             found, checked = await domain.audit()
             problems += found
             counts.update(checked)

@@ -26,5 +26,6 @@ APP_REGISTRY = AppRegistry(
         "backend.ledger.piccolo_app",
         "backend.billing.piccolo_app",
         "backend.credit.piccolo_app",
+        "backend.booking.piccolo_app",
     ]
 )

@@ -20,7 +20,7 @@ PARTNER_CLIENTS = [
     (
         "hospital",
         "杭州市第一人民医院 HIS",
-        ["bills:write", "bookings:write"],
+        ["bills:write", "bookings:write", "bookings:check-in"],
         "H33010001",
         "demo-his",
         "demo-his-secret",
@@ -28,7 +28,7 @@ PARTNER_CLIENTS = [
     (
         "terminal",
         "杭州市第一人民医院 门诊自助机",
-        ["ecert:decode"],
+        ["ecert:decode", "bookings:check-in"],
         "H33010001",
         "demo-terminal",
         "demo-terminal-secret",

@@ -203,6 +203,22 @@ class CreditSettings(Group):
     remind_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
 
 
+class BookingSettings(Group):
+    """Appointments: how long a place is held unpaid, when booking opens and cancelling closes."""
+
+    prefix: ClassVar[str] = "MEDPAY_BOOKING_"
+    # An unpaid hold (its registration bill) lasts this long; a waitlist offer has its own window.
+    hold_seconds: Annotated[int, msgspec.Meta(ge=120, le=86400)] = 600
+    offer_seconds: Annotated[int, msgspec.Meta(ge=120, le=86400)] = 900
+    # Sessions open for booking at 00:00 (Asia/Shanghai) this many days before their day.
+    open_days: Annotated[int, msgspec.Meta(ge=0, le=90)] = 7
+    # A confirmed appointment is cancelled (and refunded) up to this long before its session.
+    cancel_cutoff_minutes: Annotated[int, msgspec.Meta(ge=0, le=10080)] = 120
+    # A patient with this many no-shows in `no_show_window_days` may not book; 0: never barred.
+    no_show_limit: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    no_show_window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
+
+
 class WorkerSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_WORKER_"
     concurrency: int = 10
@@ -229,6 +245,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     partner_http: PartnerHttpSettings
     billing: BillingSettings
     credit: CreditSettings
+    booking: BookingSettings
     worker: WorkerSettings
     sandbox: DevSettings
 

@@ -64,3 +64,16 @@ async def named(institution_ids: set[int]) -> dict[int, Institution]:
         tables.Institution.id.is_in(list(institution_ids))
     )
     return {row["id"]: Institution(**row) for row in rows}
+
+
+async def search(*, region: str | None, text: str | None, after_id: int, limit: int) -> list[Institution]:
+    """Institutions in a region (its code, or a prefix such as a province's "33"), by name,
+    in id order after `after_id`."""
+    query = tables.Institution.select(*_COLUMNS).where(tables.Institution.id > after_id)
+    if region:
+        query = query.where(tables.Institution.region_code.like(region.rstrip("0") + "%"))
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(tables.Institution.name.ilike(f"%{escaped}%"))
+    rows = await query.order_by(tables.Institution.id).limit(limit)
+    return [Institution(**row) for row in rows]

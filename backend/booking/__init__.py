@@ -1,0 +1,1 @@
+"""Appointment booking: hospitals' schedules, places held and paid for, waitlists, check-in."""

@@ -1,0 +1,211 @@
+"""Holding a place: the guarded take of one of the session's places, an appointment HELD and its
+registration bill, paid through the ordinary pay flow. Billing tells us (`ORDER`) inside the
+transaction that pays or ends that bill: paid confirms the appointment with its queue number;
+closed unpaid ends the hold and gives the place back, to the waitlist first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from backend.auth.service import Patient
+from backend.billing import orders
+from backend.billing import service as billing
+from backend.billing.records import BillRecord
+from backend.booking import cancellation, places, views
+from backend.booking.places import CHINA
+from backend.booking.schemas import AppointmentCreate, AppointmentRead
+from backend.booking.tables import Appointment, AppointmentState, ClinicSession, WaitlistEntry
+from backend.piccolo_conf import DB
+from backend.platform import outbox
+from backend.platform.errors import AppError, Conflict, Forbidden, NotFound
+from backend.platform.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+def _closed(why: str, **detail: object) -> Conflict:
+    return Conflict(why, code="SESSION_CLOSED", detail={"field": "session_id", **detail})
+
+
+async def book(rt: Runtime, patient: Patient, request: AppointmentCreate) -> AppointmentRead:
+    """Hold a place of a session for the patient, with a bill for its fee to pay in the window."""
+    insured_id = await views.own_insured(patient)
+    where = await places.place(request.session_id)
+    session = (
+        await ClinicSession.select(
+            ClinicSession.state, ClinicSession.capacity, ClinicSession.booked, ClinicSession.starts_at
+        )
+        .where(ClinicSession.id == request.session_id)
+        .first()
+    )
+    if where is None or session is None:
+        raise NotFound("no such session", code="SESSION_NOT_FOUND", detail={"field": "session_id"})
+    now, settings = datetime.now(UTC), rt.settings.booking
+    opens_at = datetime.combine(
+        where.day - timedelta(days=settings.open_days), datetime.min.time(), tzinfo=CHINA
+    )
+    if session["state"] != "OPEN":
+        raise _closed("the session was cancelled", state=session["state"])
+    if session["starts_at"] <= now:
+        raise _closed("the session has started: booking is closed")
+    if now < opens_at:
+        raise Conflict(
+            f"booking for this session opens at {opens_at.isoformat()}",
+            code="BOOKING_NOT_OPEN",
+            detail={"field": "session_id", "opens_at": opens_at.isoformat()},
+        )
+    await _check_no_shows(rt, insured_id)
+    slot = _slot_asked(request, where.slot_minutes, session["capacity"])
+    if await places.has_active(insured_id, where.doctor_id, where.day):
+        raise places.duplicate()
+    expires_at = min(now + timedelta(seconds=settings.hold_seconds), session["starts_at"])
+    try:
+        async with DB.transaction():
+            if not await places.take(request.session_id):
+                raise await _why_not_taken(request.session_id)
+            if slot is None and where.slot_minutes:
+                slot = await places.free_slot(request.session_id, session["capacity"])
+            appointment_id, bill_id = await places.hold(
+                where, insured_id=insured_id, user_id=patient.user_id, slot=slot, expires_at=expires_at
+            )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "appointment_once_per_doctor_day":
+            raise places.duplicate() from None
+        if exc.constraint_name == "appointment_slot_once":
+            raise Conflict(
+                f"slot {slot} is taken", code="SLOT_TAKEN", detail={"field": "slot", "slot": slot}
+            ) from None
+        raise
+    await billing.schedule_expiry(rt, bill_id, expires_at)
+    log.info("place held", session_id=request.session_id, appointment_id=str(appointment_id))
+    return await views.read(rt, appointment_id)
+
+
+def _slot_asked(request: AppointmentCreate, slot_minutes: int | None, capacity: int) -> int | None:
+    if request.slot is None:
+        return None
+    if not slot_minutes:
+        raise AppError(
+            "this session has no numbered slots: leave slot out",
+            code="VALIDATION_ERROR",
+            status_code=422,
+            detail={"field": "slot"},
+        )
+    if request.slot > capacity:
+        raise AppError(
+            f"this session's slots are 1 to {capacity}",
+            code="VALIDATION_ERROR",
+            status_code=422,
+            detail={"field": "slot", "slots": capacity},
+        )
+    return request.slot
+
+
+async def _why_not_taken(session_id: int) -> AppError:
+    session = (
+        await ClinicSession.select(ClinicSession.state, ClinicSession.starts_at)
+        .where(ClinicSession.id == session_id)
+        .first()
+    )
+    assert session is not None
+    if session["state"] != "OPEN":
+        return _closed("the session was cancelled", state=session["state"])
+    if session["starts_at"] <= datetime.now(UTC):
+        return _closed("the session has started: booking is closed")
+    return Conflict(
+        "no place is left in this session: join its waitlist to be offered one that frees up",
+        code="SESSION_FULL",
+        detail={"field": "session_id", "waitlist": f"/api/v1/sessions/{session_id}/waitlist"},
+    )
+
+
+async def _check_no_shows(rt: Runtime, insured_id: int) -> None:
+    limit = rt.settings.booking.no_show_limit
+    if not limit:
+        return
+    count = await views.no_shows(rt, insured_id)
+    if count >= limit:
+        raise Forbidden(
+            f"{count} missed appointments in the last {rt.settings.booking.no_show_window_days} days: "
+            "booking online is suspended; please register at the hospital",
+            code="BOOKING_BARRED",
+            detail={"no_shows": count, "limit": limit},
+        )
+
+
+# -- told by billing ---------------------------------------------------------------------------
+
+
+async def _locked_for(bill: BillRecord) -> dict[str, Any] | None:
+    rows = await Appointment.raw("SELECT * FROM appointment WHERE bill_id = {} FOR UPDATE", bill.id)
+    return rows[0] if rows else None
+
+
+async def paid(rt: Runtime, bill: BillRecord) -> list[int]:
+    """The registration fee is paid: the hold is confirmed, with its queue number. Once."""
+    appointment = await _locked_for(bill)
+    if appointment is None or appointment["state"] != AppointmentState.HELD:
+        # A hold ends only as its bill does, in the same transaction: this cannot happen.
+        log.error("registration paid for no held appointment", bill_id=str(bill.id))
+        return []
+    session_id = appointment["session_id"]
+    if appointment["slot"] is not None:
+        queue_no = appointment["slot"]
+    else:
+        numbered = await ClinicSession.raw(
+            "UPDATE booking_session SET numbered = numbered + 1 WHERE id = {} RETURNING numbered, state",
+            session_id,
+        )
+        queue_no = numbered[0]["numbered"]
+    now = datetime.now(UTC)
+    await Appointment.update(
+        {
+            Appointment.state: AppointmentState.CONFIRMED,
+            Appointment.queue_no: queue_no,
+            Appointment.confirmed_at: now,
+            Appointment.updated_at: now,
+        }
+    ).where((Appointment.id == appointment["id"]) & (Appointment.state == AppointmentState.HELD))
+    if appointment["waitlist_id"] is not None:
+        await WaitlistEntry.update({WaitlistEntry.state: "BOOKED", WaitlistEntry.ended_at: now}).where(
+            WaitlistEntry.id == appointment["waitlist_id"]
+        )
+    where = await places.place(session_id)
+    assert where is not None
+    messages = await places.tell(bill.insured_id, "appointment_booked", appointment["id"], "booked", where)
+    state = await ClinicSession.select(ClinicSession.state).where(ClinicSession.id == session_id).first()
+    if state is not None and state["state"] != "OPEN":
+        # Paid while its session was being cancelled (停诊): the cancellation refunds it too.
+        messages.append(await outbox.add(cancellation.CANCEL_SESSION, {"session_id": session_id}))
+    log.info("appointment confirmed", appointment_id=str(appointment["id"]), queue_no=queue_no)
+    return messages
+
+
+async def ended(rt: Runtime, bill: BillRecord, reason: str) -> list[int]:
+    """The registration bill closed unpaid: the hold expires and its place is given back."""
+    appointment = await _locked_for(bill)
+    if appointment is None or appointment["state"] != AppointmentState.HELD:
+        return []  # cancelled first, and its bill closed with it
+    now = datetime.now(UTC)
+    await Appointment.update(
+        {
+            Appointment.state: AppointmentState.EXPIRED,
+            Appointment.ended_at: now,
+            Appointment.ended_reason: reason,
+            Appointment.updated_at: now,
+        }
+    ).where((Appointment.id == appointment["id"]) & (Appointment.state == AppointmentState.HELD))
+    if appointment["waitlist_id"] is not None:
+        await WaitlistEntry.update({WaitlistEntry.state: "LAPSED", WaitlistEntry.ended_at: now}).where(
+            WaitlistEntry.id == appointment["waitlist_id"]
+        )
+    log.info("hold expired", appointment_id=str(appointment["id"]), reason=reason)
+    return await places.release(rt, appointment["session_id"])
+
+
+ORDER = orders.Order(paid=paid, ended=ended)
+assert orders.register("booking", ORDER) == places.CREATOR

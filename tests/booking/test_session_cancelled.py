@@ -1,0 +1,111 @@
+"""停诊: a hospital cancels a session; its appointments are cancelled, the paid ones refunded, and
+every patient told; its waitlist is closed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from backend.billing import cash
+from backend.billing.tables import Bill, Refund
+from backend.booking.jobs import sweep_booking
+from backend.booking.tables import Appointment, WaitlistEntry
+from backend.notify.tables import Notification
+from tests.billing.factories import insured_patient, pay, payer_pays, post_notification
+from tests.booking.arrange import (
+    held,
+    his,
+    pay_fee,
+    places_left,
+    publish,
+    schedule,
+    session,
+    session_ids,
+    show,
+)
+
+
+async def test_a_cancelled_session_refunds_its_appointments_and_tells_their_patients(
+    client, sandbox_http, settings, run_worker
+):
+    paid, holding, waiting = [await insured_patient(client, sandbox_http, settings) for _ in range(3)]
+    body = schedule([session("D001", capacity=2, code="STOP")])
+    await publish(client, body)
+    session_id = (await session_ids(client, paid))["D001"][0]
+    confirmed = await pay_fee(client, sandbox_http, paid, await held(client, paid, session_id), run_worker)
+    hold = await held(client, holding, session_id)
+    await client.post(f"/api/v1/sessions/{session_id}/waitlist", headers=waiting.headers)
+
+    body["sessions"][0].update(cancelled=True, cancel_reason="医生临时停诊")
+    result = await publish(client, body)
+    await run_worker()
+
+    assert result["sessions_cancelled"] == 1
+    cancelled = await show(client, paid, confirmed["id"])
+    assert (cancelled["state"], cancelled["ended_reason"]) == ("CANCELLED", "the session was cancelled")
+    assert (await show(client, holding, hold["id"]))["state"] == "CANCELLED"
+    refund = await Refund.select().first()
+    assert (refund["amount_fen"], refund["bill_id"]) == (5000, uuid.UUID(confirmed["bill_id"]))
+    held_bill = await Bill.select(Bill.state).where(Bill.id == uuid.UUID(hold["bill_id"])).first()
+    assert held_bill["state"] == "CLOSED"
+    told = await Notification.select(Notification.params).where(
+        Notification.template == "appointment_cancelled"
+    )
+    assert [json.loads(n["params"])["reason"] for n in told] == [
+        "医生临时停诊"
+    ]  # the paid appointment's patient
+    assert await WaitlistEntry.count().where(WaitlistEntry.state == "CLOSED") == 1
+    assert await places_left(client, paid, session_id) == 2
+    again = await publish(client, body)
+    assert (again["sessions_cancelled"], again["sessions_updated"]) == (0, 0)  # a repeat changes nothing
+    reopened = await client.put(
+        "/api/v1/partner/schedules",
+        json={**body, "sessions": [{**body["sessions"][0], "cancelled": False}]},
+        headers=await his(client),
+    )
+    assert reopened.status_code == 409 and reopened.json()["error"]["code"] == "SESSION_CANCELLED"
+
+
+async def test_a_fee_being_paid_as_the_session_is_cancelled_is_refunded_once_it_arrives(
+    client, sandbox_http, settings, runtime, run_worker
+):
+    patient = await insured_patient(client, sandbox_http, settings)
+    body = schedule([session("D001", capacity=2, code="LATE")])
+    await publish(client, body)
+    session_id = (await session_ids(client, patient))["D001"][0]
+    hold = await held(client, patient, session_id)
+    started = await pay(client, patient, hold["bill_id"], cash_method="wechat", use_personal_account=False)
+
+    body["sessions"][0]["cancelled"] = True
+    await publish(client, body)
+    await run_worker()
+    assert (await show(client, patient, hold["id"]))["state"] == "HELD"  # left to its payment
+
+    notification = await payer_pays(sandbox_http, "wechat", started.json()["out_trade_no"])
+    await post_notification(client, "wechat", notification)
+    await run_worker()
+
+    assert (await show(client, patient, hold["id"]))["state"] == "CANCELLED"
+    assert await Refund.count() == 1
+    assert await places_left(client, patient, session_id) == 2
+
+
+async def test_the_sweeper_finishes_a_cancellation_whose_job_was_lost(
+    client, sandbox_http, settings, runtime, run_worker
+):
+    patient = await insured_patient(client, sandbox_http, settings)
+    body = schedule([session("D001", capacity=2, code="LOST")])
+    await publish(client, body)
+    session_id = (await session_ids(client, patient))["D001"][0]
+    hold = await held(client, patient, session_id)
+    body["sessions"][0]["cancelled"] = True
+    await publish(client, body)
+    await runtime.redis.flushdb()  # the outbox message's job is lost
+
+    assert await sweep_booking(runtime) == 1
+    await run_worker()
+
+    assert (await show(client, patient, hold["id"]))["state"] == "CANCELLED"
+    assert await sweep_booking(runtime) == 0
+    assert await Appointment.count().where(Appointment.state == "HELD") == 0
+    assert await cash.expire(runtime, uuid.UUID(hold["bill_id"])) in ("not yet", "already CLOSED")
