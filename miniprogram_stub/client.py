@@ -4,6 +4,8 @@
 `python -m miniprogram_stub.client pay --user alice` (the demo hospital system bills the patient)
 `python -m miniprogram_stub.client pay --user alice --cash-method credit` (a credit line: applied
 for, with consent, the first time), then `... repay --user alice` at the bank's cashier
+`python -m miniprogram_stub.client book --user alice` (the demo hospital publishes its week; the
+patient finds tomorrow's cardiology session, holds a place, pays the registration fee)
 
 It finds medpay and the sandbox where `medpay dev` puts them (`MEDPAY_HOST`, `MEDPAY_PORT`,
 `MEDPAY_SANDBOX_PORT`, from the environment or `./.env`); `--api` and `--sandbox` override that.
@@ -18,7 +20,9 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from dotenv import dotenv_values
@@ -222,6 +226,93 @@ def repay(sandbox: str, api: str, user: str) -> int:
         return 0
 
 
+def demo_schedule(today: str) -> dict[str, Any]:
+    """The demo hospital's cardiology for the coming week, as its system publishes it."""
+    first = datetime.fromisoformat(today).date()
+    days = [(first + timedelta(days=n)).isoformat() for n in range(1, 8)]
+    return {
+        "from": days[0],
+        "to": days[-1],
+        "fees": [
+            {"title": "CHIEF", "fee_fen": 5000, "item_code": "REG003", "item_name": "主任医师诊查费"},
+            {"title": "ATTENDING", "fee_fen": 1500, "item_code": "REG001", "item_name": "普通门诊诊查费"},
+        ],
+        "departments": [{"code": "CARD", "name": "心血管内科", "intro": "冠心病、高血压、心律失常"}],
+        "doctors": [
+            {"code": "D001", "department": "CARD", "name": "王建国", "title": "CHIEF", "specialty": "冠心病"},
+            {
+                "code": "D002",
+                "department": "CARD",
+                "name": "李敏",
+                "title": "ATTENDING",
+                "specialty": "高血压",
+            },
+        ],
+        "sessions": [
+            {
+                "code": f"{doctor}-{day}-{period}",
+                "doctor": doctor,
+                "date": day,
+                "period": period,
+                "start": start,
+                "end": end,
+                "capacity": 30,
+                "slot_minutes": 8 if doctor == "D001" else None,
+            }
+            for day in days
+            for doctor in ("D001", "D002")
+            for period, start, end in (("MORNING", "08:00", "12:00"), ("AFTERNOON", "13:30", "17:30"))
+        ],
+    }
+
+
+def book(sandbox: str, api: str, user: str) -> int:
+    """The demo hospital publishes its week; the patient browses to tomorrow's chief physician,
+    holds the first free place, pays the registration fee by WeChat Pay and waits for the number."""
+    with httpx.Client(timeout=10) as http:
+        today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+        published = http.put(
+            f"{api}/api/v1/partner/schedules", json=demo_schedule(today), headers=partner(http, api, DEMO_HIS)
+        )
+        show("schedule", published.raise_for_status())
+        bearer = _patient(http, sandbox, api, user)
+        hospitals = http.get(f"{api}/api/v1/hospitals", params={"q": "第一人民"}, headers=bearer).json()[
+            "items"
+        ]
+        departments = http.get(f"{api}/api/v1/hospitals/{hospitals[0]['id']}/departments", headers=bearer)
+        tomorrow = (datetime.fromisoformat(today) + timedelta(days=1)).date().isoformat()
+        doctors = http.get(
+            f"{api}/api/v1/departments/{departments.json()['items'][0]['id']}/doctors",
+            params={"date": tomorrow},
+            headers=bearer,
+        ).json()["items"]
+        chief = next(d for d in doctors if d["title"] == "CHIEF")
+        session = next(s for s in chief["sessions"] if s["bookable"])
+        print(f"{chief['name']} {session['period']} {session['places_left']} places left")  # noqa: T201
+        held = http.post(
+            f"{api}/api/v1/appointments",
+            json={"session_id": session["id"]},
+            headers={**bearer, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        show("hold", held)
+        if held.status_code == 409 and held.json()["error"]["code"] == "APPOINTMENT_DUPLICATE":
+            return 0
+        appointment = held.raise_for_status().json()
+        paid = http.post(
+            f"{api}/api/v1/bills/{appointment['bill_id']}/pay",
+            json={"cash_method": "wechat", "use_personal_account": False},
+            headers={**bearer, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        show("pay", paid.raise_for_status())
+        if paid.json()["state"] == "PAYING":
+            confirm = {"out_trade_no": paid.json()["out_trade_no"], "outcome": "success", "deliver": True}
+            http.post(f"{sandbox}/_sandbox/pay/wechat/confirm", json=confirm).raise_for_status()
+        url = f"{api}/api/v1/appointments/{appointment['id']}"
+        shown = _waited(http, url, bearer, lambda a: a["state"] != "HELD")
+        print(f"appointment {shown['state']}: queue number {shown['queue_no']}, {shown['starts_at']}")  # noqa: T201
+        return 0 if shown["state"] == "CONFIRMED" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m miniprogram_stub.client")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -235,8 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     repaying = commands.add_parser("repay", help="repay the credit drawdown due first at the bank's cashier")
     repaying.add_argument("--user", required=True, help="the phone's user, e.g. alice")
+    booking = commands.add_parser("book", help="book tomorrow's cardiology at the demo hospital and pay")
+    booking.add_argument("--user", required=True, help="the phone's user, e.g. alice")
     api, sandbox = default_urls()
-    for each in (cmd, paying, repaying):
+    for each in (cmd, paying, repaying, booking):
         each.add_argument("--sandbox", default=sandbox, help=f"the sandbox partners (default {sandbox})")
         each.add_argument("--api", default=api, help=f"medpay (default {api})")
     args = parser.parse_args(argv)
@@ -246,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             return pay(sandbox, api, args.user, args.cash_method)
         if args.command == "repay":
             return repay(sandbox, api, args.user)
+        if args.command == "book":
+            return book(sandbox, api, args.user)
         return login(sandbox, api, args.channel, args.user)
     except httpx.HTTPError as exc:
         try:

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from backend.billing import bills, methods, policy, records
+from backend.billing import bills, methods, orders, policy, records
 from backend.billing.methods import RefundOrder
 from backend.billing.parties import Parties, locked_bill, notify_patients, parties_of, post_parts
 from backend.billing.records import BillRecord
@@ -78,6 +78,13 @@ async def request_refund(
     try:
         async with DB.transaction():
             bill = await locked_bill(bill_id)
+            if bill.created_by.startswith(orders.DOMAIN):
+                raise Conflict(
+                    "this bill pays for what another part of medpay holds (an appointment's fee): "
+                    "it is refunded by cancelling that",
+                    code="BILL_NOT_REFUNDABLE",
+                    detail={"state": bill.state, "created_by": bill.created_by.removeprefix(orders.DOMAIN)},
+                )
             refund_id, cash_fen, messages = await record_within(
                 bill, request.amount_fen, request.reason, partner.client_id, request_key
             )

@@ -37,9 +37,11 @@ async def create_within(
     order_type: OrderType,
     lines: list[Line],
     expires_at: datetime,
+    request_key: str | None = None,
 ) -> uuid.UUID:
-    """A CREATED bill, inside the caller's transaction; `bills.schedule_expiry` after commit (the
-    sweeper closes it at expiry if that is lost). Its number derives from its id: never a clash."""
+    """A CREATED bill, inside the caller's transaction; `schedule_expiry` after commit (the sweeper
+    closes it at expiry if that is lost). Its number derives from its id: never a clash. Under a
+    `request_key` (unique per creator), `created_under` finds it again for a retried request."""
     bill_id, now = uuid.uuid4(), datetime.now(UTC)
     await Bill.insert(
         Bill(
@@ -48,6 +50,7 @@ async def create_within(
             institution_id=institution_id,
             insured_id=insured_id,
             created_by=creator,
+            request_key=request_key,
             order_type=order_type,
             state=BillState.CREATED,
             total_fen=sum(line.quantity * line.unit_price_fen for line in lines),
@@ -72,6 +75,15 @@ async def create_within(
         )
     )
     return bill_id
+
+
+async def created_under(creator: str, request_key: str) -> uuid.UUID | None:
+    row = (
+        await Bill.select(Bill.id)
+        .where((Bill.created_by == creator) & (Bill.request_key == request_key))
+        .first()
+    )
+    return None if row is None else row["id"]
 
 
 async def schedule_expiry(rt: Runtime, bill_id: uuid.UUID, at: datetime) -> None:

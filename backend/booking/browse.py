@@ -11,7 +11,16 @@ from typing import Any
 import msgspec
 
 from backend.booking.places import CHINA
-from backend.booking.schemas import DepartmentRead, DoctorRead, HospitalRead, Page, SessionRead
+from backend.booking.schemas import (
+    DepartmentPage,
+    DepartmentRead,
+    DoctorPage,
+    DoctorRead,
+    HospitalPage,
+    HospitalRead,
+    SessionPage,
+    SessionRead,
+)
 from backend.booking.tables import ClinicSession
 from backend.hospitals import service as hospitals
 from backend.platform.errors import AppError, NotFound
@@ -44,19 +53,17 @@ def _after(after: str | None, kinds: tuple[type, ...]) -> tuple[Any, ...] | None
         ) from None
 
 
-async def hospitals_page(
-    region: str | None, q: str | None, after: str | None, limit: int
-) -> Page[HospitalRead]:
+async def hospitals_page(region: str | None, q: str | None, after: str | None, limit: int) -> HospitalPage:
     start = _after(after, (int,))
     found = await hospitals.search(region=region, text=q, after_id=start[0] if start else 0, limit=limit + 1)
     items = [
         HospitalRead(id=h.id, code=h.code, name=h.name, level=h.level, region_code=h.region_code)
         for h in found[:limit]
     ]
-    return Page(items=items, next_after=_cursor(items[-1].id) if len(found) > limit else None)
+    return HospitalPage(items=items, next_after=_cursor(items[-1].id) if len(found) > limit else None)
 
 
-async def departments_page(institution_id: int, after: str | None, limit: int) -> Page[DepartmentRead]:
+async def departments_page(institution_id: int, after: str | None, limit: int) -> DepartmentPage:
     if await hospitals.named({institution_id}) == {}:
         raise NotFound("no such hospital", code="HOSPITAL_NOT_FOUND")
     start = _after(after, (int,))
@@ -68,7 +75,7 @@ async def departments_page(institution_id: int, after: str | None, limit: int) -
         limit + 1,
     )
     items = [DepartmentRead(**row) for row in rows[:limit]]
-    return Page(items=items, next_after=_cursor(items[-1].id) if len(rows) > limit else None)
+    return DepartmentPage(items=items, next_after=_cursor(items[-1].id) if len(rows) > limit else None)
 
 
 _SESSION = """
@@ -100,7 +107,7 @@ def _session(rt: Runtime, row: dict[str, Any], now: datetime) -> SessionRead:
 
 async def doctors_page(
     rt: Runtime, department_id: int, day: date | None, after: str | None, limit: int
-) -> Page[DoctorRead]:
+) -> DoctorPage:
     """The department's doctors; with `day`, those working that day and their sessions."""
     if not await ClinicSession.raw("SELECT 1 FROM booking_department WHERE id = {}", department_id):
         raise NotFound("no such department", code="DEPARTMENT_NOT_FOUND")
@@ -134,12 +141,12 @@ async def doctors_page(
         ):
             sessions.setdefault(row["doctor_id"], []).append(_session(rt, row, now))
     items = [DoctorRead(**row, sessions=sessions.get(row["id"], [])) for row in rows[:limit]]
-    return Page(items=items, next_after=_cursor(items[-1].id) if len(rows) > limit else None)
+    return DoctorPage(items=items, next_after=_cursor(items[-1].id) if len(rows) > limit else None)
 
 
 async def sessions_page(
     rt: Runtime, doctor_id: int, start: date | None, end: date | None, after: str | None, limit: int
-) -> Page[SessionRead]:
+) -> SessionPage:
     """A doctor's sessions from `start` to `end` (today and the booking window by default)."""
     if not await ClinicSession.raw("SELECT 1 FROM booking_doctor WHERE id = {}", doctor_id):
         raise NotFound("no such doctor", code="DOCTOR_NOT_FOUND")
@@ -177,4 +184,6 @@ async def sessions_page(
     now = datetime.now(UTC)
     items = [_session(rt, row, now) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
-    return Page(items=items, next_after=_cursor(last["starts_at"].isoformat(), last["id"]) if last else None)
+    return SessionPage(
+        items=items, next_after=_cursor(last["starts_at"].isoformat(), last["id"]) if last else None
+    )

@@ -102,7 +102,7 @@ async def _cancel_within(
         refund_id, cash_fen, refunded = await billing.refund_within(bill, reason, places.CREATOR)
         messages += refunded
         refund_id = refund_id if cash_fen else None
-    if was == AppointmentState.CONFIRMED:
+    if was == AppointmentState.CONFIRMED or reason != BY_PATIENT:  # the patient knows their own
         where = await places.place(appointment["session_id"])
         assert where is not None
         messages += await places.tell(

@@ -309,6 +309,7 @@ def _check_against_bookings(
     moved = (
         doctor_id != before["doctor_id"]
         or session.date != before["day"]
+        or session.period != before["period"]
         or _at(session.date, session.start) != before["starts_at"]
         or _at(session.date, session.end) != before["ends_at"]
         or session.slot_minutes != before["slot_minutes"]

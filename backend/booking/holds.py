@@ -5,7 +5,8 @@ closed unpaid ends the hold and gives the place back, to the waitlist first."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,8 +32,13 @@ def _closed(why: str, **detail: object) -> Conflict:
     return Conflict(why, code="SESSION_CLOSED", detail={"field": "session_id", **detail})
 
 
-async def book(rt: Runtime, patient: Patient, request: AppointmentCreate) -> AppointmentRead:
-    """Hold a place of a session for the patient, with a bill for its fee to pay in the window."""
+async def book(
+    rt: Runtime, patient: Patient, request: AppointmentCreate, request_key: str | None = None
+) -> AppointmentRead:
+    """Hold a place of a session for the patient, with a bill for its fee to pay in the window.
+    Made before under `request_key` (a retry after a failure), that hold."""
+    if request_key is not None and (made := await _made_under(request_key)) is not None:
+        return await views.read(rt, made)
     insured_id = await views.own_insured(patient)
     where = await places.place(request.session_id)
     session = (
@@ -45,20 +51,11 @@ async def book(rt: Runtime, patient: Patient, request: AppointmentCreate) -> App
     if where is None or session is None:
         raise NotFound("no such session", code="SESSION_NOT_FOUND", detail={"field": "session_id"})
     now, settings = datetime.now(UTC), rt.settings.booking
-    opens_at = datetime.combine(
-        where.day - timedelta(days=settings.open_days), datetime.min.time(), tzinfo=CHINA
-    )
     if session["state"] != "OPEN":
         raise _closed("the session was cancelled", state=session["state"])
     if session["starts_at"] <= now:
         raise _closed("the session has started: booking is closed")
-    if now < opens_at:
-        raise Conflict(
-            f"booking for this session opens at {opens_at.isoformat()}",
-            code="BOOKING_NOT_OPEN",
-            detail={"field": "session_id", "opens_at": opens_at.isoformat()},
-        )
-    await _check_no_shows(rt, insured_id)
+    await check_may_book(rt, insured_id, where.day)
     slot = _slot_asked(request, where.slot_minutes, session["capacity"])
     if await places.has_active(insured_id, where.doctor_id, where.day):
         raise places.duplicate()
@@ -70,9 +67,18 @@ async def book(rt: Runtime, patient: Patient, request: AppointmentCreate) -> App
             if slot is None and where.slot_minutes:
                 slot = await places.free_slot(request.session_id, session["capacity"])
             appointment_id, bill_id = await places.hold(
-                where, insured_id=insured_id, user_id=patient.user_id, slot=slot, expires_at=expires_at
+                where,
+                insured_id=insured_id,
+                user_id=patient.user_id,
+                slot=slot,
+                expires_at=expires_at,
+                request_key=request_key,
             )
     except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "created_once" and request_key is not None:
+            made = await _made_under(request_key)  # the same request a moment ago
+            assert made is not None
+            return await views.read(rt, made)
         if exc.constraint_name == "appointment_once_per_doctor_day":
             raise places.duplicate() from None
         if exc.constraint_name == "appointment_slot_once":
@@ -123,7 +129,25 @@ async def _why_not_taken(session_id: int) -> AppError:
     )
 
 
-async def _check_no_shows(rt: Runtime, insured_id: int) -> None:
+async def _made_under(request_key: str) -> uuid.UUID | None:
+    bill_id = await billing.created_under(places.CREATOR, request_key)
+    if bill_id is None:
+        return None
+    row = await Appointment.select(Appointment.id).where(Appointment.bill_id == bill_id).first()
+    return None if row is None else row["id"]
+
+
+async def check_may_book(rt: Runtime, insured_id: int, day: date) -> None:
+    """Booking (or queueing) for a session on `day`: open yet, and not barred by no-shows."""
+    opens_at = datetime.combine(
+        day - timedelta(days=rt.settings.booking.open_days), datetime.min.time(), tzinfo=CHINA
+    )
+    if datetime.now(UTC) < opens_at:
+        raise Conflict(
+            f"booking for this session opens at {opens_at.isoformat()}",
+            code="BOOKING_NOT_OPEN",
+            detail={"field": "session_id", "opens_at": opens_at.isoformat()},
+        )
     limit = rt.settings.booking.no_show_limit
     if not limit:
         return

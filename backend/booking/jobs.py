@@ -25,10 +25,14 @@ CANCEL_SESSION = Job("booking_cancel_session", _cancel_session, key="session-can
 
 
 async def sweep_booking(rt: Runtime) -> int:
-    """Cancelled sessions whose appointments are not all cancelled yet (a job was lost)."""
+    """Cancelled sessions whose appointments are not all cancelled yet (a job was lost); the
+    waitlists of sessions that have begun, closed."""
     due = await cancellation.cancelled_with_live_appointments()
     for session_id in due:
         await CANCEL_SESSION.enqueue(rt, str(session_id))
+    closed = await places.close_started_waitlists()
+    if closed:
+        log.info("waitlists of started sessions closed", entries=closed)
     return len(due)
 
 

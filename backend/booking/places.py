@@ -131,6 +131,7 @@ async def hold(
     slot: int | None,
     expires_at: datetime,
     waitlist_id: int | None = None,
+    request_key: str | None = None,
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A HELD appointment for a place just taken, and its registration bill: (appointment, bill)."""
     bill_id = await billing.create_within(
@@ -147,6 +148,7 @@ async def hold(
             )
         ],
         expires_at=expires_at,
+        request_key=request_key,
     )
     appointment_id, now = uuid.uuid4(), datetime.now(UTC)
     await Appointment.insert(
@@ -241,6 +243,17 @@ async def offer_free_places(rt: Runtime, session_id: int) -> list[int]:
             expires_at=expires_at.astimezone(CHINA).isoformat(),
         )
         log.info("waitlist offered a place", session_id=session_id, waitlist_id=entry["id"])
+
+
+async def close_started_waitlists() -> int:
+    """Lines of sessions that have begun: nobody in them will be offered a place now."""
+    closed = await WaitlistEntry.raw(
+        """
+        UPDATE booking_waitlist w SET state = 'CLOSED', ended_at = now() FROM booking_session s
+        WHERE s.id = w.session_id AND w.state = 'WAITING' AND s.starts_at <= now() RETURNING w.id
+        """
+    )
+    return len(closed)
 
 
 async def close_waitlist(session_id: int, why: str) -> None:

@@ -19,13 +19,12 @@ from backend.booking.schemas import (
     AppointmentPage,
     AppointmentRead,
     CheckIn,
-    DepartmentRead,
-    DoctorRead,
-    HospitalRead,
-    Page,
+    DepartmentPage,
+    DoctorPage,
+    HospitalPage,
     ScheduleResult,
     ScheduleUpsert,
-    SessionRead,
+    SessionPage,
     WaitlistRead,
 )
 from backend.oauth.routes import PartnerDep, requires_scope
@@ -43,6 +42,7 @@ After = Annotated[
     str | None, QueryParameter(description="the `next_after` of the previous page", max_length=200)
 ]
 NOT_FOUND = (404, "`APPOINTMENT_NOT_FOUND`: no such appointment, or not yours.")
+BAD_CURSOR = (422, "`VALIDATION_ERROR`: `after` is not a cursor this list gave out.")
 
 
 # Dates in the query are read by `_date`, so that a bad one is refused naming the query's own name.
@@ -73,31 +73,29 @@ class CatalogueController(PatientController):
     path = "/api/v1"
     tags = ["booking"]
 
-    @get("/hospitals", operation_id="hospitalList")
+    @get("/hospitals", operation_id="hospitalList", responses=errors(BAD_CURSOR))
     async def hospitals(
         self,
         region: Annotated[str | None, QueryParameter(pattern=r"^[0-9]{2,6}$")] = None,
         q: Annotated[str | None, QueryParameter(min_length=1, max_length=50)] = None,
         after: After = None,
         limit: Limit = 20,
-    ) -> Page[HospitalRead]:
+    ) -> HospitalPage:
         """Hospitals in a region (a code, or its prefix: `33` is Zhejiang) whose name holds `q`."""
         return await browse.hospitals_page(region, q, after, limit)
 
     @get(
         "/hospitals/{hospital_id:int}/departments",
         operation_id="hospitalDepartments",
-        responses=errors((404, "`HOSPITAL_NOT_FOUND`.")),
+        responses=errors((404, "`HOSPITAL_NOT_FOUND`."), BAD_CURSOR),
     )
-    async def departments(
-        self, hospital_id: Id, after: After = None, limit: Limit = 50
-    ) -> Page[DepartmentRead]:
+    async def departments(self, hospital_id: Id, after: After = None, limit: Limit = 50) -> DepartmentPage:
         return await browse.departments_page(hospital_id, after, limit)
 
     @get(
         "/departments/{department_id:int}/doctors",
         operation_id="departmentDoctors",
-        responses=errors((404, "`DEPARTMENT_NOT_FOUND`.")),
+        responses=errors((404, "`DEPARTMENT_NOT_FOUND`."), BAD_CURSOR),
     )
     async def doctors(
         self,
@@ -106,7 +104,7 @@ class CatalogueController(PatientController):
         day: OnDay = None,
         after: After = None,
         limit: Limit = 20,
-    ) -> Page[DoctorRead]:
+    ) -> DoctorPage:
         """The department's doctors and their fees; with `date`, those working that day, each with
         that day's sessions."""
         return await browse.doctors_page(runtime, department_id, _date("date", day), after, limit)
@@ -115,7 +113,8 @@ class CatalogueController(PatientController):
         "/doctors/{doctor_id:int}/sessions",
         operation_id="doctorSessions",
         responses=errors(
-            (404, "`DOCTOR_NOT_FOUND`."), (422, "`VALIDATION_ERROR`: `to` before `from`, or too long.")
+            (404, "`DOCTOR_NOT_FOUND`."),
+            (422, "`VALIDATION_ERROR`: `to` before `from`, too long a span, or a bad `after`."),
         ),
     )
     async def sessions(
@@ -126,7 +125,7 @@ class CatalogueController(PatientController):
         end: ToDay = None,
         after: After = None,
         limit: Limit = 50,
-    ) -> Page[SessionRead]:
+    ) -> SessionPage:
         """The doctor's sessions from `from` to `to` (today and the booking window by default),
         with the places left and whether each can be booked now."""
         return await browse.sessions_page(
@@ -169,8 +168,8 @@ class AppointmentController(PatientController):
         for its fee: paying it through `/api/v1/bills/{id}/pay` confirms the appointment with its
         queue number. Unpaid, the hold ends at `expires_at` and the place is freed."""
 
-        async def work(_: str) -> tuple[int, AppointmentRead]:
-            return HTTP_201_CREATED, await holds.book(runtime, patient, data)
+        async def work(request_key: str) -> tuple[int, AppointmentRead]:
+            return HTTP_201_CREATED, await holds.book(runtime, patient, data, request_key)
 
         return await idempotency.once(request, f"user:{patient.user_id}", idempotency_key, data, work)
 
@@ -230,17 +229,18 @@ class WaitlistController(PatientController):
         status_code=HTTP_201_CREATED,
         operation_id="waitlistJoin",
         responses={
-            201: returns(WaitlistRead, "In line (`position`); 200 when already in line."),
+            200: returns(WaitlistRead, "Already in line (or offered a place): the same entry."),
+            201: returns(WaitlistRead, "In line (`position`)."),
             **errors(
                 (404, "`SESSION_NOT_FOUND`, or `ECERT_NOT_BOUND`."),
                 (409, "`SESSION_NOT_FULL` (book it), `SESSION_CLOSED`, `APPOINTMENT_DUPLICATE`."),
             ),
         },
     )
-    async def join(self, session_id: Id, patient: PatientDep) -> Response[WaitlistRead]:
+    async def join(self, session_id: Id, patient: PatientDep, runtime: RuntimeDep) -> Response[WaitlistRead]:
         """Queue for a full session: a freed place is offered to the first in line as a hold with
         its own payment window (`MEDPAY_BOOKING_OFFER_SECONDS`) and a notification."""
-        joined, entry = await waitlist.join(patient, session_id)
+        joined, entry = await waitlist.join(runtime, patient, session_id)
         return Response(entry, status_code=HTTP_201_CREATED if joined else HTTP_200_OK)
 
     @get("/waitlist", operation_id="waitlistMine")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -19,7 +19,6 @@ Clock = Annotated[str, msgspec.Meta(pattern=rf"^([01][0-9]|2[0-3]):[0-5][0-9]{EN
 Title = Literal["CHIEF", "ASSOCIATE_CHIEF", "ATTENDING", "RESIDENT"]  # 主任 / 副主任 / 主治 / 住院医师
 PeriodName = Literal["MORNING", "AFTERNOON", "EVENING"]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
-T = TypeVar("T")
 
 
 # -- publishing (hospitals) ------------------------------------------------------------------
@@ -125,9 +124,24 @@ class DoctorRead(Wire, omit_defaults=False):
     sessions: list[SessionRead]  # on the day asked for (`date`), if one was
 
 
-class Page(Wire, Generic[T], omit_defaults=False):
-    items: list[T]
+class HospitalPage(Wire, omit_defaults=False):
+    items: list[HospitalRead]
     next_after: str | None  # pass as `after` for the next page; None on the last
+
+
+class DepartmentPage(Wire, omit_defaults=False):
+    items: list[DepartmentRead]
+    next_after: str | None
+
+
+class DoctorPage(Wire, omit_defaults=False):
+    items: list[DoctorRead]
+    next_after: str | None
+
+
+class SessionPage(Wire, omit_defaults=False):
+    items: list[SessionRead]
+    next_after: str | None
 
 
 # -- appointments ----------------------------------------------------------------------------

@@ -9,15 +9,16 @@ from typing import Any
 import asyncpg
 
 from backend.auth.service import Patient
-from backend.booking import places, views
+from backend.booking import holds, places, views
 from backend.booking.schemas import WaitlistRead
 from backend.booking.tables import ClinicSession, WaitlistEntry, WaitlistState
 from backend.ecert import service as ecert
 from backend.piccolo_conf import DB
 from backend.platform.errors import Conflict, NotFound
+from backend.platform.runtime import Runtime
 
 
-async def join(patient: Patient, session_id: int) -> tuple[bool, WaitlistRead]:
+async def join(rt: Runtime, patient: Patient, session_id: int) -> tuple[bool, WaitlistRead]:
     """Queue for a full session: (joined now, the entry). Joining again answers the same entry."""
     insured_id = await views.own_insured(patient)
     where = await places.place(session_id)
@@ -25,6 +26,7 @@ async def join(patient: Patient, session_id: int) -> tuple[bool, WaitlistRead]:
         raise NotFound("no such session", code="SESSION_NOT_FOUND")
     if (mine := await _live_entry(session_id, insured_id)) is not None:
         return False, await _read(mine)
+    await holds.check_may_book(rt, insured_id, where.day)
     if await places.has_active(insured_id, where.doctor_id, where.day):
         raise places.duplicate()
     try:

@@ -6,7 +6,10 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+from backend.auth.service import Patient
 from backend.billing.tables import Bill
+from backend.booking import holds
+from backend.booking.schemas import AppointmentCreate
 from backend.booking.tables import Appointment, ClinicSession
 from backend.notify.tables import Notification
 from tests.billing.factories import insured_patient, key
@@ -245,3 +248,20 @@ async def test_booking_without_an_e_certificate_is_refused(client, sandbox_http,
     )
 
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "ECERT_NOT_BOUND"
+
+
+async def test_a_booking_retried_after_a_failure_finds_the_hold_it_made(
+    client, sandbox_http, settings, runtime
+):
+    patient = await insured_patient(client, sandbox_http, settings)
+    session_id = await one_session(client, patient, capacity=5)
+    me = (await client.get("/api/v1/me", headers=patient.headers)).json()
+    who = Patient(user_id=me["id"], channel="wechat")
+    request = AppointmentCreate(session_id=session_id)
+
+    # The first attempt committed its hold, then its answer was lost (a 5xx frees the key).
+    first = await holds.book(runtime, who, request, request_key="retry-key")
+    again = await holds.book(runtime, who, request, request_key="retry-key")
+
+    assert again.id == first.id
+    assert await Appointment.count() == 1 and await places_left(client, patient, session_id) == 4

@@ -13,7 +13,7 @@ from backend.billing.tables import Bill, Refund
 from backend.booking.tables import Appointment
 from backend.ledger.tables import Journal
 from backend.notify.tables import Notification
-from tests.billing.factories import insured_patient, pay, payer_pays, post_notification
+from tests.billing.factories import his_headers, insured_patient, pay, payer_pays, post_notification, refund
 from tests.booking.arrange import (
     CHINA,
     book,
@@ -235,3 +235,20 @@ async def test_a_fee_paid_from_the_personal_account_is_confirmed_at_once_and_giv
     refund = await Refund.select(Refund.state, Refund.cash_fen, Refund.amount_fen).first()
     assert refund == {"state": "SUCCEEDED", "cash_fen": 0, "amount_fen": 5000}
     assert await places_left(client, patient, session_id) == 2
+
+
+async def test_a_hospital_cannot_refund_a_registration_fee_behind_its_appointment(
+    client, sandbox_http, settings, run_worker
+):
+    patient = await insured_patient(client, sandbox_http, settings)
+    session_id = await one_session(client, patient, capacity=2)
+    appointment = await pay_fee(
+        client, sandbox_http, patient, await held(client, patient, session_id), run_worker
+    )
+
+    answer = await refund(client, await his_headers(client), appointment["bill_id"])
+
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "BILL_NOT_REFUNDABLE"
+    assert answer.json()["error"]["detail"]["created_by"] == "booking"
+    assert await Refund.count() == 0
+    assert (await show(client, patient, appointment["id"]))["state"] == "CONFIRMED"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backend.billing import cash
-from backend.booking.tables import Appointment, WaitlistEntry
+from backend.booking.jobs import sweep_booking
+from backend.booking.tables import Appointment, ClinicSession, WaitlistEntry
 from backend.notify.tables import Notification
 from tests.billing.factories import Insured, insured_patient
 from tests.booking.arrange import (
     book,
     cancel,
+    china_today,
     expire_now,
     held,
     one_session,
@@ -136,3 +139,28 @@ async def test_more_places_published_go_to_the_waitlist_first(client, sandbox_ht
     assert result["sessions_updated"] == 1
     assert (await entries(client, waiter))[0]["state"] == "OFFERED"
     assert await places_left(client, holder, session_id) == 1
+
+
+async def test_a_line_is_joined_only_once_booking_opens_and_closes_when_its_session_begins(
+    client, sandbox_http, settings, runtime
+):
+    holder, waiter = [await insured_patient(client, sandbox_http, settings) for _ in range(2)]
+    far = await one_session(
+        client,
+        holder,
+        capacity=0,
+        day=china_today() + timedelta(days=settings.booking.open_days + 2),
+        code="FAR",
+    )
+    session_id = await one_session(client, holder, capacity=1, code="SOON")
+    await held(client, holder, session_id)
+    await join(client, waiter, session_id)
+
+    early = await join(client, waiter, far)
+    await ClinicSession.update({ClinicSession.starts_at: datetime.now(UTC) - timedelta(minutes=1)}).where(
+        ClinicSession.id == session_id
+    )
+    await sweep_booking(runtime)
+
+    assert early.status_code == 409 and early.json()["error"]["code"] == "BOOKING_NOT_OPEN"
+    assert (await entries(client, waiter))[0]["state"] == "CLOSED"

@@ -102,6 +102,17 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_its_data(tmp_path: Path) ->
         assert by_credit.returncode == 0, by_credit.stdout + by_credit.stderr
         assert by_credit.stdout.rstrip().endswith(": PAID")
         assert httpx.get(f"{bank}/_bank/books").json()["drawdowns"][0]["status"] == "DISBURSED"
+        # A booking: the demo hospital publishes its week; a place is held and its fee paid.
+        booked = subprocess.run(
+            [*phone, "book", "--user", "dev-booker", "--api", base, "--sandbox", sandbox],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert booked.returncode == 0, booked.stdout + booked.stderr
+        assert "appointment CONFIRMED: queue number 1," in booked.stdout
     finally:
         output = stop(first)
     assert first.returncode is not None
