@@ -46,23 +46,32 @@ async def check_in(
         )
         raise Conflict(f"the appointment is {row['state']}", code=code, detail={"state": row["state"]})
     session = (
-        await ClinicSession.select(ClinicSession.day, ClinicSession.ends_at)
+        await ClinicSession.select(ClinicSession.day, ClinicSession.ends_at, ClinicSession.state)
         .where(ClinicSession.id == row["session_id"])
         .first()
     )
     assert session is not None
+    if session["state"] != "OPEN":
+        raise Conflict("the session was cancelled: the fee is being refunded", code="SESSION_CLOSED")
     now = datetime.now(UTC)
     if now.astimezone(CHINA).date() < session["day"]:
         raise Conflict("check in on the day of the appointment", code="CHECK_IN_NOT_OPEN")
     if now >= session["ends_at"]:
         raise Conflict("the session has ended", code="CHECK_IN_CLOSED")
-    await Appointment.update(
-        {
-            Appointment.state: AppointmentState.CHECKED_IN,
-            Appointment.checked_in_at: now,
-            Appointment.updated_at: now,
-        }
-    ).where((Appointment.id == appointment_id) & (Appointment.state == AppointmentState.CONFIRMED))
+    checked = await Appointment.raw(
+        """
+        UPDATE appointment a SET state = 'CHECKED_IN', checked_in_at = {}, updated_at = {}
+        FROM booking_session s WHERE a.id = {} AND a.state = 'CONFIRMED' AND s.id = a.session_id
+          AND s.state = 'OPEN' RETURNING a.id
+        """,
+        now,
+        now,
+        appointment_id,
+    )
+    if not checked:  # cancelled (or its session) a moment ago, or checked in by another terminal
+        state = await Appointment.select(Appointment.state).where(Appointment.id == appointment_id).first()
+        if state is None or state["state"] != AppointmentState.CHECKED_IN:
+            raise Conflict("the appointment was cancelled a moment ago", code="APPOINTMENT_NOT_CONFIRMED")
     log.info("checked in", appointment_id=str(appointment_id), terminal=partner.client_id)
     return await views.read(rt, appointment_id)
 
@@ -74,6 +83,7 @@ async def mark_no_shows(rt: Runtime) -> int:
         UPDATE appointment a SET state = 'NO_SHOW', ended_at = now(), updated_at = now()
         FROM booking_session s
         WHERE s.id = a.session_id AND a.state = 'CONFIRMED' AND a.day <= {} AND s.ends_at < now()
+          AND s.state = 'OPEN'
         RETURNING a.id
         """,
         datetime.now(UTC).astimezone(CHINA).date(),

@@ -49,12 +49,22 @@ async def audit() -> tuple[list[str], dict[str, int]]:
         SELECT w.id, w.state, a.state AS appointment_state FROM booking_waitlist w
         LEFT JOIN appointment a ON a.id = w.appointment_id
         WHERE (w.state = 'OFFERED' AND a.state IS DISTINCT FROM 'HELD')
-           OR (w.state = 'BOOKED' AND a.state NOT IN ('CONFIRMED', 'CHECKED_IN', 'NO_SHOW', 'CANCELLED'))
+           OR (w.state = 'BOOKED'
+               AND (a.state IS NULL OR a.state NOT IN ('CONFIRMED', 'CHECKED_IN', 'NO_SHOW', 'CANCELLED')))
+           OR (w.appointment_id IS NOT NULL AND a.waitlist_id IS DISTINCT FROM w.id)
         """
     ):
         problems.append(
             f"waitlist entry {row['id']} is {row['state']}; its appointment {row['appointment_state']}"
         )
+    for row in await ClinicSession.raw(
+        """
+        SELECT session_id, queue_no, count(*) AS n FROM appointment
+        WHERE state IN ('CONFIRMED', 'CHECKED_IN', 'NO_SHOW') GROUP BY session_id, queue_no
+        HAVING count(*) > 1 OR queue_no IS NULL
+        """
+    ):
+        problems.append(f"session {row['session_id']}: queue number {row['queue_no']} given {row['n']} times")
     for row in await ClinicSession.raw(
         """
         SELECT b.id, b.state FROM bill b LEFT JOIN appointment a ON a.bill_id = b.id

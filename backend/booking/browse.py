@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -33,7 +33,23 @@ def _cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
 
 
-def _after(after: str | None, kinds: tuple[type, ...]) -> tuple[Any, ...] | None:
+RowId = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+HORIZON = timedelta(days=366)  # how far from today the catalogue is browsed
+
+
+def _within_horizon(field: str, day: date | None) -> date | None:
+    today = datetime.now(UTC).astimezone(CHINA).date()
+    if day is not None and abs(day - today) > HORIZON:
+        raise AppError(
+            f"ask about days within {HORIZON.days} days of today",
+            code="VALIDATION_ERROR",
+            status_code=422,
+            detail={"field": field},
+        )
+    return day
+
+
+def _after(after: str | None, kinds: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """A cursor this module gave out, or 422 naming `after`."""
     if after is None:
         return None
@@ -54,7 +70,7 @@ def _after(after: str | None, kinds: tuple[type, ...]) -> tuple[Any, ...] | None
 
 
 async def hospitals_page(region: str | None, q: str | None, after: str | None, limit: int) -> HospitalPage:
-    start = _after(after, (int,))
+    start = _after(after, (RowId,))
     found = await hospitals.search(region=region, text=q, after_id=start[0] if start else 0, limit=limit + 1)
     items = [
         HospitalRead(id=h.id, code=h.code, name=h.name, level=h.level, region_code=h.region_code)
@@ -66,7 +82,7 @@ async def hospitals_page(region: str | None, q: str | None, after: str | None, l
 async def departments_page(institution_id: int, after: str | None, limit: int) -> DepartmentPage:
     if await hospitals.named({institution_id}) == {}:
         raise NotFound("no such hospital", code="HOSPITAL_NOT_FOUND")
-    start = _after(after, (int,))
+    start = _after(after, (RowId,))
     rows = await ClinicSession.raw(
         "SELECT id, code, name, intro FROM booking_department WHERE institution_id = {} AND id > {} "
         "ORDER BY id LIMIT {}",
@@ -109,9 +125,10 @@ async def doctors_page(
     rt: Runtime, department_id: int, day: date | None, after: str | None, limit: int
 ) -> DoctorPage:
     """The department's doctors; with `day`, those working that day and their sessions."""
+    _within_horizon("date", day)
     if not await ClinicSession.raw("SELECT 1 FROM booking_department WHERE id = {}", department_id):
         raise NotFound("no such department", code="DEPARTMENT_NOT_FOUND")
-    start = _after(after, (int,))
+    start = _after(after, (RowId,))
     working = (
         "AND EXISTS (SELECT 1 FROM booking_session s WHERE s.doctor_id = d.id AND s.day = {})" if day else ""
     )
@@ -151,8 +168,8 @@ async def sessions_page(
     if not await ClinicSession.raw("SELECT 1 FROM booking_doctor WHERE id = {}", doctor_id):
         raise NotFound("no such doctor", code="DOCTOR_NOT_FOUND")
     today = datetime.now(UTC).astimezone(CHINA).date()
-    start = start or today
-    end = end or today + timedelta(days=rt.settings.booking.open_days)
+    start = _within_horizon("from", start) or today
+    end = _within_horizon("to", end) or today + timedelta(days=rt.settings.booking.open_days)
     if end < start:
         raise AppError(
             "`to` is before `from`", code="VALIDATION_ERROR", status_code=422, detail={"field": "to"}
@@ -164,7 +181,7 @@ async def sessions_page(
             status_code=422,
             detail={"field": "to"},
         )
-    key = _after(after, (datetime, int))
+    key = _after(after, (datetime, RowId))
     rows = await ClinicSession.raw(
         f"""
         SELECT {_SESSION} FROM booking_session s

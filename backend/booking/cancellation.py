@@ -15,7 +15,7 @@ from backend.billing import service as billing
 from backend.booking import places, views
 from backend.booking.places import CHINA
 from backend.booking.schemas import AppointmentRead
-from backend.booking.tables import Appointment, AppointmentState, ClinicSession
+from backend.booking.tables import HOLDING, Appointment, AppointmentState, ClinicSession
 from backend.piccolo_conf import DB
 from backend.platform import outbox
 from backend.platform.errors import Conflict
@@ -79,8 +79,8 @@ async def _starts_at(session_id: int) -> datetime:
 async def _cancel_within(
     rt: Runtime, bill: billing.BillRecord, appointment: dict[str, Any], reason: str, *, tell: str
 ) -> tuple[uuid.UUID | None, list[int]]:
-    """Cancel a HELD (its bill CREATED) or CONFIRMED appointment, its bill locked: (the refund to
-    send after commit, if any; outbox ids)."""
+    """Cancel an appointment holding a place (HELD with its bill CREATED, or paid), its bill
+    locked: (the refund to send after commit, if any; outbox ids)."""
     now = datetime.now(UTC)
     was = appointment["state"]
     await Appointment.update(
@@ -102,7 +102,7 @@ async def _cancel_within(
         refund_id, cash_fen, refunded = await billing.refund_within(bill, reason, places.CREATOR)
         messages += refunded
         refund_id = refund_id if cash_fen else None
-    if was == AppointmentState.CONFIRMED or reason != BY_PATIENT:  # the patient knows their own
+    if was != AppointmentState.HELD or reason != BY_PATIENT:  # the patient knows of their own
         where = await places.place(appointment["session_id"])
         assert where is not None
         messages += await places.tell(
@@ -137,11 +137,10 @@ async def cancel_session(rt: Runtime, session_id: int) -> str:
         return "not cancelled"
     reason = session["cancel_reason"] or "医生停诊"
     live = await Appointment.select(Appointment.id, Appointment.bill_id).where(
-        (Appointment.session_id == session_id)
-        & Appointment.state.is_in([AppointmentState.HELD, AppointmentState.CONFIRMED])
+        (Appointment.session_id == session_id) & Appointment.state.is_in(list(HOLDING))
     )
     cancelled = waiting = 0
-    for row in live:
+    for row in live:  # every place held: whoever checked in or missed it is refunded too
         async with DB.transaction():
             bill = await billing.locked(row["bill_id"])
             appointment = await _locked(row["id"])
@@ -149,7 +148,7 @@ async def cancel_session(rt: Runtime, session_id: int) -> str:
             if state == AppointmentState.HELD and bill.state != billing.BillState.CREATED:
                 waiting += 1
                 continue
-            if state not in (AppointmentState.HELD, AppointmentState.CONFIRMED):
+            if state not in HOLDING:
                 continue
             refund_id, messages = await _cancel_within(
                 rt, bill, appointment, "the session was cancelled", tell=reason
@@ -175,9 +174,49 @@ async def cancelled_with_live_appointments(limit: int = 100) -> list[int]:
     rows = await ClinicSession.raw(
         """
         SELECT s.id FROM booking_session s WHERE s.state = 'CANCELLED' AND EXISTS (
-            SELECT 1 FROM appointment a WHERE a.session_id = s.id AND a.state IN ('HELD', 'CONFIRMED'))
+            SELECT 1 FROM appointment a WHERE a.session_id = s.id
+            AND a.state IN ('HELD', 'CONFIRMED', 'CHECKED_IN', 'NO_SHOW'))
         LIMIT {}
         """,
         limit,
     )
     return [int(r["id"]) for r in rows]
+
+
+async def unrefunded(retry_after: timedelta = timedelta(hours=1), limit: int = 100) -> list[uuid.UUID]:
+    """For the sweeper: cancelled appointments whose paid fee has no live refund, because the
+    collector refused the last one (and not within `retry_after`)."""
+    rows = await Appointment.raw(
+        """
+        SELECT a.id FROM appointment a JOIN bill b ON b.id = a.bill_id
+        WHERE a.state = 'CANCELLED' AND b.state IN ('PAID', 'PARTIALLY_REFUNDED')
+          AND NOT EXISTS (SELECT 1 FROM bill_refund r WHERE r.bill_id = b.id
+                          AND (r.state <> 'REJECTED' OR r.created_at > {}))
+        LIMIT {}
+        """,
+        datetime.now(UTC) - retry_after,
+        limit,
+    )
+    return [row["id"] for row in rows]
+
+
+async def refund_again(rt: Runtime, appointment_id: uuid.UUID) -> str:
+    """Ask again for the refund of a cancelled appointment's fee that its collector refused."""
+    row = await Appointment.select(Appointment.bill_id).where(Appointment.id == appointment_id).first()
+    assert row is not None
+    async with DB.transaction():
+        bill = await billing.locked(row["bill_id"])
+        appointment = await _locked(appointment_id)
+        if appointment["state"] != AppointmentState.CANCELLED or bill.state not in (
+            billing.BillState.PAID,
+            billing.BillState.PARTIALLY_REFUNDED,
+        ):
+            return "nothing to refund"
+        if appointment_id not in await unrefunded(timedelta(0)):
+            return "a refund is under way"
+        refund_id, cash_fen, messages = await billing.refund_within(
+            bill, appointment["ended_reason"] or BY_PATIENT, places.CREATOR
+        )
+    log.warning("refund of a cancelled appointment asked again", appointment_id=str(appointment_id))
+    await _after(rt, messages, refund_id if cash_fen else None)
+    return "asked again"

@@ -6,7 +6,7 @@ has its appointments cancelled and refunded by a job (`cancellation.cancel_sessi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import structlog
@@ -26,6 +26,12 @@ from backend.platform.runtime import Runtime
 log = structlog.get_logger(__name__)
 
 MAX_RANGE_DAYS = 92
+HORIZON_DAYS = 366  # how far from today a schedule is published (or corrected)
+# A cancelled session keeps the places it holds counted, whatever capacity comes with the 停诊.
+_CAPACITY = (
+    "CASE WHEN EXCLUDED.state = 'CANCELLED' THEN greatest(EXCLUDED.capacity, booking_session.booked) "
+    "ELSE EXCLUDED.capacity END"
+)
 
 
 def _invalid(field: str, message: str) -> AppError:
@@ -68,6 +74,9 @@ async def _check(institution: Institution, request: ScheduleUpsert) -> None:
         raise _invalid("to", "the range ends before it starts")
     if (request.to_date - request.from_date).days >= MAX_RANGE_DAYS:
         raise _invalid("to", f"publish at most {MAX_RANGE_DAYS} days at a time")
+    today = datetime.now(UTC).astimezone(CHINA).date()
+    if abs((request.from_date - today).days) > HORIZON_DAYS:
+        raise _invalid("from", f"publish within {HORIZON_DAYS} days of today")
     for n, fee in enumerate(request.fees):
         if fee.title in (f.title for f in request.fees[:n]):
             raise _invalid(f"fees[{n}].title", f"{fee.title} appears twice")
@@ -233,7 +242,7 @@ async def _upsert_sessions(
     }
     for n, session in enumerate(request.sessions):
         _check_against_bookings(n, session, existing.get(session.code), doctor_ids[session.doctor])
-    sessions = request.sessions
+    sessions = sorted(request.sessions, key=lambda s: s.code)  # one order for concurrent publishes
     rows = await ClinicSession.raw(
         """
         INSERT INTO booking_session (institution_id, code, doctor_id, department_id, day, period, starts_at,
@@ -244,7 +253,7 @@ async def _upsert_sessions(
                                                {}::text[], {}::text[])
         ON CONFLICT (institution_id, code) DO UPDATE SET doctor_id = EXCLUDED.doctor_id,
             department_id = EXCLUDED.department_id, day = EXCLUDED.day, period = EXCLUDED.period,
-            starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, capacity = EXCLUDED.capacity,
+            starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, capacity = <capacity>,
             slot_minutes = EXCLUDED.slot_minutes, state = EXCLUDED.state,
             cancel_reason = EXCLUDED.cancel_reason, updated_at = now()
         WHERE (booking_session.doctor_id, booking_session.day, booking_session.period,
@@ -252,10 +261,10 @@ async def _upsert_sessions(
                booking_session.ends_at, booking_session.capacity, booking_session.slot_minutes,
                booking_session.state, booking_session.cancel_reason)
             IS DISTINCT FROM (EXCLUDED.doctor_id, EXCLUDED.day, EXCLUDED.period, EXCLUDED.starts_at,
-                              EXCLUDED.ends_at, EXCLUDED.capacity, EXCLUDED.slot_minutes, EXCLUDED.state,
+                              EXCLUDED.ends_at, <capacity>, EXCLUDED.slot_minutes, EXCLUDED.state,
                               EXCLUDED.cancel_reason)
         RETURNING id, code, state, capacity, (xmax = 0) AS created
-        """,
+        """.replace("<capacity>", _CAPACITY),
         institution.id,
         [s.code for s in sessions],
         [doctor_ids[s.doctor] for s in sessions],
@@ -298,6 +307,12 @@ def _check_against_bookings(
                 detail={"field": f"{field}.cancelled"},
             )
         return
+    if session.cancelled and before["booked"] and before["ends_at"] <= datetime.now(UTC):
+        raise Conflict(
+            "the session is over and had patients: it can no longer be cancelled",
+            code="SESSION_ENDED",
+            detail={"field": f"{field}.cancelled", "booked": before["booked"]},
+        )
     if session.cancelled or not before["booked"]:
         return
     if session.capacity < before["booked"]:

@@ -53,8 +53,8 @@ async def book(
     now, settings = datetime.now(UTC), rt.settings.booking
     if session["state"] != "OPEN":
         raise _closed("the session was cancelled", state=session["state"])
-    if session["starts_at"] <= now:
-        raise _closed("the session has started: booking is closed")
+    if session["starts_at"] <= now + places.LAST_HOLD:
+        raise _closed("the session is starting: booking is closed")
     await check_may_book(rt, insured_id, where.day)
     slot = _slot_asked(request, where.slot_minutes, session["capacity"])
     if await places.has_active(insured_id, where.doctor_id, where.day):
@@ -120,8 +120,8 @@ async def _why_not_taken(session_id: int) -> AppError:
     assert session is not None
     if session["state"] != "OPEN":
         return _closed("the session was cancelled", state=session["state"])
-    if session["starts_at"] <= datetime.now(UTC):
-        return _closed("the session has started: booking is closed")
+    if session["starts_at"] <= datetime.now(UTC) + places.LAST_HOLD:
+        return _closed("the session is starting: booking is closed")
     return Conflict(
         "no place is left in this session: join its waitlist to be offered one that frees up",
         code="SESSION_FULL",
@@ -198,13 +198,16 @@ async def paid(rt: Runtime, bill: BillRecord) -> list[int]:
         await WaitlistEntry.update({WaitlistEntry.state: "BOOKED", WaitlistEntry.ended_at: now}).where(
             WaitlistEntry.id == appointment["waitlist_id"]
         )
-    where = await places.place(session_id)
-    assert where is not None
-    messages = await places.tell(bill.insured_id, "appointment_booked", appointment["id"], "booked", where)
     state = await ClinicSession.select(ClinicSession.state).where(ClinicSession.id == session_id).first()
     if state is not None and state["state"] != "OPEN":
         # Paid while its session was being cancelled (停诊): the cancellation refunds it too.
-        messages.append(await outbox.add(cancellation.CANCEL_SESSION, {"session_id": session_id}))
+        messages = [await outbox.add(cancellation.CANCEL_SESSION, {"session_id": session_id})]
+    else:
+        where = await places.place(session_id)
+        assert where is not None
+        messages = await places.tell(
+            bill.insured_id, "appointment_booked", appointment["id"], "booked", where
+        )
     log.info("appointment confirmed", appointment_id=str(appointment["id"]), queue_no=queue_no)
     return messages
 
@@ -232,4 +235,5 @@ async def ended(rt: Runtime, bill: BillRecord, reason: str) -> list[int]:
 
 
 ORDER = orders.Order(paid=paid, ended=ended)
-assert orders.register("booking", ORDER) == places.CREATOR
+CREATOR = orders.register("booking", ORDER)
+assert places.CREATOR == CREATOR, "the creator name booking's bills carry"

@@ -26,14 +26,18 @@ CANCEL_SESSION = Job("booking_cancel_session", _cancel_session, key="session-can
 
 async def sweep_booking(rt: Runtime) -> int:
     """Cancelled sessions whose appointments are not all cancelled yet (a job was lost); the
-    waitlists of sessions that have begun, closed."""
+    waitlists of sessions that have begun, closed; cancelled appointments' refunds that a channel
+    refused, asked for again (hourly)."""
     due = await cancellation.cancelled_with_live_appointments()
     for session_id in due:
         await CANCEL_SESSION.enqueue(rt, str(session_id))
     closed = await places.close_started_waitlists()
     if closed:
         log.info("waitlists of started sessions closed", entries=closed)
-    return len(due)
+    refused = await cancellation.unrefunded()
+    for appointment_id in refused:
+        await cancellation.refund_again(rt, appointment_id)
+    return len(due) + len(refused)
 
 
 async def mark_no_shows(rt: Runtime) -> int:

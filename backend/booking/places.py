@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import structlog
 
 from backend.billing import service as billing
 from backend.booking.tables import ACTIVE, Appointment, AppointmentState, ClinicSession, WaitlistEntry
 from backend.ecert import service as ecert
 from backend.notify import service as notify
+from backend.piccolo_conf import DB
 from backend.platform import outbox
 from backend.platform.errors import Conflict
 from backend.platform.runtime import Runtime
@@ -40,6 +42,8 @@ CHINA = ZoneInfo("Asia/Shanghai")  # sessions are published, and days counted, i
 CREATOR = "domain:booking"  # what the registration bills carry as their creator
 # A waitlist offer is made only while there is time to pay it before the session starts.
 OFFER_AT_LEAST = timedelta(minutes=5)
+# Nor is a place held when its bill could not be paid: payment never starts in a bill's last minute.
+LAST_HOLD = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,9 @@ async def take(session_id: int) -> bool:
     booking goes through. Its row stays locked until the caller commits."""
     rows = await ClinicSession.raw(
         "UPDATE booking_session SET booked = booked + 1 WHERE id = {} AND state = 'OPEN' "
-        "AND booked < capacity AND starts_at > now() RETURNING id",
+        "AND booked < capacity AND starts_at > {} RETURNING id",
         session_id,
+        datetime.now(UTC) + LAST_HOLD,
     )
     return bool(rows)
 
@@ -213,17 +218,29 @@ async def offer_free_places(rt: Runtime, session_id: int) -> list[int]:
         if await has_active(entry["insured_id"], where.doctor_id, where.day):
             await end_entry(entry["id"], "CLOSED")  # they booked the doctor that day otherwise
             continue
-        assert await take(session_id)
         expires_at = min(now + timedelta(seconds=rt.settings.booking.offer_seconds), session["starts_at"])
         slot = await free_slot(session_id, session["capacity"]) if where.slot_minutes else None
-        appointment_id, bill_id = await hold(
-            where,
-            insured_id=entry["insured_id"],
-            user_id=entry["user_id"],
-            slot=slot,
-            expires_at=expires_at,
-            waitlist_id=entry["id"],
-        )
+        # They may be booking the doctor that day this very moment: then the insert meets theirs.
+        transaction = DB.current_transaction.get()
+        assert transaction is not None, "offers are made inside the caller's transaction"
+        savepoint = await transaction.savepoint()
+        try:
+            assert await take(session_id)
+            appointment_id, bill_id = await hold(
+                where,
+                insured_id=entry["insured_id"],
+                user_id=entry["user_id"],
+                slot=slot,
+                expires_at=expires_at,
+                waitlist_id=entry["id"],
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "appointment_once_per_doctor_day":
+                raise
+            await savepoint.rollback_to()  # type: ignore[no-untyped-call]  # piccolo's, untyped
+            await end_entry(entry["id"], "CLOSED")
+            continue
+        await savepoint.release()  # type: ignore[no-untyped-call]
         await WaitlistEntry.update(
             {
                 WaitlistEntry.state: "OFFERED",

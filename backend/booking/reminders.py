@@ -37,7 +37,7 @@ async def remind(rt: Runtime, day: date | None = None) -> int:
                 FROM booking_session s, booking_department dep
                 WHERE a.id IN (SELECT id FROM appointment WHERE day = {} AND state = 'CONFIRMED'
                                AND reminded_at IS NULL ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED)
-                  AND s.id = a.session_id AND dep.id = s.department_id
+                  AND s.id = a.session_id AND dep.id = s.department_id AND s.state = 'OPEN'
                 RETURNING a.id, a.insured_id, a.slot, s.starts_at, s.slot_minutes, dep.name AS department
                 """,
                 day,

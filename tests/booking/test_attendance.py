@@ -3,42 +3,27 @@ too many no-shows bar online booking when a hospital sets a limit; the evening-b
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import msgspec
 
 from backend.booking import attendance, reminders
-from backend.booking.tables import Appointment, ClinicSession
+from backend.booking.tables import Appointment
 from backend.notify.tables import Notification
 from tests.billing.factories import insured_patient, visit_token
-from tests.booking.arrange import CHINA, book, held, one_session, pay_fee, show, terminal
+from tests.booking.arrange import book, held, one_session, pay_fee, running_now, show, terminal
 from tests.helpers import bearer, terminal_token
-
-
-async def _today_session(client, patient, capacity: int = 5) -> int:
-    """A session running now, today: booked while it was still ahead (its start moved back after)."""
-    now = datetime.now(UTC).astimezone(CHINA)
-    start = (now + timedelta(minutes=10)).replace(second=0, microsecond=0)
-    if start.date() != now.date():  # just before midnight: tomorrow's early session instead
-        return await one_session(
-            client, patient, day=start.date(), start="00:30", end="23:30", capacity=capacity
-        )
-    return await one_session(
-        client, patient, day=now.date(), start=start.strftime("%H:%M"), end="23:59", capacity=capacity
-    )
 
 
 async def test_a_terminal_checks_a_patient_in_with_the_visit_their_qr_code_opened(
     client, sandbox_http, settings, runtime, run_worker
 ):
     patient = await insured_patient(client, sandbox_http, settings)
-    session_id = await _today_session(client, patient)
+    session_id = await one_session(client, patient, capacity=5)
     appointment = await pay_fee(
         client, sandbox_http, patient, await held(client, patient, session_id), run_worker
     )
-    await ClinicSession.update({ClinicSession.starts_at: datetime.now(UTC) - timedelta(minutes=5)}).where(
-        ClinicSession.id == session_id
-    )
+    await running_now(session_id)
     token = await visit_token(client, patient)
     headers = await terminal(client)
 
@@ -62,11 +47,12 @@ async def test_check_in_is_refused_for_another_patient_another_hospital_or_an_un
     client, sandbox_http, settings, run_worker
 ):
     patient, other = [await insured_patient(client, sandbox_http, settings) for _ in range(2)]
-    session_id = await _today_session(client, patient)
+    session_id = await one_session(client, patient, capacity=5)
     unpaid = await held(client, other, session_id)
     appointment = await pay_fee(
         client, sandbox_http, patient, await held(client, patient, session_id), run_worker
     )
+    await running_now(session_id)
     headers = await terminal(client)
     url = f"/api/v1/partner/appointments/{appointment['id']}/check-in"
 
@@ -104,17 +90,12 @@ async def test_unchecked_appointments_become_no_shows_and_enough_of_them_bar_boo
     client, sandbox_http, settings, runtime, run_worker
 ):
     patient = await insured_patient(client, sandbox_http, settings)
-    session_id = await _today_session(client, patient)
+    session_id = await one_session(client, patient, capacity=5)
     appointment = await pay_fee(
         client, sandbox_http, patient, await held(client, patient, session_id), run_worker
     )
     later = await one_session(client, patient, capacity=5, doctor="D002")
-    await ClinicSession.update(
-        {
-            ClinicSession.starts_at: datetime.now(UTC) - timedelta(hours=2),
-            ClinicSession.ends_at: datetime.now(UTC) - timedelta(minutes=1),
-        }
-    ).where(ClinicSession.id == session_id)
+    await running_now(session_id, started=timedelta(hours=2), ends_in=-timedelta(minutes=1))
 
     assert await attendance.mark_no_shows(runtime) == 1
     assert await attendance.mark_no_shows(runtime) == 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -116,6 +118,7 @@ BAD = [
     (lambda b: b["fees"][0].update(fee_fen=0), "fees[0].fee_fen"),
     (lambda b: b["fees"][0].update(fee_fen=1.5), "fees[0].fee_fen"),
     (lambda b: b.update(to=(china_today() - timedelta(days=3)).isoformat()), "to"),
+    (lambda b: b.update({"from": "0001-01-01", "to": "0001-01-05"}), "from"),
     (lambda b: b["departments"][0].update(extra=1), "departments[0].extra"),
 ]
 
@@ -189,6 +192,15 @@ async def test_browsing_unknown_things_is_404_and_bad_queries_name_their_field(
             f"/api/v1/doctors/{doctor}/sessions?from=2026-01-01&to=2026-06-01", headers=patient.headers
         ),
         "region": await client.get("/api/v1/hospitals?region=zj", headers=patient.headers),
+        "year 9999": await client.get(
+            f"/api/v1/doctors/{doctor}/sessions?from=9999-12-30&to=9999-12-31", headers=patient.headers
+        ),
+        "year 1": await client.get(
+            f"/api/v1/doctors/{doctor}/sessions?from=0001-01-01", headers=patient.headers
+        ),
+        "cursor": await client.get(
+            "/api/v1/hospitals", params={"after": _cursor_of(2**40)}, headers=patient.headers
+        ),
     }
 
     assert [answers[k].status_code for k in ("hospital", "department", "doctor")] == [404, 404, 404]
@@ -198,3 +210,10 @@ async def test_browsing_unknown_things_is_404_and_bad_queries_name_their_field(
         answers["region"].status_code == 400
         and answers["region"].json()["error"]["detail"]["field"] == "region"
     )
+    for name, field in (("year 9999", "from"), ("year 1", "from"), ("cursor", "after")):
+        assert answers[name].status_code == 422, (name, answers[name].text)
+        assert answers[name].json()["error"]["detail"]["field"] == field
+
+
+def _cursor_of(*key: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")

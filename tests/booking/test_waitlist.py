@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backend.billing import cash
+from backend.booking import places
 from backend.booking.jobs import sweep_booking
 from backend.booking.tables import Appointment, ClinicSession, WaitlistEntry
 from backend.notify.tables import Notification
+from backend.piccolo_conf import DB
 from tests.billing.factories import Insured, insured_patient
 from tests.booking.arrange import (
     book,
@@ -23,6 +26,7 @@ from tests.booking.arrange import (
     publish,
     schedule,
     session,
+    session_ids,
     show,
 )
 
@@ -164,3 +168,53 @@ async def test_a_line_is_joined_only_once_booking_opens_and_closes_when_its_sess
 
     assert early.status_code == 409 and early.json()["error"]["code"] == "BOOKING_NOT_OPEN"
     assert (await entries(client, waiter))[0]["state"] == "CLOSED"
+
+
+async def test_an_offer_meeting_the_waiters_own_booking_of_that_doctor_passes_to_the_next(
+    client, sandbox_http, settings
+):
+    """The first in line books the doctor's afternoon while a morning place frees: the offer's
+    insert meets their booking at the unique index, and the place goes to the next in line."""
+    holder, first, second = [await insured_patient(client, sandbox_http, settings) for _ in range(3)]
+    day = china_today() + timedelta(days=1)
+    await publish(
+        client,
+        schedule(
+            [
+                session("D001", day, code="AM", capacity=1),
+                session("D001", day, code="PM", period="AFTERNOON", start="14:00", end="17:00"),
+            ]
+        ),
+    )
+    morning, afternoon = (await session_ids(client, holder, day))["D001"]
+    hold = await held(client, holder, morning)
+    await join(client, first, morning)
+    await join(client, second, morning)
+    entry = await WaitlistEntry.select().order_by(WaitlistEntry.id).first()
+    booking, commit = asyncio.Event(), asyncio.Event()
+
+    async def first_books_the_afternoon() -> None:
+        async with DB.transaction():  # their own booking, not yet committed
+            assert await places.take(afternoon)
+            where = await places.place(afternoon)
+            await places.hold(
+                where,
+                insured_id=entry["insured_id"],
+                user_id=entry["user_id"],
+                slot=None,
+                expires_at=datetime.now(UTC) + timedelta(minutes=10),
+            )
+            booking.set()
+            await commit.wait()
+
+    theirs = asyncio.create_task(first_books_the_afternoon())
+    await booking.wait()
+    cancelling = asyncio.create_task(cancel(client, holder, hold["id"]))
+    await asyncio.sleep(0.3)  # the offer waits on their uncommitted row
+    commit.set()
+    await theirs
+    answer = await cancelling
+
+    assert answer.status_code == 200, answer.text
+    assert (await entries(client, first))[0]["state"] == "CLOSED"
+    assert (await entries(client, second))[0]["state"] == "OFFERED"
