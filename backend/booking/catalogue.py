@@ -169,7 +169,8 @@ async def _upsert_fees(institution: Institution, request: ScheduleUpsert) -> Non
 
 
 async def _upsert_departments(institution: Institution, request: ScheduleUpsert) -> dict[str, int]:
-    if request.departments:
+    departments = sorted(request.departments, key=lambda d: d.code)  # rows locked in one order
+    if departments:
         await ClinicSession.raw(
             """
             INSERT INTO booking_department (institution_id, code, name, intro, updated_at)
@@ -180,9 +181,9 @@ async def _upsert_departments(institution: Institution, request: ScheduleUpsert)
                 IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.intro)
             """,
             institution.id,
-            [d.code for d in request.departments],
-            [d.name for d in request.departments],
-            [d.intro for d in request.departments],
+            [d.code for d in departments],
+            [d.name for d in departments],
+            [d.intro for d in departments],
         )
     codes = {d.department for d in request.doctors}
     known = await _known("booking_department", institution.id, "code", sorted(codes))
@@ -192,7 +193,8 @@ async def _upsert_departments(institution: Institution, request: ScheduleUpsert)
 async def _upsert_doctors(
     institution: Institution, request: ScheduleUpsert, department_ids: dict[str, int]
 ) -> dict[str, int]:
-    if request.doctors:
+    doctors = sorted(request.doctors, key=lambda d: d.code)
+    if doctors:
         await ClinicSession.raw(
             """
             INSERT INTO booking_doctor
@@ -206,11 +208,11 @@ async def _upsert_doctors(
                 IS DISTINCT FROM (EXCLUDED.department_id, EXCLUDED.name, EXCLUDED.title, EXCLUDED.specialty)
             """,
             institution.id,
-            [d.code for d in request.doctors],
-            [department_ids[d.department] for d in request.doctors],
-            [d.name for d in request.doctors],
-            [d.title for d in request.doctors],
-            [d.specialty for d in request.doctors],
+            [d.code for d in doctors],
+            [department_ids[d.department] for d in doctors],
+            [d.name for d in doctors],
+            [d.title for d in doctors],
+            [d.specialty for d in doctors],
         )
     codes = {s.doctor for s in request.sessions}
     known = await _known("booking_doctor", institution.id, "code", sorted(codes))
