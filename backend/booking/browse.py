@@ -129,8 +129,11 @@ async def doctors_page(
     if not await ClinicSession.raw("SELECT 1 FROM booking_department WHERE id = {}", department_id):
         raise NotFound("no such department", code="DEPARTMENT_NOT_FOUND")
     start = _after(after, (RowId,))
-    working = (
-        "AND EXISTS (SELECT 1 FROM booking_session s WHERE s.doctor_id = d.id AND s.day = {})" if day else ""
+    working = (  # a doctor whose sessions that day are all cancelled is not working
+        "AND EXISTS (SELECT 1 FROM booking_session s WHERE s.doctor_id = d.id AND s.day = {} "
+        "AND s.state = 'OPEN')"
+        if day
+        else ""
     )
     args: list[Any] = [department_id, start[0] if start else 0, *([day] if day else []), limit + 1]
     rows = await ClinicSession.raw(
@@ -174,7 +177,7 @@ async def sessions_page(
         raise AppError(
             "`to` is before `from`", code="VALIDATION_ERROR", status_code=422, detail={"field": "to"}
         )
-    if (end - start).days > MAX_SPAN_DAYS:
+    if (end - start).days >= MAX_SPAN_DAYS:
         raise AppError(
             f"ask for at most {MAX_SPAN_DAYS} days at a time",
             code="VALIDATION_ERROR",

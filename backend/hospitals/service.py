@@ -71,7 +71,9 @@ async def search(*, region: str | None, text: str | None, after_id: int, limit: 
     in id order after `after_id`."""
     query = tables.Institution.select(*_COLUMNS).where(tables.Institution.id > after_id)
     if region:
-        query = query.where(tables.Institution.region_code.like(region.rstrip("0") + "%"))
+        while len(region) > 2 and region.endswith("00"):  # 330100 is Hangzhou, 330000 Zhejiang
+            region = region[:-2]
+        query = query.where(tables.Institution.region_code.like(region + "%"))
     if text:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(tables.Institution.name.ilike(f"%{escaped}%"))
