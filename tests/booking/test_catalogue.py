@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from backend.booking.tables import ClinicSession, Department, Doctor
+from backend.hospitals.service import ensure_institution
 from tests.billing.factories import insured_patient
 from tests.booking.arrange import china_today, held, his, publish, schedule, session, session_ids
 from tests.helpers import bearer, partner_token
@@ -61,6 +62,10 @@ async def test_patients_browse_hospitals_departments_doctors_and_sessions_with_p
 
     assert [h["code"] for h in hangzhou["items"]] == ["H33010001", "H33010002"]
     assert [h["code"] for h in named["items"]] == ["H31010001"]
+    await ensure_institution("H33110001", "丽水市人民医院", 3, "331100")
+    for region, codes in (("310000", ["H31010001"]), ("330100", ["H33010001", "H33010002"]), ("331000", [])):
+        found = await client.get("/api/v1/hospitals", params={"region": region}, headers=patient.headers)
+        assert [h["code"] for h in found.json()["items"]] == codes, region  # 331000 is not 3311xx
     assert departments["items"][0]["name"] == "心血管内科"
     chief, attending = doctors.json()["items"]
     assert (chief["title"], chief["fee_fen"], attending["fee_fen"]) == ("CHIEF", 5000, 1500)
