@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+from backend.audit import full_audit
 from backend.billing import cash
 from backend.booking import places
 from backend.booking.tables import Appointment, ClinicSession, WaitlistEntry
@@ -126,3 +127,35 @@ async def test_places_stay_counted_through_bookings_cancels_expiries_payments_an
     assert len(offered) == 6 and len({o["appointment_id"] for o in offered}) == 6
     first_six = await WaitlistEntry.select(WaitlistEntry.state).order_by(WaitlistEntry.id).limit(6)
     assert {e["state"] for e in first_six} == {"OFFERED"}  # the first six in line, in order
+
+
+async def test_the_audit_names_a_session_whose_count_drifted_from_its_appointments(
+    client, sandbox_http, settings
+):
+    patient = await insured_patient(client, sandbox_http, settings)
+    await publish(client, schedule([session("D001", capacity=5, code="DRIFT"), session("D002", code="IDLE")]))
+    session_id = (await session_ids(client, patient))["D001"][0]
+    await book(client, patient, session_id)
+    idle = (await ClinicSession.select(ClinicSession.id).where(ClinicSession.code == "IDLE").first())["id"]
+
+    found = {}
+    for label, sql in (
+        ("forgot one", "UPDATE booking_session SET booked = 0 WHERE id = {}"),
+        ("counted one twice", "UPDATE booking_session SET booked = 2 WHERE id = {}"),
+    ):
+        await ClinicSession.raw(sql, session_id)
+        found[label], _ = await full_audit()
+    await ClinicSession.raw("UPDATE booking_session SET booked = 1 WHERE id = {}", session_id)
+    await ClinicSession.raw("UPDATE booking_session SET booked = 1 WHERE id = {}", idle)  # nobody holds it
+    found["a place nobody holds"], _ = await full_audit()
+    await ClinicSession.raw("UPDATE booking_session SET booked = 0 WHERE id = {}", idle)
+
+    assert found["forgot one"] == [
+        f"session {session_id} (DRIFT): counts 0 of 5 places booked, 1 appointments hold one"
+    ]
+    assert found["counted one twice"] == [
+        f"session {session_id} (DRIFT): counts 2 of 5 places booked, 1 appointments hold one"
+    ]
+    assert found["a place nobody holds"] == [
+        f"session {idle} (IDLE): counts 1 of 30 places booked, 0 appointments hold one"
+    ]
