@@ -27,6 +27,7 @@ from backend.booking.routes import (
 )
 from backend.credit.routes import BankCallbackController, CreditController
 from backend.ecert.routes import EcertController, TerminalController
+from backend.family.routes import FamilyController
 from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController, provide_partner
 from backend.platform.bodies import JsonRequest
@@ -60,6 +61,7 @@ ROUTES = [
     WaitlistController,
     PartnerScheduleController,
     PartnerAppointmentController,
+    FamilyController,
 ]
 
 

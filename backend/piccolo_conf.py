@@ -27,5 +27,6 @@ APP_REGISTRY = AppRegistry(
         "backend.billing.piccolo_app",
         "backend.credit.piccolo_app",
         "backend.booking.piccolo_app",
+        "backend.family.piccolo_app",
     ]
 )

@@ -219,6 +219,17 @@ class BookingSettings(Group):
     no_show_window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
 
 
+class FamilySettings(Group):
+    """Relatives: how many a holder may link, which relations, how long an invitation lasts."""
+
+    prefix: ClassVar[str] = "MEDPAY_FAMILY_"
+    max_relatives: Annotated[int, msgspec.Meta(ge=1, le=50)] = 6
+    # Pooling regions (comma-separated, e.g. "330100,310100") whose policy adds siblings,
+    # grandparents and grandchildren to spouse, parents and children.
+    extended_regions: str = ""
+    invitation_hours: Annotated[int, msgspec.Meta(ge=1, le=168)] = 24
+
+
 class WorkerSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_WORKER_"
     concurrency: int = 10
@@ -246,6 +257,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     billing: BillingSettings
     credit: CreditSettings
     booking: BookingSettings
+    family: FamilySettings
     worker: WorkerSettings
     sandbox: DevSettings
 

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from backend.billing import bills, cash, refunds
+from backend.billing import bills, cash, policy, refunds
 from backend.billing.parties import locked_bill
 from backend.billing.records import BillRecord
 from backend.billing.schemas import Category, OrderType
@@ -109,6 +109,11 @@ async def refund_within(bill: BillRecord, reason: str, requested_by: str) -> tup
 
 async def send_refund(rt: Runtime, refund_id: uuid.UUID) -> str:
     return await refunds.send(rt, refund_id)
+
+
+def pooling_region(region_code: str) -> str:
+    """The region whose insurance policy a person follows (their city's)."""
+    return policy.pooling_region(region_code)
 
 
 def pay_url(rt: Runtime, bill_id: uuid.UUID) -> str:

@@ -71,6 +71,21 @@ async def bind(rt: Runtime, patient: Patient, request: BindRequest) -> EcertRead
     return await current(patient)
 
 
+async def vouch_for(rt: Runtime, user_id: int, name: str, id_type: str, id_number: str) -> int:
+    """A person the platform verifies by name and document for this user (a relative without a
+    phone), counted against the user's attempts as a bind is: their insured person's id."""
+    id_number = documents.normalize(id_number)
+    if (problem := documents.problem(id_type, id_number)) is not None:
+        raise AppError(f"id_number: {problem}", code="VALIDATION_ERROR", detail={"field": "id_number"})
+    async with _bind_attempt(rt, user_id):
+        identity = await rt.partners.ecert.verify_identity(name, id_type, id_number)
+    if (identity.id_type, documents.normalize(identity.id_number)) != (id_type, id_number):
+        raise rt.partners.ecert.bad_answer("it vouched for another document than the one asked")
+    async with DB.transaction():
+        insured_id = await _remember(rt, identity)
+    return insured_id
+
+
 @asynccontextmanager
 async def _bind_attempt(rt: Runtime, user_id: int) -> AsyncIterator[None]:
     """Count the attempt before asking the platform, so concurrent guesses cannot slip past the

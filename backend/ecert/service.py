@@ -8,12 +8,13 @@ from typing import Literal
 
 import msgspec
 
-from backend.ecert import people, tables
+from backend.ecert import binding, people, tables
 from backend.ecert.schemas import MaskedIdentity
 from backend.ecert.tables import EcertBinding, Visit
 from backend.hospitals import service as hospitals
 from backend.oauth.service import Partner
 from backend.platform.errors import Forbidden, NotFound
+from backend.platform.runtime import Runtime
 from backend.platform.vault import Vault
 
 
@@ -142,3 +143,9 @@ async def age_of(vault: Vault, insured_id: int, today: date) -> int | None:
     except ValueError:
         return None
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+async def vouch_for(rt: Runtime, user_id: int, name: str, id_type: str, id_number: str) -> int:
+    """The insured person the platform verifies by name and document, for this user (a relative
+    without a phone of their own); refusals are the platform's, as at binding."""
+    return await binding.vouch_for(rt, user_id, name, id_type, id_number)

@@ -1,0 +1,276 @@
+"""Linking relatives to a holder: by an invitation the relative accepts from their own account,
+or by proxy for a relative without a phone; ending a link; the grants each side gives."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+
+from backend.auth.service import Patient
+from backend.billing import service as billing
+from backend.ecert import service as ecert
+from backend.ecert.qr import render
+from backend.family import relations
+from backend.family.schemas import (
+    FamilyRead,
+    GrantsRead,
+    GrantsUpdate,
+    InvitationAccept,
+    InvitationCreate,
+    InvitationRead,
+    LinkRead,
+    RelativeCreate,
+)
+from backend.family.tables import FamilyInvitation, FamilyLink, LinkedBy, LinkState, Relation
+from backend.piccolo_conf import DB
+from backend.platform.errors import AppError, Conflict, Forbidden, NotFound
+from backend.platform.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+async def _own(patient: Patient) -> ecert.InsuredPerson:
+    insured = await ecert.insured_of_user(patient.user_id)
+    if not insured:
+        raise NotFound("bind your e-certificate first", code="ECERT_NOT_BOUND")
+    return await ecert.insured_person(insured[0])
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+
+
+async def invite(rt: Runtime, patient: Patient, request: InvitationCreate) -> InvitationRead:
+    """A one-time code (and its QR code) the relative accepts from their own account."""
+    holder = await _own(patient)
+    relation = relations.check(
+        request.relation, billing.pooling_region(holder.region_code), rt.settings.family.extended_regions
+    )
+    code = base64.b32encode(secrets.token_bytes(10)).decode()  # 16 characters, 80 bits
+    invitation_id, now = uuid.uuid4(), datetime.now(UTC)
+    expires_at = now + timedelta(hours=rt.settings.family.invitation_hours)
+    await FamilyInvitation.insert(
+        FamilyInvitation(
+            id=invitation_id,
+            code_hash=_hash(code),
+            holder_id=holder.id,
+            holder_user_id=patient.user_id,
+            relation=relation,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    accept_url = f"{rt.settings.app.base_url}/mp/family/accept?code={code}"
+    return InvitationRead(
+        id=invitation_id,
+        relation=relation,
+        code=code,
+        accept_url=accept_url,
+        qr_svg=render(accept_url, "svg").decode(),
+        expires_at=expires_at,
+    )
+
+
+async def accept(rt: Runtime, patient: Patient, request: InvitationAccept) -> LinkRead:
+    """The relative accepts, saying what the one who invited is to them: the two must agree."""
+    relative = await _own(patient)
+    row = await FamilyInvitation.select().where(FamilyInvitation.code_hash == _hash(request.code)).first()
+    if row is None or row["expires_at"] <= datetime.now(UTC):
+        raise NotFound(
+            "no such invitation, or it has expired", code="INVITATION_NOT_FOUND", detail={"field": "code"}
+        )
+    if row["holder_id"] == relative.id:
+        raise Conflict("this is your own invitation", code="FAMILY_SELF")
+    if relations.BACK[Relation(row["relation"])] != request.relation:
+        raise Conflict(
+            "the relation you state does not match the invitation's",
+            code="RELATION_MISMATCH",
+            detail={"field": "relation", "expected": relations.BACK[Relation(row["relation"])]},
+        )
+    async with DB.transaction():
+        taken = await FamilyInvitation.raw(
+            "UPDATE family_invitation SET accepted_at = now() WHERE id = {} AND accepted_at IS NULL "
+            "AND expires_at > now() RETURNING id",
+            row["id"],
+        )
+        if not taken:
+            raise Conflict("this invitation has been used", code="INVITATION_USED", detail={"field": "code"})
+        link_id = await _link(
+            rt, row["holder_id"], row["holder_user_id"], relative.id, row["relation"], LinkedBy.INVITATION
+        )
+        await FamilyInvitation.update({FamilyInvitation.link_id: link_id}).where(
+            FamilyInvitation.id == row["id"]
+        )
+    log.info("relative linked", link_id=link_id, linked_by="invitation")
+    return await _read(link_id, patient)
+
+
+async def add_relative(rt: Runtime, patient: Patient, request: RelativeCreate) -> LinkRead:
+    """A relative without a phone, verified by the e-certificate platform, looked after by the holder."""
+    holder = await _own(patient)
+    relation = relations.check(
+        request.relation, billing.pooling_region(holder.region_code), rt.settings.family.extended_regions
+    )
+    relative_id = await ecert.vouch_for(rt, patient.user_id, request.name, request.id_type, request.id_number)
+    if relative_id == holder.id:
+        raise Conflict("this is your own e-certificate", code="FAMILY_SELF")
+    if await ecert.users_of_insured(relative_id):
+        raise Conflict(
+            "this relative has an account of their own: invite them instead",
+            code="RELATIVE_HAS_ACCOUNT",
+            detail={"field": "id_number"},
+        )
+    async with DB.transaction():
+        link_id = await _link(rt, holder.id, patient.user_id, relative_id, relation, LinkedBy.PROXY)
+    log.info("relative linked", link_id=link_id, linked_by="proxy")
+    return await _read(link_id, patient)
+
+
+async def _link(
+    rt: Runtime, holder_id: int, holder_user_id: int, relative_id: int, relation: str, linked_by: LinkedBy
+) -> int:
+    """A new ACTIVE link, within the holder's number of relatives (counted under a lock on the
+    holder, so concurrent links cannot pass it)."""
+    await FamilyLink.raw("SELECT pg_advisory_xact_lock(hashtext('family-holder'), {})", holder_id)
+    count = await FamilyLink.count().where(
+        (FamilyLink.holder_id == holder_id) & (FamilyLink.state == LinkState.ACTIVE)
+    )
+    most = rt.settings.family.max_relatives
+    if count >= most:
+        raise Conflict(f"at most {most} relatives may be linked", code="FAMILY_FULL", detail={"max": most})
+    try:
+        rows = await FamilyLink.insert(
+            FamilyLink(
+                holder_id=holder_id,
+                holder_user_id=holder_user_id,
+                relative_id=relative_id,
+                relation=relation,
+                linked_by=linked_by,
+                state=LinkState.ACTIVE,
+                # A relative without a phone is in the holder's care: their data is the holder's to see.
+                grant_manage=linked_by == LinkedBy.PROXY,
+                created_at=datetime.now(UTC),
+            )
+        ).returning(FamilyLink.id)
+    except asyncpg.UniqueViolationError:
+        raise Conflict("this relative is linked already", code="FAMILY_LINK_EXISTS") from None
+    return int(rows[0]["id"])
+
+
+async def _mine(patient: Patient, link_id: int) -> dict[str, Any]:
+    """The link, if the patient is on either side of it; 404 otherwise."""
+    row = await FamilyLink.select().where(FamilyLink.id == link_id).first()
+    if row is None:
+        raise NotFound("no such link", code="FAMILY_LINK_NOT_FOUND")
+    insured = await ecert.insured_of_user(patient.user_id)
+    if row["holder_user_id"] != patient.user_id and row["relative_id"] not in insured:
+        raise NotFound("no such link", code="FAMILY_LINK_NOT_FOUND")
+    return dict(row)
+
+
+async def end(patient: Patient, link_id: int) -> LinkRead:
+    """Either side ends the link: nothing new is done under it from now on."""
+    await _mine(patient, link_id)
+    ended = await FamilyLink.raw(
+        "UPDATE family_link SET state = 'ENDED', ended_at = now(), ended_by_user_id = {} "
+        "WHERE id = {} AND state = 'ACTIVE' RETURNING id",
+        patient.user_id,
+        link_id,
+    )
+    if ended:
+        log.info("family link ended", link_id=link_id, by=patient.user_id)
+    return await _read(link_id, patient)
+
+
+async def update_grants(patient: Patient, link_id: int, request: GrantsUpdate) -> LinkRead:
+    """Set the grants this side may give; another side's grant is 403 `GRANT_NOT_YOURS`."""
+    link = await _mine(patient, link_id)
+    if link["state"] != LinkState.ACTIVE:
+        raise Conflict("the link has ended", code="FAMILY_LINK_ENDED")
+    holder = link["holder_user_id"] == patient.user_id
+    changes: dict[Any, Any] = {}
+    if request.manage is not msgspec.UNSET:
+        if holder or link["linked_by"] == LinkedBy.PROXY:
+            raise Forbidden(
+                "`manage` is given by the relative, whose data it opens"
+                + (
+                    " (a relative in your care is yours to manage)"
+                    if link["linked_by"] == LinkedBy.PROXY
+                    else ""
+                ),
+                code="GRANT_NOT_YOURS",
+                detail={"field": "manage"},
+            )
+        changes[FamilyLink.grant_manage] = request.manage
+    for field, column in (("pay", FamilyLink.grant_pay), ("credit_cap_fen", FamilyLink.credit_cap_fen)):
+        value = getattr(request, field)
+        if value is msgspec.UNSET:
+            continue
+        if not holder:
+            raise Forbidden(
+                f"`{field}` is given by the holder, whose money it spends",
+                code="GRANT_NOT_YOURS",
+                detail={"field": field},
+            )
+        changes[column] = value
+    if request.pay is True and (await ecert.insured_person(link["holder_id"])).insurance_type != "employee":
+        raise AppError(
+            "only an employee's personal account pays for relatives (家庭共济)",
+            code="FAMILY_PAY_EMPLOYEE_ONLY",
+            status_code=422,
+            detail={"field": "pay"},
+        )
+    if changes:
+        await FamilyLink.update(changes).where(
+            (FamilyLink.id == link_id) & (FamilyLink.state == LinkState.ACTIVE)
+        )
+    return await _read(link_id, patient)
+
+
+def _as_read(row: dict[str, Any], side: str, other: ecert.InsuredPerson) -> LinkRead:
+    relation = Relation(row["relation"])
+    return LinkRead(
+        id=row["id"],
+        side=side,  # type: ignore[arg-type]
+        relation=relation if side == "holder" else relations.BACK[relation],
+        other=other.masked,
+        linked_by=row["linked_by"],
+        state=row["state"],
+        grants=GrantsRead(
+            manage=row["grant_manage"], pay=row["grant_pay"], credit_cap_fen=row["credit_cap_fen"]
+        ),
+        created_at=row["created_at"],
+        ended_at=row["ended_at"],
+    )
+
+
+async def _read(link_id: int, patient: Patient) -> LinkRead:
+    row = await FamilyLink.select().where(FamilyLink.id == link_id).first()
+    assert row is not None
+    if row["holder_user_id"] == patient.user_id:
+        return _as_read(row, "holder", await ecert.insured_person(row["relative_id"]))
+    return _as_read(row, "relative", await ecert.insured_person(row["holder_id"]))
+
+
+async def family_of(patient: Patient) -> FamilyRead:
+    insured = await ecert.insured_of_user(patient.user_id)
+    relatives = (
+        await FamilyLink.select().where(FamilyLink.holder_user_id == patient.user_id).order_by(FamilyLink.id)
+    )
+    holders = (
+        await FamilyLink.select().where(FamilyLink.relative_id.is_in(insured)).order_by(FamilyLink.id)
+        if insured
+        else []
+    )
+    return FamilyRead(
+        relatives=[_as_read(r, "holder", await ecert.insured_person(r["relative_id"])) for r in relatives],
+        holders=[_as_read(r, "relative", await ecert.insured_person(r["holder_id"])) for r in holders],
+    )

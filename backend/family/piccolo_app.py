@@ -1,0 +1,12 @@
+import os
+
+from piccolo.conf.apps import AppConfig
+
+from backend.family.tables import FamilyInvitation, FamilyLink
+
+APP_CONFIG = AppConfig(
+    app_name="family",
+    migrations_folder_path=os.path.join(os.path.dirname(__file__), "piccolo_migrations"),
+    table_classes=[FamilyLink, FamilyInvitation],
+    migration_dependencies=["backend.booking.piccolo_app"],
+)
