@@ -25,6 +25,7 @@ from backend.billing.schemas import (
 )
 from backend.billing.tables import Bill, BillItem, BillState, Refund
 from backend.ecert import service as ecert
+from backend.family import service as family
 from backend.hospitals import service as hospitals
 from backend.hospitals.service import Institution
 from backend.oauth.service import Partner
@@ -173,7 +174,7 @@ async def schedule_expiry(rt: Runtime, bill_id: uuid.UUID, at: datetime) -> None
 async def owned_bill(patient: Patient, bill_id: uuid.UUID) -> None:
     """Passes if this patient may see the bill; 404 otherwise, never another person's data."""
     row = await Bill.select(Bill.insured_id).where(Bill.id == bill_id).first()
-    if row is None or row["insured_id"] not in await ecert.insured_of_user(patient.user_id):
+    if row is None or row["insured_id"] not in await family.in_care_of(patient.user_id):
         raise NotFound("no such bill", code="BILL_NOT_FOUND")
 
 
@@ -246,7 +247,8 @@ def pay_url(rt: Runtime, bill_id: uuid.UUID) -> str:
 
 
 async def list_for(patient: Patient, limit: int, before: datetime | None) -> BillPage:
-    insured = await ecert.insured_of_user(patient.user_id)
+    """The bills of the patient and of the relatives they manage, newest first."""
+    insured = await family.in_care_of(patient.user_id)
     if not insured:
         return BillPage(items=[], next_before=None)
     query = Bill.select(

@@ -39,7 +39,7 @@ async def book(
     Made before under `request_key` (a retry after a failure), that hold."""
     if request_key is not None and (made := await _made_under(request_key)) is not None:
         return await views.read(rt, made)
-    insured_id = await views.own_insured(patient)
+    insured_id = await views.booked_for(patient, request.relative_link_id)
     where = await places.place(request.session_id)
     session = (
         await ClinicSession.select(

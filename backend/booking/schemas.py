@@ -150,6 +150,7 @@ class SessionPage(Wire, omit_defaults=False):
 class AppointmentCreate(Wire):
     session_id: Id
     slot: Annotated[int, msgspec.Meta(ge=1, le=10000)] | None = None  # a numbered session's slot
+    relative_link_id: Id | None = None  # book for the relative of this family link (`manage`)
 
 
 class AppointmentRead(Wire, omit_defaults=False):

@@ -12,6 +12,7 @@ from backend.booking.places import CHINA
 from backend.booking.schemas import AppointmentPage, AppointmentRead
 from backend.booking.tables import Appointment, AppointmentState
 from backend.ecert import service as ecert
+from backend.family import service as family
 from backend.platform.errors import NotFound
 from backend.platform.runtime import Runtime
 
@@ -27,11 +28,25 @@ _SELECT = """
 
 
 async def own_insured(patient: Patient) -> int:
-    """The insured person a patient books for: their own bound e-certificate."""
+    """The patient's own insured person: their bound e-certificate."""
     insured = await ecert.insured_of_user(patient.user_id)
     if not insured:
         raise NotFound("bind your e-certificate before booking", code="ECERT_NOT_BOUND")
     return insured[0]
+
+
+async def booked_for(patient: Patient, relative_link_id: int | None) -> int:
+    """Whom a booking is for: the patient, or the relative of their link granting `manage`."""
+    if relative_link_id is None:
+        return await own_insured(patient)
+    relative = await family.managed_relative(patient.user_id, relative_link_id)
+    if relative is None:
+        raise NotFound(
+            "no such relative in your care",
+            code="FAMILY_LINK_NOT_FOUND",
+            detail={"field": "relative_link_id"},
+        )
+    return relative
 
 
 async def owned(patient: Patient, appointment_id: uuid.UUID) -> uuid.UUID:
@@ -41,7 +56,7 @@ async def owned(patient: Patient, appointment_id: uuid.UUID) -> uuid.UUID:
         .where(Appointment.id == appointment_id)
         .first()
     )
-    if row is None or row["insured_id"] not in await ecert.insured_of_user(patient.user_id):
+    if row is None or row["insured_id"] not in await family.in_care_of(patient.user_id):
         raise NotFound("no such appointment", code="APPOINTMENT_NOT_FOUND")
     bill_id: uuid.UUID = row["bill_id"]
     return bill_id
@@ -96,8 +111,9 @@ async def no_shows(rt: Runtime, insured_id: int) -> int:
 
 
 async def list_for(rt: Runtime, patient: Patient, limit: int, before: datetime | None) -> AppointmentPage:
-    """The patient's appointments, newest first, a page at a time (keyset on when they were made)."""
-    insured = await ecert.insured_of_user(patient.user_id)
+    """The appointments of the patient and of the relatives they manage, newest first, a page at a
+    time (keyset on when they were made); the no-shows are the patient's own."""
+    insured = await family.in_care_of(patient.user_id)
     if not insured:
         return AppointmentPage(items=[], next_before=None, no_shows=0, barred=False)
     rows = await Appointment.raw(
@@ -108,7 +124,8 @@ async def list_for(rt: Runtime, patient: Patient, limit: int, before: datetime |
         limit + 1,
     )
     page = [_read(rt, row) for row in rows[:limit]]
-    missed = await no_shows(rt, insured[0])
+    own = await ecert.insured_of_user(patient.user_id)
+    missed = await no_shows(rt, own[0]) if own else 0
     limit_no_shows = rt.settings.booking.no_show_limit
     return AppointmentPage(
         items=page,

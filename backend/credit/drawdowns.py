@@ -28,12 +28,13 @@ from backend.credit import banks, lines
 from backend.credit.banks import BankRecord
 from backend.credit.schemas import DrawdownDisbursed, DrawdownFailed
 from backend.credit.tables import CreditLine, Drawdown, DrawdownStatus, LineStatus
+from backend.ecert import service as ecert
 from backend.hospitals import service as hospitals
 from backend.ledger import service as ledger
 from backend.partners.bank import BankRefusal
 from backend.piccolo_conf import DB
 from backend.platform import outbox
-from backend.platform.errors import Conflict, PartnerUnavailable
+from backend.platform.errors import AppError, Conflict, PartnerUnavailable
 from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,14 @@ async def reserve(
     rt: Runtime, patient: Patient, bill: BillRecord, method: str, cash_fen: int, out_trade_no: str
 ) -> Reserved:
     """The line with the most room takes the cash part, or the payment is refused as a whole."""
+    if bill.insured_id not in await ecert.insured_of_user(patient.user_id):
+        # A relative's bill: their own line is theirs to draw on, not whoever manages their bills.
+        raise AppError(
+            "a relative's bill is not paid from their credit line by someone else",
+            code="CASH_METHOD_UNAVAILABLE",
+            status_code=422,
+            detail={"field": "cash_method"},
+        )
     held = (
         await CreditLine.select(CreditLine.id, CreditLine.status, CreditLine.limit_fen, CreditLine.used_fen)
         .where(
