@@ -71,12 +71,23 @@ async def post_parts(
 
 
 async def notify_patients(
-    bill: BillRecord, parties: Parties, template: str, milestone: str, at: datetime, **params: Any
+    bill: BillRecord,
+    parties: Parties,
+    template: str,
+    milestone: str,
+    at: datetime,
+    payer_user_id: int | None = None,
+    **params: Any,
 ) -> list[int]:
-    """Tell every user bound to the bill's patient, once per milestone; outbox ids to send."""
+    """Tell every user bound to the bill's patient, and whoever paid it (a relative managing their
+    bills), once per milestone; outbox ids to send."""
     institution = parties.institution
     messages = []
-    for user_id in await ecert.users_of_insured(bill.insured_id):
+    users = await ecert.users_of_insured(bill.insured_id)
+    payer = payer_user_id or bill.payer_user_id
+    if payer is not None and payer not in users:
+        users.append(payer)
+    for user_id in users:
         message = await notify.notify(
             user_id,
             template,
@@ -102,7 +113,16 @@ async def locked_bill(bill_id: uuid.UUID) -> BillRecord:
     return as_bill(row)
 
 
-async def notify_paid(bill: BillRecord, parties: Parties, at: datetime) -> list[int]:
+async def notify_paid(
+    bill: BillRecord, parties: Parties, at: datetime, payer_user_id: int | None = None
+) -> list[int]:
     return await notify_patients(
-        bill, parties, "payment_succeeded", "paid", at, amount_fen=bill.total_fen, bill_no=bill.bill_no
+        bill,
+        parties,
+        "payment_succeeded",
+        "paid",
+        at,
+        payer_user_id,
+        amount_fen=bill.total_fen,
+        bill_no=bill.bill_no,
     )

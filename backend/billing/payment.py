@@ -163,7 +163,7 @@ async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, reque
     if method is not None:
         await _insert_cash(bill_id, method, out_trade_no, split.cash_fen, reserved, now)
     else:
-        messages += await notify_paid(bill, parties, now)
+        messages += await notify_paid(bill, parties, now, patient.user_id)
         messages += await orders.paid(rt, bill)
     # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
     # from here to the commit.

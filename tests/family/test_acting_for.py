@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend.billing.tables import Bill
+from backend.notify.tables import Notification
 from tests.billing.factories import (
     ITEMS,
     Insured,
@@ -52,6 +53,9 @@ async def test_a_child_pays_the_bill_of_a_parent_who_granted_manage(
     assert paid["state"] == "PAID"
     seen = (await client.get(f"/api/v1/bills/{bill['id']}", headers=parent.headers)).json()
     assert seen["state"] == "PAID"  # the parent sees it paid too
+    told = await Notification.select(Notification.user_id).where(Notification.template == "payment_succeeded")
+    assert len(told) == 2  # both: the parent whose bill it is, and the child who paid it
+    assert paid["payer_user_id"] in {n["user_id"] for n in told}
 
 
 async def test_without_manage_or_once_the_link_ends_a_relatives_bill_is_not_found(
