@@ -228,6 +228,8 @@ class FamilySettings(Group):
     # grandparents and grandchildren to spouse, parents and children.
     extended_regions: str = ""
     invitation_hours: Annotated[int, msgspec.Meta(ge=1, le=168)] = 24
+    # Relatives checked with the e-certificate platform by proxy, per user and day, granted or not.
+    proxy_checks_per_day: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
 
 
 class WorkerSettings(Group):

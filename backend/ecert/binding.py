@@ -71,19 +71,25 @@ async def bind(rt: Runtime, patient: Patient, request: BindRequest) -> EcertRead
     return await current(patient)
 
 
-async def vouch_for(rt: Runtime, user_id: int, name: str, id_type: str, id_number: str) -> int:
-    """A person the platform verifies by name and document for this user (a relative without a
-    phone), counted against the user's attempts as a bind is: their insured person's id."""
+async def verify_person(
+    rt: Runtime, user_id: int, name: str, id_type: str, id_number: str, face_assertion: str | None
+) -> EcertIdentity:
+    """A person the platform verifies by name and document (and face) for this user, a relative
+    without a phone; counted against the user's attempts as a bind is. Nothing is written."""
     id_number = documents.normalize(id_number)
     if (problem := documents.problem(id_type, id_number)) is not None:
         raise AppError(f"id_number: {problem}", code="VALIDATION_ERROR", detail={"field": "id_number"})
     async with _bind_attempt(rt, user_id):
-        identity = await rt.partners.ecert.verify_identity(name, id_type, id_number)
+        identity = await rt.partners.ecert.verify_identity(name, id_type, id_number, face_assertion)
     if (identity.id_type, documents.normalize(identity.id_number)) != (id_type, id_number):
         raise rt.partners.ecert.bad_answer("it vouched for another document than the one asked")
-    async with DB.transaction():
-        insured_id = await _remember(rt, identity)
-    return insured_id
+    return identity
+
+
+async def remember(rt: Runtime, identity: EcertIdentity) -> int:
+    """The insured person the platform vouched for, inserted or refreshed inside the caller's
+    transaction: their id."""
+    return await _remember(rt, identity)
 
 
 @asynccontextmanager

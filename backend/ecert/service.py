@@ -8,12 +8,13 @@ from typing import Literal
 
 import msgspec
 
-from backend.ecert import binding, people, tables
+from backend.ecert import binding, documents, people, tables
 from backend.ecert.schemas import MaskedIdentity
 from backend.ecert.tables import EcertBinding, Visit
 from backend.hospitals import service as hospitals
 from backend.oauth.service import Partner
-from backend.platform.errors import Forbidden, NotFound
+from backend.partners.ecert import EcertIdentity
+from backend.platform.errors import AppError, Forbidden, NotFound
 from backend.platform.runtime import Runtime
 from backend.platform.vault import Vault
 
@@ -145,7 +146,22 @@ async def age_of(vault: Vault, insured_id: int, today: date) -> int | None:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
-async def vouch_for(rt: Runtime, user_id: int, name: str, id_type: str, id_number: str) -> int:
-    """The insured person the platform verifies by name and document, for this user (a relative
-    without a phone of their own); refusals are the platform's, as at binding."""
-    return await binding.vouch_for(rt, user_id, name, id_type, id_number)
+def checked_document(id_type: str, id_number: str) -> str:
+    """The document number normalized, or 400 `VALIDATION_ERROR` on `id_number` (before any call)."""
+    number = documents.normalize(id_number)
+    if (problem := documents.problem(id_type, number)) is not None:
+        raise AppError(f"id_number: {problem}", code="VALIDATION_ERROR", detail={"field": "id_number"})
+    return number
+
+
+async def verify_person(
+    rt: Runtime, user_id: int, name: str, id_type: str, id_number: str, face_assertion: str | None
+) -> EcertIdentity:
+    """A person the platform verifies by name and document (and face), for this user (a relative
+    without a phone of their own); refusals are the platform's, as at binding. Nothing is written."""
+    return await binding.verify_person(rt, user_id, name, id_type, id_number, face_assertion)
+
+
+async def remember(rt: Runtime, identity: EcertIdentity) -> int:
+    """Record a verified person inside the caller's transaction; their insured person's id."""
+    return await binding.remember(rt, identity)

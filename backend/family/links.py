@@ -7,8 +7,9 @@ import base64
 import hashlib
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
@@ -35,6 +36,7 @@ from backend.platform.errors import AppError, Conflict, Forbidden, NotFound
 from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+CHINA = ZoneInfo("Asia/Shanghai")
 
 
 async def _own(patient: Patient) -> ecert.InsuredPerson:
@@ -87,6 +89,11 @@ async def accept(rt: Runtime, patient: Patient, request: InvitationAccept) -> Li
         raise NotFound(
             "no such invitation, or it has expired", code="INVITATION_NOT_FOUND", detail={"field": "code"}
         )
+    if row["holder_id"] not in await ecert.insured_of_user(row["holder_user_id"]):
+        # Whoever invited has unbound the e-certificate they invited as: the invitation lapsed.
+        raise NotFound(
+            "no such invitation, or it has expired", code="INVITATION_NOT_FOUND", detail={"field": "code"}
+        )
     if row["holder_id"] == relative.id:
         raise Conflict("this is your own invitation", code="FAMILY_SELF")
     if relations.BACK[Relation(row["relation"])] != request.relation:
@@ -113,25 +120,82 @@ async def accept(rt: Runtime, patient: Patient, request: InvitationAccept) -> Li
     return await _read(link_id, patient)
 
 
+CHILD_AGE = 16  # below it a child is added by a parent without their face
+
+
+def _age(id_type: str, id_number: str, today: date) -> int | None:
+    """Age from a document that carries the birth date (digits 7 to 14), else None."""
+    if id_type not in ("resident_id", "hk_macau_tw_residence"):
+        return None
+    try:
+        born = date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+    except ValueError:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+async def _proxy_budget(rt: Runtime, user_id: int) -> None:
+    """Every proxy verification counts, granted or refused, so the platform is no free oracle of
+    whose name and document match: at most `MEDPAY_FAMILY_PROXY_CHECKS_PER_DAY` a day (China)."""
+    today = datetime.now(UTC).astimezone(CHINA)
+    key = f"family:proxy-checks:{user_id}:{today:%Y%m%d}"
+    count = await rt.redis.incr(key)
+    if count == 1:
+        await rt.redis.expire(key, 2 * 86400)
+    if count > rt.settings.family.proxy_checks_per_day:
+        midnight = datetime.combine(today.date() + timedelta(days=1), datetime.min.time(), tzinfo=CHINA)
+        raise AppError(
+            "too many relatives checked today; try again tomorrow",
+            code="FAMILY_PROXY_LIMITED",
+            status_code=429,
+            headers={"Retry-After": str(int((midnight - today).total_seconds()) + 1)},
+        )
+
+
 async def add_relative(rt: Runtime, patient: Patient, request: RelativeCreate) -> LinkRead:
-    """A relative without a phone, verified by the e-certificate platform, looked after by the holder."""
+    """A relative without a phone, verified by the e-certificate platform (by their face, unless a
+    young child), looked after by the holder. Nothing is written unless they are linked."""
     holder = await _own(patient)
     relation = relations.check(
         request.relation, billing.pooling_region(holder.region_code), rt.settings.family.extended_regions
     )
-    relative_id = await ecert.vouch_for(rt, patient.user_id, request.name, request.id_type, request.id_number)
-    if relative_id == holder.id:
-        raise Conflict("this is your own e-certificate", code="FAMILY_SELF")
-    if await ecert.users_of_insured(relative_id):
-        raise Conflict(
-            "this relative has an account of their own: invite them instead",
-            code="RELATIVE_HAS_ACCOUNT",
-            detail={"field": "id_number"},
+    number = ecert.checked_document(request.id_type, request.id_number)
+    age = _age(request.id_type, number, datetime.now(UTC).astimezone(CHINA).date())
+    young_child = relation in (Relation.CHILD, Relation.GRANDCHILD) and age is not None and age < CHILD_AGE
+    if request.face_assertion is None and not young_child:
+        raise AppError(
+            f"scan your relative's face: only a child under {CHILD_AGE} is added without it",
+            code="FACE_REQUIRED",
+            status_code=422,
+            detail={"field": "face_assertion"},
         )
+    await _check_room(rt, holder.id)  # before the platform is asked; again under the lock
+    await _proxy_budget(rt, patient.user_id)
+    identity = await ecert.verify_person(
+        rt, patient.user_id, request.name, request.id_type, request.id_number, request.face_assertion
+    )
     async with DB.transaction():
+        relative_id = await ecert.remember(rt, identity)
+        if relative_id == holder.id:
+            raise Conflict("this is your own e-certificate", code="FAMILY_SELF")
+        if await ecert.users_of_insured(relative_id):
+            raise Conflict(
+                "this relative has an account of their own: invite them instead",
+                code="RELATIVE_HAS_ACCOUNT",
+                detail={"field": "id_number"},
+            )
         link_id = await _link(rt, holder.id, patient.user_id, relative_id, relation, LinkedBy.PROXY)
     log.info("relative linked", link_id=link_id, linked_by="proxy")
     return await _read(link_id, patient)
+
+
+async def _check_room(rt: Runtime, holder_id: int) -> None:
+    count = await FamilyLink.count().where(
+        (FamilyLink.holder_id == holder_id) & (FamilyLink.state == LinkState.ACTIVE)
+    )
+    most = rt.settings.family.max_relatives
+    if count >= most:
+        raise Conflict(f"at most {most} relatives may be linked", code="FAMILY_FULL", detail={"max": most})
 
 
 async def _link(
@@ -140,12 +204,7 @@ async def _link(
     """A new ACTIVE link, within the holder's number of relatives (counted under a lock on the
     holder, so concurrent links cannot pass it)."""
     await FamilyLink.raw("SELECT pg_advisory_xact_lock(hashtext('family-holder'), {})", holder_id)
-    count = await FamilyLink.count().where(
-        (FamilyLink.holder_id == holder_id) & (FamilyLink.state == LinkState.ACTIVE)
-    )
-    most = rt.settings.family.max_relatives
-    if count >= most:
-        raise Conflict(f"at most {most} relatives may be linked", code="FAMILY_FULL", detail={"max": most})
+    await _check_room(rt, holder_id)
     try:
         rows = await FamilyLink.insert(
             FamilyLink(
@@ -171,7 +230,7 @@ async def _mine(patient: Patient, link_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound("no such link", code="FAMILY_LINK_NOT_FOUND")
     insured = await ecert.insured_of_user(patient.user_id)
-    if row["holder_user_id"] != patient.user_id and row["relative_id"] not in insured:
+    if row["holder_id"] not in insured and row["relative_id"] not in insured:
         raise NotFound("no such link", code="FAMILY_LINK_NOT_FOUND")
     return dict(row)
 
@@ -195,17 +254,14 @@ async def update_grants(patient: Patient, link_id: int, request: GrantsUpdate) -
     link = await _mine(patient, link_id)
     if link["state"] != LinkState.ACTIVE:
         raise Conflict("the link has ended", code="FAMILY_LINK_ENDED")
-    holder = link["holder_user_id"] == patient.user_id
+    holder = link["holder_id"] in await ecert.insured_of_user(patient.user_id)
     changes: dict[Any, Any] = {}
     if request.manage is not msgspec.UNSET:
-        if holder or link["linked_by"] == LinkedBy.PROXY:
+        # The relative's to give or take back, always: a relative added by proxy who binds an
+        # account of their own decides from then on.
+        if holder:
             raise Forbidden(
-                "`manage` is given by the relative, whose data it opens"
-                + (
-                    " (a relative in your care is yours to manage)"
-                    if link["linked_by"] == LinkedBy.PROXY
-                    else ""
-                ),
+                "`manage` is given by the relative, whose data it opens",
                 code="GRANT_NOT_YOURS",
                 detail={"field": "manage"},
             )
@@ -255,21 +311,17 @@ def _as_read(row: dict[str, Any], side: str, other: ecert.InsuredPerson) -> Link
 async def _read(link_id: int, patient: Patient) -> LinkRead:
     row = await FamilyLink.select().where(FamilyLink.id == link_id).first()
     assert row is not None
-    if row["holder_user_id"] == patient.user_id:
+    if row["holder_id"] in await ecert.insured_of_user(patient.user_id):
         return _as_read(row, "holder", await ecert.insured_person(row["relative_id"]))
     return _as_read(row, "relative", await ecert.insured_person(row["holder_id"]))
 
 
 async def family_of(patient: Patient) -> FamilyRead:
     insured = await ecert.insured_of_user(patient.user_id)
-    relatives = (
-        await FamilyLink.select().where(FamilyLink.holder_user_id == patient.user_id).order_by(FamilyLink.id)
-    )
-    holders = (
-        await FamilyLink.select().where(FamilyLink.relative_id.is_in(insured)).order_by(FamilyLink.id)
-        if insured
-        else []
-    )
+    if not insured:
+        return FamilyRead(relatives=[], holders=[])
+    relatives = await FamilyLink.select().where(FamilyLink.holder_id.is_in(insured)).order_by(FamilyLink.id)
+    holders = await FamilyLink.select().where(FamilyLink.relative_id.is_in(insured)).order_by(FamilyLink.id)
     return FamilyRead(
         relatives=[_as_read(r, "holder", await ecert.insured_person(r["relative_id"])) for r in relatives],
         holders=[_as_read(r, "relative", await ecert.insured_person(r["holder_id"])) for r in holders],

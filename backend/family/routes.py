@@ -87,8 +87,8 @@ class FamilyController(PatientController):
     async def add_relative(
         self, data: JSONBody[RelativeCreate], patient: PatientDep, runtime: RuntimeDep
     ) -> LinkRead:
-        """A relative without a phone (an elder, a child): their name and document verified by the
-        e-certificate platform; they are in your care, `manage` granted."""
+        """A relative without a phone (an elder, a child): their name, document and face (not for a
+        child under 16) verified by the e-certificate platform; they are in your care, `manage` granted."""
         return await links.add_relative(runtime, patient, data)
 
     @post(

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.ecert.documents import IdType
-from backend.ecert.schemas import DocumentNumber, MaskedIdentity, Name
+from backend.ecert.schemas import Assertion, DocumentNumber, MaskedIdentity, Name
 from backend.platform.schemas import Wire
 
 RelationName = Literal["SPOUSE", "PARENT", "CHILD", "SIBLING", "GRANDPARENT", "GRANDCHILD"]
@@ -40,6 +40,8 @@ class RelativeCreate(Wire):
     name: Name
     id_number: DocumentNumber
     id_type: IdType = "resident_id"
+    # The relative's face, scanned on the holder's phone: needed unless they are a child (under 16).
+    face_assertion: Assertion | None = None
 
 
 class GrantsUpdate(Wire):

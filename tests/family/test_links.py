@@ -10,8 +10,10 @@ from typing import Any
 
 import msgspec
 
+from backend.ecert.tables import InsuredPerson
 from backend.family.tables import FamilyInvitation, FamilyLink
 from tests.billing.factories import Insured, insured_patient
+from tests.helpers import bearer, bind_ecert, face_assertion, login
 from tests.identities import employee_id, resident_id
 
 _names = itertools.count(1)
@@ -31,13 +33,18 @@ async def accept(client, relative: Insured, code: str, relation: str = "CHILD") 
     )
 
 
-async def add_relative(client, holder: Insured, relation: str = "PARENT", **person: Any) -> Any:
+async def add_relative(
+    client, sandbox, holder: Insured, relation: str = "PARENT", *, face: bool = True, **person: Any
+) -> Any:
+    """Add a relative without a phone, their face scanned on the holder's phone (unless `face=False`)."""
     body = {
         "relation": relation,
         "name": f"测试老人{next(_names)}",
         "id_number": resident_id("330106"),
         **person,
     }
+    if face:
+        body["face_assertion"] = await face_assertion(sandbox, body["id_number"])
     return await client.post("/api/v1/family/relatives", json=body, headers=holder.headers)
 
 
@@ -104,9 +111,9 @@ async def test_a_relative_without_a_phone_is_verified_by_the_platform_and_in_the
     holder = await insured_patient(client, sandbox_http, settings)
 
     elder = resident_id("330106")
-    added = await add_relative(client, holder, "PARENT", name="测试奶奶", id_number=elder)
-    again = await add_relative(client, holder, "PARENT", name="测试奶奶", id_number=elder)
-    unverified = await add_relative(client, holder, "PARENT", name="张三")
+    added = await add_relative(client, sandbox_http, holder, "PARENT", name="测试奶奶", id_number=elder)
+    again = await add_relative(client, sandbox_http, holder, "PARENT", name="测试奶奶", id_number=elder)
+    unverified = await add_relative(client, sandbox_http, holder, "PARENT", name="张三")
 
     assert added.status_code == 201, added.text
     assert (added.json()["linked_by"], added.json()["grants"]["manage"]) == ("PROXY", True)
@@ -121,7 +128,9 @@ async def test_a_relative_with_an_account_of_their_own_is_invited_rather_than_ad
 ):
     holder, relative = [await insured_patient(client, sandbox_http, settings) for _ in range(2)]
 
-    answer = await add_relative(client, holder, "SPOUSE", name="测试配偶", id_number=relative.id_number)
+    answer = await add_relative(
+        client, sandbox_http, holder, "SPOUSE", name="测试配偶", id_number=relative.id_number
+    )
 
     assert answer.status_code == 409 and answer.json()["error"]["code"] == "RELATIVE_HAS_ACCOUNT"
 
@@ -198,10 +207,10 @@ async def test_relations_beyond_the_near_family_need_the_regions_policy(
 async def test_a_holder_links_at_most_six_relatives_even_at_once(client, sandbox_http, settings):
     holder = await insured_patient(client, sandbox_http, settings)
     for _ in range(3):
-        assert (await add_relative(client, holder, "CHILD")).status_code == 201
+        assert (await add_relative(client, sandbox_http, holder, "CHILD")).status_code == 201
 
     # Five at once (the platform's attempts in flight are limited like binds): three fit.
-    answers = await asyncio.gather(*(add_relative(client, holder, "CHILD") for _ in range(5)))
+    answers = await asyncio.gather(*(add_relative(client, sandbox_http, holder, "CHILD") for _ in range(5)))
 
     codes = sorted(a.status_code for a in answers)
     assert codes == [201] * 3 + [409] * 2, [a.text for a in answers]
@@ -213,10 +222,101 @@ async def test_bad_input_names_its_field_and_writes_nothing(client, sandbox_http
     holder = await insured_patient(client, sandbox_http, settings)
 
     unknown = await invite(client, holder, "COUSIN")
-    bad_number = await add_relative(client, holder, "PARENT", id_number="123")
-    bad_check = await add_relative(client, holder, "PARENT", id_number=employee_id("330106")[:-1] + "0")
+    bad_number = await add_relative(client, sandbox_http, holder, "CHILD", face=False, id_number="123")
+    bad_check = await add_relative(
+        client, sandbox_http, holder, "CHILD", face=False, id_number=employee_id("330106")[:-1] + "0"
+    )
 
     assert unknown.status_code == 400 and unknown.json()["error"]["detail"]["field"] == "relation"
     assert bad_number.status_code == 400 and bad_number.json()["error"]["detail"]["field"] == "id_number"
     assert bad_check.status_code in (400, 422) and bad_check.json()["error"]["detail"]["field"] == "id_number"
     assert await FamilyLink.count() == 0 and await FamilyInvitation.count() == 0
+
+
+async def test_a_link_is_the_holders_person_not_their_account(client, sandbox_http, settings):
+    """The holder unbinds their e-certificate and someone else binds theirs to the same account:
+    neither the account nor the newcomer inherits the relatives."""
+    child, parent = [await insured_patient(client, sandbox_http, settings) for _ in range(2)]
+    code = (await invite(client, child, "PARENT")).json()["code"]
+    link = (await accept(client, parent, code)).json()
+    await client.put(
+        f"/api/v1/family/links/{link['id']}/grants", json={"manage": True}, headers=parent.headers
+    )
+    pending = (await invite(client, child, "SPOUSE")).json()["code"]
+
+    assert (await client.delete("/api/v1/ecert", headers=child.headers)).status_code == 204
+    unbound = await family(client, child)
+    rebound = await bind_ecert(client, child.tokens, "测试新人", resident_id("330106"))
+    assert rebound.status_code == 200, rebound.text
+    newcomer = await family(client, child)
+    grants = await client.put(
+        f"/api/v1/family/links/{link['id']}/grants", json={"pay": True}, headers=child.headers
+    )
+    other = await insured_patient(client, sandbox_http, settings)
+    lapsed = await accept(client, other, pending, "SPOUSE")
+
+    assert unbound == {"relatives": [], "holders": []}
+    assert newcomer == {"relatives": [], "holders": []}
+    assert grants.status_code == 404 and grants.json()["error"]["code"] == "FAMILY_LINK_NOT_FOUND"
+    assert lapsed.status_code == 404 and lapsed.json()["error"]["code"] == "INVITATION_NOT_FOUND"
+
+
+async def test_an_adult_relative_is_added_only_with_their_face_a_young_child_without(
+    client, sandbox_http, settings
+):
+    holder = await insured_patient(client, sandbox_http, settings)
+    child = resident_id("330106", born=f"{datetime.now(UTC).year - 5}0101")
+
+    faceless = await add_relative(client, sandbox_http, holder, "PARENT", face=False)
+    adult_child = await add_relative(client, sandbox_http, holder, "CHILD", face=False)
+    young = await add_relative(
+        client, sandbox_http, holder, "CHILD", face=False, name="测试宝宝", id_number=child
+    )
+
+    assert faceless.status_code == 422 and faceless.json()["error"]["code"] == "FACE_REQUIRED"
+    assert faceless.json()["error"]["detail"]["field"] == "face_assertion"
+    assert adult_child.status_code == 422 and adult_child.json()["error"]["code"] == "FACE_REQUIRED"
+    assert young.status_code == 201, young.text
+    assert await FamilyLink.count() == 1
+
+
+async def test_a_relative_added_by_proxy_who_binds_an_account_decides_on_manage(
+    client, sandbox_http, settings
+):
+    holder = await insured_patient(client, sandbox_http, settings)
+    elder = resident_id("330106")
+    link = (
+        await add_relative(client, sandbox_http, holder, "PARENT", name="测试爷爷", id_number=elder)
+    ).json()
+    tokens = await login(client, sandbox_http, settings, "wechat", "grandpa-phone")
+    assert (await bind_ecert(client, tokens, "测试爷爷", elder)).status_code == 200
+
+    revoked = await client.put(
+        f"/api/v1/family/links/{link['id']}/grants",
+        json={"manage": False},
+        headers=bearer(tokens["access_token"]),
+    )
+
+    assert revoked.status_code == 200 and revoked.json()["grants"]["manage"] is False
+    assert (await family(client, holder))["relatives"][0]["grants"]["manage"] is False
+
+
+async def test_proxy_checks_are_counted_granted_or_refused_and_a_refusal_writes_nothing(
+    client, sandbox_http, settings
+):
+    holder = await insured_patient(client, sandbox_http, settings)
+    others = [await insured_patient(client, sandbox_http, settings) for _ in range(2)]
+    people = await InsuredPerson.count()
+
+    answers = [
+        await add_relative(client, sandbox_http, holder, "SPOUSE", name="测试某人", id_number=o.id_number)
+        for o in others
+    ]
+    answers += [await add_relative(client, sandbox_http, holder, "PARENT", name="张三") for _ in range(8)]
+    over = await add_relative(client, sandbox_http, holder, "PARENT")
+
+    assert {a.json()["error"]["code"] for a in answers[:2]} == {"RELATIVE_HAS_ACCOUNT"}
+    assert over.status_code == 429 and over.json()["error"]["code"] == "FAMILY_PROXY_LIMITED"
+    assert int(over.headers["retry-after"]) > 0
+    assert await InsuredPerson.count() == people  # nobody new recorded for the refusals
+    assert await FamilyLink.count() == 0
