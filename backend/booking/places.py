@@ -298,10 +298,15 @@ async def tell(
     where: Place,
     **params: str,
 ) -> list[int]:
-    """Notify every user bound to the patient about an appointment, once per milestone."""
+    """Notify every user bound to the patient about an appointment, and whoever booked it for them
+    (a relative managing their appointments), once per milestone."""
     person = await ecert.insured_person(insured_id)
     messages = []
-    for user_id in await ecert.users_of_insured(insured_id):
+    users = await ecert.users_of_insured(insured_id)
+    booker = await Appointment.select(Appointment.user_id).where(Appointment.id == appointment_id).first()
+    if booker is not None and booker["user_id"] not in users:
+        users.append(int(booker["user_id"]))
+    for user_id in users:
         message = await notify.notify(
             user_id,
             template,

@@ -38,7 +38,8 @@ async def remind(rt: Runtime, day: date | None = None) -> int:
                 WHERE a.id IN (SELECT id FROM appointment WHERE day = {} AND state = 'CONFIRMED'
                                AND reminded_at IS NULL ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED)
                   AND s.id = a.session_id AND dep.id = s.department_id AND s.state = 'OPEN'
-                RETURNING a.id, a.insured_id, a.slot, s.starts_at, s.slot_minutes, dep.name AS department
+                RETURNING a.id, a.insured_id, a.user_id, a.slot, s.starts_at, s.slot_minutes,
+                          dep.name AS department
                 """,
                 day,
                 BATCH,
@@ -59,7 +60,8 @@ async def remind(rt: Runtime, day: date | None = None) -> int:
                     },
                 )
                 for row in rows
-                for user_id in users.get(row["insured_id"], [])
+                # The patient's own accounts, and whoever booked for them (a relative managing theirs).
+                for user_id in dict.fromkeys([*users.get(row["insured_id"], []), row["user_id"]])
             ]
             messages = await notify.notify_many(notices)
         await outbox.send(rt.redis, messages)

@@ -17,7 +17,7 @@ from tests.billing.factories import (
     payer_pays,
     post_notification,
 )
-from tests.booking.arrange import book, one_session
+from tests.booking.arrange import book, one_session, pay_fee
 from tests.family.test_links import accept, invite
 
 
@@ -114,3 +114,20 @@ async def test_a_holder_books_for_a_relative_in_their_care(client, sandbox_http,
     assert again.status_code == 409 and again.json()["error"]["code"] == "APPOINTMENT_DUPLICATE"
     strangers = (await client.get("/api/v1/appointments", headers=stranger.headers)).json()["items"]
     assert strangers == []
+
+
+async def test_a_holder_who_books_and_pays_for_a_relative_hears_of_it_as_the_relative_does(
+    client, sandbox_http, settings, run_worker
+):
+    child, parent = [await insured_patient(client, sandbox_http, settings) for _ in range(2)]
+    link = await linked(client, child, parent, manage=True)
+    session_id = await one_session(client, child, capacity=5)
+    hold = (await book(client, child, session_id, relative_link_id=link["id"])).json()
+
+    confirmed = await pay_fee(client, sandbox_http, child, hold, run_worker)
+
+    assert confirmed["state"] == "CONFIRMED"
+    booked = await Notification.select(Notification.user_id).where(
+        Notification.template == "appointment_booked"
+    )
+    assert len(booked) == 2  # the parent's account and the child's, once each
