@@ -42,13 +42,6 @@ def _field_error(field: str, message: str) -> AppError:
     return AppError(message, code="VALIDATION_ERROR", status_code=422, detail={"field": field})
 
 
-async def partner_institution(partner: Partner) -> Institution:
-    institution = await hospitals.find(partner.institution_code) if partner.institution_code else None
-    if institution is None:
-        raise Forbidden("this client is not registered for an institution", code="NO_INSTITUTION")
-    return institution
-
-
 async def create(
     rt: Runtime, partner: Partner, request: BillCreate, request_key: str | None = None
 ) -> BillRead:
@@ -57,7 +50,7 @@ async def create(
         return await read(rt, existing)
     if (request.visit_token is None) == (request.cert_no is None):
         raise _field_error("visit_token", "name the patient by exactly one of visit_token or cert_no")
-    institution = await partner_institution(partner)
+    institution = await hospitals.of_partner(partner.institution_code)
     if request.visit_token is not None:
         visit_id, insured_id = await ecert.visit_for_bill(request.visit_token, partner)
     else:

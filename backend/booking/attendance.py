@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import structlog
 
-from backend.booking import catalogue, views
+from backend.booking import views
 from backend.booking.places import CHINA
 from backend.booking.schemas import AppointmentRead, CheckIn
 from backend.booking.tables import Appointment, AppointmentState, ClinicSession
 from backend.ecert import service as ecert
+from backend.hospitals import service as hospitals
 from backend.oauth.service import Partner
 from backend.platform.errors import Conflict, NotFound
 from backend.platform.runtime import Runtime
@@ -23,7 +24,7 @@ log = structlog.get_logger(__name__)
 async def check_in(
     rt: Runtime, partner: Partner, appointment_id: uuid.UUID, request: CheckIn
 ) -> AppointmentRead:
-    institution = await catalogue.institution_of(partner)
+    institution = await hospitals.of_partner(partner.institution_code)
     row = (
         await Appointment.select(
             Appointment.institution_id, Appointment.insured_id, Appointment.state, Appointment.session_id

@@ -20,7 +20,7 @@ from backend.hospitals.service import Institution
 from backend.oauth.service import Partner
 from backend.piccolo_conf import DB
 from backend.platform import outbox
-from backend.platform.errors import AppError, Conflict, Forbidden
+from backend.platform.errors import AppError, Conflict
 from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -36,13 +36,6 @@ _CAPACITY = (
 
 def _invalid(field: str, message: str) -> AppError:
     return AppError(message, code="VALIDATION_ERROR", status_code=422, detail={"field": field})
-
-
-async def institution_of(partner: Partner) -> Institution:
-    institution = await hospitals.find(partner.institution_code) if partner.institution_code else None
-    if institution is None:
-        raise Forbidden("this client is not registered for an institution", code="NO_INSTITUTION")
-    return institution
 
 
 def _unique(kind: str, codes: Iterable[str]) -> None:
@@ -122,7 +115,7 @@ def _check_session(n: int, session: SessionIn, request: ScheduleUpsert, doctors:
 
 
 async def publish(rt: Runtime, partner: Partner, request: ScheduleUpsert) -> ScheduleResult:
-    institution = await institution_of(partner)
+    institution = await hospitals.of_partner(partner.institution_code)
     await _check(institution, request)
     async with DB.transaction():
         await _upsert_fees(institution, request)

@@ -41,31 +41,24 @@ async def book(
         return await views.read(rt, made)
     insured_id = await views.booked_for(patient, request.relative_link_id)
     where = await places.place(request.session_id)
-    session = (
-        await ClinicSession.select(
-            ClinicSession.state, ClinicSession.capacity, ClinicSession.booked, ClinicSession.starts_at
-        )
-        .where(ClinicSession.id == request.session_id)
-        .first()
-    )
-    if where is None or session is None:
+    if where is None:
         raise NotFound("no such session", code="SESSION_NOT_FOUND", detail={"field": "session_id"})
     now, settings = datetime.now(UTC), rt.settings.booking
-    if session["state"] != "OPEN":
-        raise _closed("the session was cancelled", state=session["state"])
-    if session["starts_at"] <= now + places.LAST_HOLD:
+    if where.state != "OPEN":
+        raise _closed("the session was cancelled", state=where.state)
+    if where.starts_at <= now + places.LAST_HOLD:
         raise _closed("the session is starting: booking is closed")
     await check_may_book(rt, insured_id, where.day)
-    slot = _slot_asked(request, where.slot_minutes, session["capacity"])
+    slot = _slot_asked(request, where.slot_minutes, where.capacity)
     if await places.has_active(insured_id, where.doctor_id, where.day):
         raise places.duplicate()
-    expires_at = min(now + timedelta(seconds=settings.hold_seconds), session["starts_at"])
+    expires_at = min(now + timedelta(seconds=settings.hold_seconds), where.starts_at)
     try:
         async with DB.transaction():
             if not await places.take(request.session_id):
                 raise await _why_not_taken(request.session_id)
             if slot is None and where.slot_minutes:
-                slot = await places.free_slot(request.session_id, session["capacity"])
+                slot = await places.free_slot(request.session_id, where.capacity)
             appointment_id, bill_id = await places.hold(
                 where,
                 insured_id=insured_id,
@@ -198,13 +191,12 @@ async def paid(rt: Runtime, bill: BillRecord) -> list[int]:
         await WaitlistEntry.update({WaitlistEntry.state: "BOOKED", WaitlistEntry.ended_at: now}).where(
             WaitlistEntry.id == appointment["waitlist_id"]
         )
-    state = await ClinicSession.select(ClinicSession.state).where(ClinicSession.id == session_id).first()
-    if state is not None and state["state"] != "OPEN":
+    where = await places.place(session_id)
+    assert where is not None
+    if where.state != "OPEN":
         # Paid while its session was being cancelled (停诊): the cancellation refunds it too.
         messages = [await outbox.add(cancellation.CANCEL_SESSION, {"session_id": session_id})]
     else:
-        where = await places.place(session_id)
-        assert where is not None
         messages = await places.tell(
             bill.insured_id, "appointment_booked", appointment["id"], "booked", where
         )

@@ -48,7 +48,7 @@ LAST_HOLD = timedelta(minutes=2)
 
 @dataclass(frozen=True)
 class Place:
-    """A session as a hold needs it: where, who, when, and its fee."""
+    """A session as a hold needs it: where, who, when, its places and its fee."""
 
     session_id: int
     institution_id: int
@@ -58,6 +58,8 @@ class Place:
     day: date
     starts_at: datetime
     slot_minutes: int | None
+    capacity: int
+    state: str  # the session's: OPEN or CANCELLED
     fee_fen: int
     fee_item_code: str
     fee_item_name: str
@@ -68,8 +70,8 @@ async def place(session_id: int) -> Place | None:
     rows = await ClinicSession.raw(
         """
         SELECT s.id AS session_id, s.institution_id, dep.name AS department, s.doctor_id, d.name AS doctor,
-               s.day, s.starts_at, s.slot_minutes, f.fee_fen, f.item_code AS fee_item_code,
-               f.item_name AS fee_item_name, f.category AS fee_category
+               s.day, s.starts_at, s.slot_minutes, s.capacity, s.state, f.fee_fen,
+               f.item_code AS fee_item_code, f.item_name AS fee_item_name, f.category AS fee_category
         FROM booking_session s
         JOIN booking_doctor d ON d.id = s.doctor_id
         JOIN booking_department dep ON dep.id = s.department_id

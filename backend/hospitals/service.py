@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from backend.hospitals import tables
+from backend.platform.errors import Forbidden
 
 
 class Institution(msgspec.Struct, frozen=True):
@@ -46,6 +47,14 @@ async def find(code: str) -> Institution | None:
     """The institution with this code, if there is one."""
     row = await tables.Institution.select(*_COLUMNS).where(tables.Institution.code == code).first()
     return None if row is None else Institution(**row)
+
+
+async def of_partner(institution_code: str | None) -> Institution:
+    """The institution a hospital's partner client is registered for; 403 `NO_INSTITUTION` if none."""
+    institution = await find(institution_code) if institution_code else None
+    if institution is None:
+        raise Forbidden("this client is not registered for an institution", code="NO_INSTITUTION")
+    return institution
 
 
 async def get(institution_id: int) -> Institution:
