@@ -26,7 +26,9 @@ from backend.booking.routes import (
     WaitlistController,
 )
 from backend.credit.routes import BankCallbackController, CreditController
+from backend.ecert import service as ecert
 from backend.ecert.routes import EcertController, TerminalController
+from backend.family import service as family
 from backend.family.routes import FamilyController
 from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController, provide_partner
@@ -74,6 +76,8 @@ async def jwks(runtime: RuntimeDep) -> dict[str, object]:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings.app.log_level, settings.app.log_json)
+    # A relative's QR code shown by a holder works while the holder still manages them.
+    ecert.check_links_with(family.managed_relative)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -16,10 +16,11 @@ async def audit() -> tuple[list[str], dict[str, int]]:
     problems = []
     for row in await Bill.raw(
         """
-        SELECT b.bill_no, b.state, b.total_fen, b.fund_fen, b.personal_account_fen, b.cash_fen
+        SELECT b.bill_no, b.state, b.total_fen
         FROM bill b
         WHERE b.state IN ('PAYING', 'PAID', 'PARTIALLY_REFUNDED', 'REFUNDED')
-          AND (b.fund_fen IS NULL OR b.fund_fen + b.personal_account_fen + b.cash_fen <> b.total_fen)
+          AND (b.fund_fen IS NULL
+               OR b.fund_fen + b.personal_account_fen + b.family_account_fen + b.cash_fen <> b.total_fen)
         """
     ):
         problems.append(f"bill {row['bill_no']} ({row['state']}): its parts do not sum to {row['total_fen']}")
@@ -100,13 +101,14 @@ async def _receivables(receivable: dict[str, int]) -> list[str]:
         Bill.refunded_fen,
         Bill.fund_fen,
         Bill.personal_account_fen,
+        Bill.family_account_fen,
     ):
         refunds = standing.get(bill["id"], [])
         held = receivable.get(f"bill:{bill['id']}", 0) + sum(
             receivable.get(f"refund:{refund_id}", 0) for refund_id, _ in refunds
         )
         if bill["state"] == BillState.PAYING:
-            expected = bill["fund_fen"] + bill["personal_account_fen"]
+            expected = bill["fund_fen"] + bill["personal_account_fen"] + bill["family_account_fen"]
         elif bill["state"] in (BillState.PAID, BillState.PARTIALLY_REFUNDED, BillState.REFUNDED):
             expected = bill["total_fen"] - bill["refunded_fen"]
         else:

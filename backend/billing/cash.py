@@ -180,6 +180,8 @@ async def end_within(rt: Runtime, bill: BillRecord, state: str, reason: str) -> 
         await parties_of(bill),
         fund_fen=settled.fund_fen,
         personal_account_fen=settled.personal_account_fen,
+        family_account_fen=settled.family_account_fen,
+        family_insured_id=settled.family_insured_id,
         giving_back=True,
     )
     await policy.add_usage(bill.insured_id, settled.policy_year, -settled.deductible_fen, -settled.fund_fen)

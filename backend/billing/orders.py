@@ -22,6 +22,9 @@ class Order:
     # Both run inside billing's transaction and return outbox message ids to send after commit.
     paid: Callable[[Runtime, BillRecord], Awaitable[list[int]]]
     ended: Callable[[Runtime, BillRecord, str], Awaitable[list[int]]]  # closed or failed; the reason
+    # Before a payment locks anything else (a family link, the usage, the accounts): the rows
+    # `paid` will change, so paying takes its locks in the order cancelling and expiring do.
+    lock: Callable[[BillRecord], Awaitable[None]]
 
 
 ORDERS: dict[str, Order] = {}
@@ -40,6 +43,12 @@ def _order(bill: BillRecord) -> Order | None:
     if order is None:  # a process that pays bills without the domain that made them: refuse loudly
         raise RuntimeError(f"bill {bill.id} was created by {bill.created_by}, which is not loaded")
     return order
+
+
+async def lock(bill: BillRecord) -> None:
+    order = _order(bill)
+    if order is not None:
+        await order.lock(bill)
 
 
 async def paid(rt: Runtime, bill: BillRecord) -> list[int]:

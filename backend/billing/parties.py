@@ -49,25 +49,46 @@ async def post_parts(
     *,
     fund_fen: int = 0,
     personal_account_fen: int = 0,
+    family_account_fen: int = 0,
+    family_insured_id: int | None = None,
     cash_fen: int = 0,
     cash_account: str | None = None,
     giving_back: bool = False,
 ) -> None:
     """Post parts of a bill moving from their payers to the hospital (or back, `giving_back`);
-    the cash part through `cash_account` (a channel's or a bank's clearing account)."""
+    the cash part through `cash_account` (a channel's or a bank's clearing account). Family mutual
+    aid from `family_insured_id`'s personal account is a journal of its own kind (`FAMILY_AID`),
+    under the same reference, so the books show whose account paid whose bill."""
     person, institution = parties.person, parties.institution
     region = policy.pooling_region(person.region_code)
+    receivable = ledger.hospital_receivable(institution.code)
     sign = -1 if giving_back else 1
     total = fund_fen + personal_account_fen + cash_fen
     lines = [
-        (ledger.hospital_receivable(institution.code), sign * total),
+        (receivable, sign * total),
         (ledger.fund_pool(region, person.insurance_type), -sign * fund_fen),
         (ledger.personal_account(bill.insured_id), -sign * personal_account_fen),
     ]
     if cash_fen:
         assert cash_account, "a cash part names the account it moves through"
         lines.append((cash_account, -sign * cash_fen))
-    await ledger.post(kind, reference, lines)
+    journals: list[tuple[str, str, list[tuple[str, int]]]] = [(kind, reference, lines)]
+    if family_account_fen:
+        assert family_insured_id is not None, "family mutual aid names whose account paid"
+        aid = [
+            (receivable, sign * family_account_fen),
+            (ledger.personal_account(family_insured_id), -sign * family_account_fen),
+        ]
+        journals.append((FAMILY_AID[kind], reference, aid))
+    await ledger.post_together(journals)
+
+
+# The journal kind of family mutual aid's part of each bill journal.
+FAMILY_AID = {
+    "bill.settled": "bill.family_aid",
+    "bill.reversed": "bill.family_aid_reversed",
+    "bill.refunded": "bill.family_aid_refunded",
+}
 
 
 async def notify_patients(

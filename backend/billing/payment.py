@@ -6,7 +6,7 @@ payment channel, or a credit line). How the cash part ends is `cash.py`.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,13 +32,17 @@ from backend.billing.schemas import (
     PayRequest,
     PolicyRead,
     PresettleRead,
+    PresettleRequest,
 )
 from backend.billing.settlement import Item, Split, presettle
 from backend.billing.tables import Bill, BillItem, BillState, CashPayment, CashState
+from backend.ecert import service as ecert
+from backend.ecert.service import InsuredPerson
+from backend.family import service as family
 from backend.ledger import service as ledger
 from backend.piccolo_conf import DB
 from backend.platform import outbox
-from backend.platform.errors import AppError, Conflict
+from backend.platform.errors import AppError, Conflict, NotFound
 from backend.platform.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -106,6 +110,8 @@ async def _settle(
     messages: list[int] = []
     async with DB.transaction():
         bill = await locked_bill(bill_id)
+        if request.family_account and bill.insured_id in await ecert.insured_of_user(patient.user_id):
+            raise _aid_refused("family mutual aid pays for a relative's bill, not your own")
         if bill.state == BillState.PAYING and bill.cash_method is None:
             await _reopen_cash(rt, patient, bill, request)  # its cash part failed: open another
         elif bill.state == BillState.PAYING:
@@ -125,9 +131,16 @@ async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, reque
         raise _not_payable(bill.state)
     if bill.expires_at <= datetime.now(UTC) + PAY_MARGIN:
         raise _expired()
+    await orders.lock(bill)  # what the bill pays for (an appointment and its session) first
+    # A relative's bill is paid under a live link, held until commit: one ended a moment ago
+    # opens nothing, and one ended now waits for this payment.
+    aid = await _family_aid(patient, bill, request.family_account, lock=True)
     year = policy_year()
     parties = await parties_of(bill)
-    split, _ = await split_for(bill, parties, request.use_personal_account, year, lock=True)
+    split, _, _ = await split_for(
+        bill, parties, request.use_personal_account, year, lock=True, aid=aid.holder if aid else None
+    )
+    aided = aid is not None and split.family_account_fen > 0
     method = request.cash_method if split.cash_fen else None
     if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
         raise problem
@@ -144,12 +157,17 @@ async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, reque
             Bill.state: state,
             Bill.fund_fen: split.fund_fen,
             Bill.personal_account_fen: split.personal_account_fen,
+            Bill.family_account_fen: split.family_account_fen,
+            Bill.family_insured_id: aid.holder.id if aid and aided else None,
+            Bill.family_link_id: aid.link_id if aid and aided else None,
+            Bill.family_link_version: aid.version if aid and aided else None,
             Bill.cash_fen: split.cash_fen,
             Bill.deductible_fen: split.deductible_fen,
             Bill.policy_year: year,
             Bill.settlement: msgspec.json.encode(
                 {
                     "use_personal_account": request.use_personal_account,
+                    "family_account": request.family_account,
                     "items": [asdict(i) for i in split.items],
                 }
             ).decode(),
@@ -174,8 +192,46 @@ async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, reque
         parties,
         fund_fen=split.fund_fen,
         personal_account_fen=split.personal_account_fen,
+        family_account_fen=split.family_account_fen,
+        family_insured_id=aid.holder.id if aid and aided else None,
     )
     return messages
+
+
+@dataclass(frozen=True)
+class FamilyAid:
+    """Family mutual aid for one payment: the link it is made under and the holder paying."""
+
+    link_id: int
+    version: int
+    holder: InsuredPerson
+
+
+def _aid_refused(why: str) -> AppError:
+    return AppError(
+        why, code="FAMILY_ACCOUNT_UNAVAILABLE", status_code=422, detail={"field": "family_account"}
+    )
+
+
+async def _family_aid(patient: Patient, bill: BillRecord, wanted: bool, *, lock: bool) -> FamilyAid | None:
+    """Whether this payment of the bill may use the payer's personal account for the relative
+    whose bill it is (family mutual aid, 家庭共济); with `lock`, inside the paying transaction, the
+    link is held until commit. A relative's bill with no live link is 404, as anyone else's is."""
+    if bill.insured_id in await ecert.insured_of_user(patient.user_id):
+        if wanted:
+            raise _aid_refused("family mutual aid pays for a relative's bill, not your own")
+        return None
+    acting = await family.acting_for(patient.user_id, bill.insured_id, lock=lock)
+    if acting is None:
+        raise NotFound("no such bill", code="BILL_NOT_FOUND")
+    if not wanted:
+        return None
+    if not acting.pay:
+        raise _aid_refused("your link to this relative does not grant `pay` (family mutual aid)")
+    holder = await ecert.insured_person(acting.holder_id)
+    if holder.insurance_type != "employee":
+        raise _aid_refused("only an employee's personal account pays for relatives")
+    return FamilyAid(acting.link_id, acting.version, holder)
 
 
 async def _opened(rt: Runtime, bill_id: uuid.UUID) -> PaymentRead:
@@ -211,6 +267,7 @@ async def _reopen_cash(rt: Runtime, patient: Patient, bill: BillRecord, request:
     """A bill whose cash part failed (a declined drawdown), paid again: the split stands, the cash
     part opens anew by the method now chosen, once `_settle`'s transaction (the bill locked) commits."""
     _check_resumable(patient, bill, request)
+    await _family_aid(patient, bill, False, lock=True)  # a relative's bill: still under a live link
     settled = bill.settled
     method = request.cash_method
     if (problem := _method_problem(patient, method, settled.cash_fen)) is not None:
@@ -234,6 +291,7 @@ def _check_resumable(patient: Patient, bill: BillRecord, request: PayRequest) ->
     same = (
         bill.settled.payer_user_id == patient.user_id
         and settled["use_personal_account"] == request.use_personal_account
+        and settled.get("family_account", False) == request.family_account
         # With no cash method (its cash part failed), any method opens the cash part again.
         and (bill.cash_method is None or (request.cash_method or bill.cash_method) == bill.cash_method)
     )
@@ -259,6 +317,7 @@ def _payment_read(bill: BillRecord, launch: dict[str, str] | None, out_trade_no:
         state=bill.state,
         fund_fen=bill.settled.fund_fen,
         personal_account_fen=bill.settled.personal_account_fen,
+        family_account_fen=bill.settled.family_account_fen,
         cash_fen=bill.settled.cash_fen,
         cash_method=bill.cash_method,
         launch=launch,
@@ -275,28 +334,28 @@ async def schedule_check(rt: Runtime, bill_id: uuid.UUID, after_seconds: float) 
 
 
 async def split_for(
-    bill: BillRecord, parties: Parties, use_personal_account: bool, year: int, *, lock: bool
-) -> tuple[Split, int]:
-    """The bill's split under its person's policy and usage: (split, personal account balance).
+    bill: BillRecord,
+    parties: Parties,
+    use_personal_account: bool,
+    year: int,
+    *,
+    lock: bool,
+    aid: InsuredPerson | None = None,
+) -> tuple[Split, int, int | None]:
+    """The bill's split under its person's policy and usage, with family mutual aid from `aid`'s
+    personal account: (split, the person's personal account balance, `aid`'s balance).
 
     With `lock`, the usage and personal account rows stay locked until the caller commits, so
-    concurrent payments of one person are settled one after another against fresh balances.
+    concurrent payments of one person are settled one after another against fresh balances. The
+    two personal accounts are locked together, in the ledger's order.
     """
     person, institution = parties.person, parties.institution
     rules = await policy.policy_for(person.region_code, person.insurance_type, year)
     usage = await policy.usage(bill.insured_id, year, lock=lock)
-    balance = 0
-    if rules.personal_account_pays:
-        code = ledger.personal_account(bill.insured_id)
-        if lock:
-            await ledger.open_personal_account(
-                bill.insured_id,
-                policy.pooling_region(person.region_code),
-                person.opening_balance_fen,
-            )
-            balance = await ledger.locked_balance(code)
-        else:
-            balance = await ledger.balance(code, default=person.opening_balance_fen)
+    accounts = ([person] if rules.personal_account_pays else []) + ([aid] if aid is not None else [])
+    balances = await _balances(accounts, lock=lock)
+    balance = balances.get(person.id, 0)
+    aid_balance = None if aid is None else balances[aid.id]
     items = (
         await BillItem.select(
             BillItem.code, BillItem.name, BillItem.category, BillItem.quantity, BillItem.unit_price_fen
@@ -310,11 +369,27 @@ async def split_for(
         usage,
         [Item(**item) for item in items],
         balance if use_personal_account else 0,
+        aid_balance or 0,
     )
-    return split, balance
+    return split, balance, aid_balance
 
 
-async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_account: bool) -> PresettleRead:
+async def _balances(people: list[InsuredPerson], *, lock: bool) -> dict[int, int]:
+    """The personal accounts' balances by insured person; with `lock`, opened if need be and
+    locked until the caller commits."""
+    if not lock:
+        return {
+            p.id: await ledger.balance(ledger.personal_account(p.id), default=p.opening_balance_fen)
+            for p in people
+        }
+    await ledger.open_personal_accounts(
+        [(p.id, policy.pooling_region(p.region_code), p.opening_balance_fen) for p in people]
+    )
+    locked = await ledger.locked_balances([ledger.personal_account(p.id) for p in people])
+    return {p.id: locked.get(ledger.personal_account(p.id), 0) for p in people}
+
+
+async def presettle_bill(patient: Patient, bill_id: uuid.UUID, request: PresettleRequest) -> PresettleRead:
     await bills.owned_bill(patient, bill_id)
     bill = await records.bill(bill_id)
     assert bill is not None
@@ -325,15 +400,25 @@ async def presettle_bill(patient: Patient, bill_id: uuid.UUID, use_personal_acco
             status_code=409,
             detail={"state": bill.state},
         )
+    aid = await _family_aid(patient, bill, request.family_account, lock=False)
     parties = await parties_of(bill)
-    split, balance = await split_for(bill, parties, use_personal_account, policy_year(), lock=False)
+    split, balance, aid_balance = await split_for(
+        bill,
+        parties,
+        request.use_personal_account,
+        policy_year(),
+        lock=False,
+        aid=aid.holder if aid else None,
+    )
     person = parties.person
     return PresettleRead(
         total_fen=split.total_fen,
         fund_fen=split.fund_fen,
         personal_account_fen=split.personal_account_fen,
+        family_account_fen=split.family_account_fen,
         cash_fen=split.cash_fen,
         personal_account_balance_fen=balance,
+        family_account_balance_fen=aid_balance,
         policy=PolicyRead(
             region_code=policy.pooling_region(person.region_code),
             insurance_type=person.insurance_type,

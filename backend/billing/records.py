@@ -27,6 +27,9 @@ class BillRecord(msgspec.Struct, frozen=True):
     total_fen: int
     fund_fen: int | None
     personal_account_fen: int | None
+    family_account_fen: int
+    family_insured_id: int | None
+    family_link_id: int | None
     cash_fen: int | None
     deductible_fen: int | None
     policy_year: int | None
@@ -52,6 +55,9 @@ class BillRecord(msgspec.Struct, frozen=True):
         return Settled(
             fund_fen=self.fund_fen,
             personal_account_fen=self.personal_account_fen,
+            family_account_fen=self.family_account_fen,
+            family_insured_id=self.family_insured_id,
+            family_link_id=self.family_link_id,
             cash_fen=self.cash_fen,
             deductible_fen=self.deductible_fen,
             policy_year=self.policy_year,
@@ -65,6 +71,9 @@ class Settled(msgspec.Struct, frozen=True):
 
     fund_fen: int
     personal_account_fen: int
+    family_account_fen: int  # family mutual aid: paid by the personal account of
+    family_insured_id: int | None  # this relative (the link's holder),
+    family_link_id: int | None  # under this link
     cash_fen: int
     deductible_fen: int
     policy_year: int
@@ -85,6 +94,7 @@ class CashRecord(msgspec.Struct, frozen=True):
     transaction_id: str | None
     merchant_id: str | None
     account: str
+    relative: str | None  # JSON: whom a relative pays for, as the channel's order names them
     created_at: datetime
     paid_at: datetime | None
     ended_at: datetime | None

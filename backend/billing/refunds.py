@@ -46,6 +46,7 @@ async def _remaining(bill: BillRecord) -> RefundParts:
     rows = await Refund.raw(
         """
         SELECT coalesce(sum(fund_fen), 0) AS fund, coalesce(sum(personal_account_fen), 0) AS pa,
+               coalesce(sum(family_account_fen), 0) AS family,
                coalesce(sum(cash_fen), 0) AS cash, coalesce(sum(deductible_fen), 0) AS deductible
         FROM bill_refund WHERE bill_id = {} AND state = ANY({}::text[])
         """,
@@ -56,6 +57,7 @@ async def _remaining(bill: BillRecord) -> RefundParts:
     return RefundParts(
         fund_fen=bill.settled.fund_fen - taken["fund"],
         personal_account_fen=bill.settled.personal_account_fen - taken["pa"],
+        family_account_fen=bill.settled.family_account_fen - taken["family"],
         cash_fen=bill.settled.cash_fen - taken["cash"],
         deductible_fen=bill.settled.deductible_fen - taken["deductible"],
     )
@@ -112,7 +114,12 @@ async def record_within(
             detail={"state": bill.state},
         )
     remaining = await _remaining(bill)
-    left = remaining.fund_fen + remaining.personal_account_fen + remaining.cash_fen
+    left = (
+        remaining.fund_fen
+        + remaining.personal_account_fen
+        + remaining.family_account_fen
+        + remaining.cash_fen
+    )
     amount = amount_fen if amount_fen is not None else left
     if amount > left or amount == 0:
         raise AppError(
@@ -131,6 +138,7 @@ async def record_within(
             amount_fen=amount,
             fund_fen=parts.fund_fen,
             personal_account_fen=parts.personal_account_fen,
+            family_account_fen=parts.family_account_fen,
             cash_fen=parts.cash_fen,
             deductible_fen=parts.deductible_fen,
             reason=reason,
@@ -276,6 +284,8 @@ async def _accept(refund_id: uuid.UUID, state: str, channel_refund_id: str | Non
         parties,
         fund_fen=refund["fund_fen"],
         personal_account_fen=refund["personal_account_fen"],
+        family_account_fen=refund["family_account_fen"],
+        family_insured_id=bill.settled.family_insured_id,
         cash_fen=refund["cash_fen"],
         cash_account=cash.account if cash is not None else None,
         giving_back=True,

@@ -89,13 +89,18 @@ class BillController(PatientController):
         "/{bill_id:uuid}/presettle",
         status_code=HTTP_200_OK,
         operation_id="billPresettle",
-        responses=errors(NOT_FOUND, (409, "`BILL_NOT_PAYABLE`, or `POLICY_MISSING` for the patient.")),
+        responses=errors(
+            NOT_FOUND,
+            (409, "`BILL_NOT_PAYABLE`, or `POLICY_MISSING` for the patient."),
+            (422, "`FAMILY_ACCOUNT_UNAVAILABLE`: no family mutual aid on this bill."),
+        ),
     )
     async def presettle(
         self, bill_id: BillId, data: JSONBody[PresettleRequest], patient: PatientDep
     ) -> PresettleRead:
-        """What the fund, the personal account and cash would pay, item by item, with the rule."""
-        return await payment.presettle_bill(patient, bill_id, data.use_personal_account)
+        """What the fund, the personal account, a relative's by family mutual aid (`family_account`)
+        and cash would pay, item by item, with the rule."""
+        return await payment.presettle_bill(patient, bill_id, data)
 
     @post(
         "/{bill_id:uuid}/pay",
@@ -105,8 +110,12 @@ class BillController(PatientController):
             200: returns(PaymentRead, "Paid, or paying: `launch` opens the channel's payment."),
             **errors(
                 NOT_FOUND,
-                (409, "`BILL_NOT_PAYABLE`, `BILL_EXPIRED`, `BILL_PAYMENT_IN_PROGRESS`, `POLICY_MISSING`."),
-                (422, "`CASH_METHOD_REQUIRED`, or `CASH_METHOD_UNAVAILABLE`."),
+                (
+                    409,
+                    "`BILL_NOT_PAYABLE`, `BILL_EXPIRED`, `BILL_PAYMENT_IN_PROGRESS`, `POLICY_MISSING`, "
+                    "`FAMILY_CREDIT_CAP_EXCEEDED`.",
+                ),
+                (422, "`CASH_METHOD_REQUIRED`, `CASH_METHOD_UNAVAILABLE`, or `FAMILY_ACCOUNT_UNAVAILABLE`."),
                 *IDEMPOTENT,
                 502,
                 503,

@@ -57,6 +57,7 @@ class RefundRead(Wire, omit_defaults=False):
     amount_fen: int
     fund_fen: int
     personal_account_fen: int
+    family_account_fen: int  # given back to the relative's personal account that paid it
     cash_fen: int
     state: str
     reason: str
@@ -75,6 +76,7 @@ class BillRead(Wire, omit_defaults=False):
     # The split once payment has started (null before).
     fund_fen: int | None
     personal_account_fen: int | None
+    family_account_fen: int  # paid by a relative's personal account (family mutual aid)
     cash_fen: int | None
     cash_method: str | None
     refunded_fen: int
@@ -102,6 +104,9 @@ class BillPage(Wire, omit_defaults=False):
 
 class PresettleRequest(Wire):
     use_personal_account: bool = True
+    # Family mutual aid (家庭共济): the payer's own personal account pays what is left of the
+    # relative's in-scope self part. Only on a relative's bill, under a link granting `pay`.
+    family_account: bool = False
 
 
 class ItemSplitRead(Wire, omit_defaults=False):
@@ -114,6 +119,7 @@ class ItemSplitRead(Wire, omit_defaults=False):
     copay_fen: int
     fund_fen: int
     personal_account_fen: int
+    family_account_fen: int
     cash_fen: int
     rule: str
 
@@ -128,14 +134,17 @@ class PresettleRead(Wire, omit_defaults=False):
     total_fen: int
     fund_fen: int
     personal_account_fen: int
+    family_account_fen: int
     cash_fen: int
-    personal_account_balance_fen: int
+    personal_account_balance_fen: int  # the patient's own
+    family_account_balance_fen: int | None  # the payer's, when paying by family mutual aid
     policy: PolicyRead
     items: list[ItemSplitRead]
 
 
 class PayRequest(Wire):
     use_personal_account: bool = True
+    family_account: bool = False  # as in PresettleRequest
     cash_method: CashMethod | None = None  # needed when a cash part is left
 
 
@@ -144,6 +153,7 @@ class PaymentRead(Wire, omit_defaults=False):
     state: str
     fund_fen: int
     personal_account_fen: int
+    family_account_fen: int
     cash_fen: int
     cash_method: str | None
     out_trade_no: str | None  # the cash order's number, as the channel's payment record shows it

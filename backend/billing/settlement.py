@@ -11,7 +11,12 @@ the same inputs always give the same split. The rules, applied to the items in l
 4. Of what is left in scope, the fund pays `ratio(eligible, level ratio)`, within what is left
    of the annual cap; the rest of it is the patient's `copay`.
 5. The personal account (employees, when asked) pays the patient's parts its policy allows,
-   item by item, while its balance lasts. Cash is what remains.
+   item by item, while its balance lasts.
+6. Family mutual aid (家庭共济, when a relative pays with their own personal account): that
+   account pays what is left of the item's in-scope self part (`deductible + copay`), counting
+   the patient's own account against that part first, while its balance lasts. Out-of-scope
+   parts (class C, class B's self-first share) are never paid by another person's account.
+   Cash is what remains.
 
 `ratio(x, bp)` rounds half up to the fen: `(x * bp + 5000) // 10000`. So every part is a whole
 number of fen, the parts of an item sum to its amount and the items sum to the bill.
@@ -75,6 +80,7 @@ class ItemSplit:
     copay_fen: int
     fund_fen: int
     personal_account_fen: int
+    family_account_fen: int
     cash_fen: int
     rule: str
 
@@ -88,6 +94,7 @@ class Split:
     total_fen: int
     fund_fen: int
     personal_account_fen: int
+    family_account_fen: int
     cash_fen: int
     deductible_fen: int  # how much of the year's deductible this bill meets
     items: list[ItemSplit] = field(default_factory=list)
@@ -108,12 +115,15 @@ def presettle(
     usage: Usage,
     items: list[Item],
     personal_account_balance_fen: int,
+    family_account_balance_fen: int = 0,
 ) -> Split:
-    """Split `items` under `policy`; `personal_account_balance_fen` 0 means no personal account."""
+    """Split `items` under `policy`; a balance of 0 means no such account (the patient's own,
+    or the relative's paying by family mutual aid)."""
     fund_ratio = policy.ratio_bp_by_level[hospital_level]
     deductible_left = max(0, policy.deductible_fen - usage.deductible_met_fen)
     cap_left = max(0, policy.annual_cap_fen - usage.fund_paid_fen)
     balance = personal_account_balance_fen
+    family_balance = family_account_balance_fen
     splits = []
     for item in items:
         amount = item.amount_fen
@@ -151,6 +161,10 @@ def presettle(
         balance -= personal_account
         if personal_account:
             notes.append(f"personal account {_yuan(personal_account)} yuan")
+        family_account = min(max(0, deductible + copay - personal_account), family_balance)
+        family_balance -= family_account
+        if family_account:
+            notes.append(f"family mutual aid {_yuan(family_account)} yuan")
         splits.append(
             ItemSplit(
                 code=item.code,
@@ -162,7 +176,8 @@ def presettle(
                 copay_fen=copay,
                 fund_fen=fund,
                 personal_account_fen=personal_account,
-                cash_fen=amount - fund - personal_account,
+                family_account_fen=family_account,
+                cash_fen=amount - fund - personal_account - family_account,
                 rule="; ".join(notes) or "nothing to pay",
             )
         )
@@ -170,6 +185,7 @@ def presettle(
         total_fen=sum(s.amount_fen for s in splits),
         fund_fen=sum(s.fund_fen for s in splits),
         personal_account_fen=sum(s.personal_account_fen for s in splits),
+        family_account_fen=sum(s.family_account_fen for s in splits),
         cash_fen=sum(s.cash_fen for s in splits),
         deductible_fen=sum(s.deductible_fen for s in splits),
         items=splits,
@@ -182,13 +198,15 @@ class RefundParts:
     personal_account_fen: int
     cash_fen: int
     deductible_fen: int
+    family_account_fen: int = 0
 
 
 def refund_parts(amount_fen: int, remaining: RefundParts, remaining_total_fen: int) -> RefundParts:
     """How a refund of `amount_fen` is taken from what is left of each part of a paid bill.
 
     Each part gives back its proportional share, rounded down; the fen left over go to cash,
-    then the personal account, then the fund, each up to what it has left. A refund of all
+    then the family account (a relative's personal account that paid by mutual aid), then the
+    patient's own personal account, then the fund, each up to what it has left. A refund of all
     that remains gives back exactly every part, so partial refunds never drift. The deductible
     the bill met is restored in the same proportion, rounded down (all of it on the last refund).
     """
@@ -196,6 +214,7 @@ def refund_parts(amount_fen: int, remaining: RefundParts, remaining_total_fen: i
         return remaining
     parts = {
         "cash_fen": remaining.cash_fen,
+        "family_account_fen": remaining.family_account_fen,
         "personal_account_fen": remaining.personal_account_fen,
         "fund_fen": remaining.fund_fen,
     }

@@ -113,6 +113,11 @@ class Bill(Table, tablename="bill"):
     # The split, fixed when payment starts.
     fund_fen = BigInt(null=True, default=None)
     personal_account_fen = BigInt(null=True, default=None)
+    # Family mutual aid (家庭共济): what a relative's personal account paid, under which link.
+    family_account_fen = BigInt(default=0)
+    family_insured_id = ForeignKey(InsuredPerson, null=True, default=None)
+    family_link_id = Integer(null=True, default=None)
+    family_link_version = Integer(null=True, default=None)  # the link's grants it was paid under
     cash_fen = BigInt(null=True, default=None)
     deductible_fen = BigInt(null=True, default=None)
     policy_year = Integer(null=True, default=None)
@@ -130,7 +135,10 @@ class Bill(Table, tablename="bill"):
 
     created_once = Unique([created_by, request_key])
     known_state = one_of("state", BillState)
-    parts_sum_to_total = Check("fund_fen IS NULL OR fund_fen + personal_account_fen + cash_fen = total_fen")
+    parts_sum_to_total = Check(
+        "fund_fen IS NULL OR fund_fen + personal_account_fen + family_account_fen + cash_fen = total_fen"
+    )
+    family_aid_named = Check("(family_account_fen = 0) = (family_link_id IS NULL)")
     refunds_within_total = Check("refunded_fen BETWEEN 0 AND total_fen")
 
 
@@ -163,6 +171,9 @@ class CashPayment(Table, tablename="cash_payment"):
     transaction_id = Varchar(length=64, null=True, default=None)
     merchant_id = Varchar(length=64, null=True, default=None)  # the channel's merchant, or a bank
     account = Varchar(length=100, default="")  # the ledger account the cash arrives through
+    # Whom a relative pays for, as the channel's order names them, fixed once (its encrypted
+    # fields differ each time they are made): every repeat of the order is the same order.
+    relative = JSONB(null=True, default=None)
     created_at = Timestamptz()
     paid_at = Timestamptz(null=True, default=None)
     ended_at = Timestamptz(null=True, default=None)
@@ -177,6 +188,7 @@ class Refund(Table, tablename="bill_refund"):
     amount_fen = BigInt()
     fund_fen = BigInt()
     personal_account_fen = BigInt()
+    family_account_fen = BigInt(default=0)
     cash_fen = BigInt()
     deductible_fen = BigInt()
     reason = Varchar(length=200)

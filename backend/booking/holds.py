@@ -226,6 +226,16 @@ async def ended(rt: Runtime, bill: BillRecord, reason: str) -> list[int]:
     return await places.release(rt, appointment["session_id"])
 
 
-ORDER = orders.Order(paid=paid, ended=ended)
+async def lock(bill: BillRecord) -> None:
+    """A registration fee about to be paid: its appointment, then its session (whose queue number
+    `paid` draws), locked before the payment's accounts, in the order a cancellation takes them."""
+    appointment = await _locked_for(bill)
+    if appointment is not None:
+        await ClinicSession.raw(
+            "SELECT 1 FROM booking_session WHERE id = {} FOR NO KEY UPDATE", appointment["session_id"]
+        )
+
+
+ORDER = orders.Order(paid=paid, ended=ended, lock=lock)
 CREATOR = orders.register("booking", ORDER)
 assert places.CREATOR == CREATOR, "the creator name booking's bills carry"

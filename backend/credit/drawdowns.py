@@ -29,6 +29,7 @@ from backend.credit.banks import BankRecord
 from backend.credit.schemas import DrawdownDisbursed, DrawdownFailed
 from backend.credit.tables import CreditLine, Drawdown, DrawdownStatus, LineStatus
 from backend.ecert import service as ecert
+from backend.family import service as family
 from backend.hospitals import service as hospitals
 from backend.ledger import service as ledger
 from backend.partners.bank import BankRefusal
@@ -49,19 +50,26 @@ NEVER_REACHED_AFTER = timedelta(minutes=5)
 async def reserve(
     rt: Runtime, patient: Patient, bill: BillRecord, method: str, cash_fen: int, out_trade_no: str
 ) -> Reserved:
-    """The line with the most room takes the cash part, or the payment is refused as a whole."""
+    """The line with the most room takes the cash part, or the payment is refused as a whole.
+
+    A relative's bill is drawn on the payer's own line, under a link whose `credit` grant caps
+    what it draws a month (`_within_family_cap`); the relative's own line is theirs alone."""
+    borrower, link_id, version = bill.insured_id, None, None
     if bill.insured_id not in await ecert.insured_of_user(patient.user_id):
-        # A relative's bill: their own line is theirs to draw on, not whoever manages their bills.
-        raise AppError(
-            "a relative's bill is not paid from their credit line by someone else",
-            code="CASH_METHOD_UNAVAILABLE",
-            status_code=422,
-            detail={"field": "cash_method"},
-        )
+        acting = await family.acting_for(patient.user_id, bill.insured_id)  # held since the bill's
+        if acting is None or acting.credit_cap_fen is None:
+            raise AppError(
+                "a relative's bill is drawn on your own credit line only under a link granting `credit`",
+                code="CASH_METHOD_UNAVAILABLE",
+                status_code=422,
+                detail={"field": "cash_method"},
+            )
+        await _within_family_cap(acting.link_id, acting.credit_cap_fen, cash_fen)
+        borrower, link_id, version = acting.holder_id, acting.link_id, acting.version
     held = (
         await CreditLine.select(CreditLine.id, CreditLine.status, CreditLine.limit_fen, CreditLine.used_fen)
         .where(
-            (CreditLine.insured_id == bill.insured_id)
+            (CreditLine.insured_id == borrower)
             & CreditLine.status.is_in([LineStatus.ACTIVE, LineStatus.FROZEN])
             & (CreditLine.expires_on >= lines.china_today())
         )
@@ -98,6 +106,8 @@ async def reserve(
                     amount_fen=cash_fen,
                     principal_fen=cash_fen,
                     status=DrawdownStatus.RESERVED,
+                    family_link_id=link_id,
+                    family_link_version=version,
                     created_at=datetime.now(UTC),
                 )
             )
@@ -109,6 +119,29 @@ async def reserve(
         code="CREDIT_LIMIT_EXCEEDED",
         detail={"field": "cash_method", "available_fen": available, "cash_fen": cash_fen},
     )
+
+
+async def _within_family_cap(link_id: int, cap_fen: int, cash_fen: int) -> None:
+    """What a link's holder lends a relative on their line this month (in China's calendar),
+    less what refunds took off, stays within the link's cap. The link is locked by the paying
+    transaction (`family.acting_for`), so drawdowns under it are counted one after another."""
+    month = lines.china_today().replace(day=1)
+    start = datetime(month.year, month.month, 1, tzinfo=CHINA)
+    rows = await Drawdown.raw(
+        """
+        SELECT coalesce(sum(amount_fen - refunded_fen), 0) AS spent FROM credit_drawdown
+        WHERE family_link_id = {} AND status <> 'FAILED' AND created_at >= {}
+        """,
+        link_id,
+        start,
+    )
+    left = max(0, cap_fen - int(rows[0]["spent"]))  # a cap lowered below this month's spending: 0
+    if cash_fen > left:
+        raise Conflict(
+            f"{left} fen are left of this month's family credit cap; this bill needs {cash_fen}",
+            code="FAMILY_CREDIT_CAP_EXCEEDED",
+            detail={"field": "cash_method", "available_fen": left, "cash_fen": cash_fen},
+        )
 
 
 # -- asking the bank, after commit -------------------------------------------------------------

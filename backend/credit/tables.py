@@ -140,6 +140,9 @@ class Drawdown(Table, tablename="credit_drawdown"):
     refunded_fen = BigInt(default=0)  # owed taken off by refunds
     repaying_fen = BigInt(default=0)  # asked of the bank's cashier, not yet posted
     failure_reason = Varchar(length=100, null=True, default=None)
+    # Drawn by a link's holder for a relative's bill, within the link's monthly `credit` cap.
+    family_link_id = Integer(null=True, default=None, index=True)
+    family_link_version = Integer(null=True, default=None)  # the link's grants it was drawn under
     created_at = Timestamptz()
 
     known_status = one_of("status", DrawdownStatus)

@@ -37,7 +37,7 @@ async def bind(rt: Runtime, patient: Patient, request: BindRequest) -> EcertRead
             code="ECERT_USER_ALREADY_BOUND",
         )
     face = request.face_assertion if isinstance(request.face_assertion, str) else None
-    async with _bind_attempt(rt, patient.user_id):
+    async with bind_attempt(rt, patient.user_id):
         identity = await rt.partners.ecert.verify_identity(request.name, request.id_type, id_number, face)
     if (identity.id_type, documents.normalize(identity.id_number)) != (request.id_type, id_number):
         raise rt.partners.ecert.bad_answer("it vouched for another document than the one asked")
@@ -79,7 +79,7 @@ async def verify_person(
     id_number = documents.normalize(id_number)
     if (problem := documents.problem(id_type, id_number)) is not None:
         raise AppError(f"id_number: {problem}", code="VALIDATION_ERROR", detail={"field": "id_number"})
-    async with _bind_attempt(rt, user_id):
+    async with bind_attempt(rt, user_id):
         identity = await rt.partners.ecert.verify_identity(name, id_type, id_number, face_assertion)
     if (identity.id_type, documents.normalize(identity.id_number)) != (id_type, id_number):
         raise rt.partners.ecert.bad_answer("it vouched for another document than the one asked")
@@ -93,7 +93,7 @@ async def remember(rt: Runtime, identity: EcertIdentity) -> int:
 
 
 @asynccontextmanager
-async def _bind_attempt(rt: Runtime, user_id: int) -> AsyncIterator[None]:
+async def bind_attempt(rt: Runtime, user_id: int) -> AsyncIterator[None]:
     """Count the attempt before asking the platform, so concurrent guesses cannot slip past the
     limit; only attempts the platform refused stay counted."""
     key = f"ecert:bind-failures:{user_id}"

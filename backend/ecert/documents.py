@@ -57,6 +57,8 @@ _PROVINCES = {
     65,
 }
 _RESIDENCE_PREFIXES = ("810000", "820000", "830000")  # Hong Kong, Macao, Taiwan residents
+# A newborn's 出生医学证明编号: not a document one binds with, but whom a newborn is insured as.
+BIRTH_CERTIFICATE = "birth_certificate"
 
 
 def check_character(first17: str) -> str:
@@ -101,6 +103,11 @@ def problem(id_type: str, number: str, today: date | None = None) -> str | None:
     if id_type == "taiwan_permit":
         return None if re.fullmatch(r"[0-9]{8}", number) else "must be 8 digits"
     return "unknown document type"
+
+
+def birth_certificate_problem(number: str) -> str | None:
+    """What is wrong with a birth-certificate number (a letter and 9 digits), or None."""
+    return None if re.fullmatch(r"[A-Z][0-9]{9}", number) else "must be a letter and 9 digits"
 
 
 def normalize(number: str) -> str:

@@ -27,6 +27,18 @@ NOT_BOUND = (404, "`ECERT_NOT_BOUND`: no e-certificate is bound to this account.
 NOT_A_TERMINAL = (403, "`INSUFFICIENT_SCOPE`, or `NOT_AN_INSTITUTION`: not an institution's terminal.")
 
 
+QrFormat = Literal["svg", "png", "json"]
+
+
+def qr_answer(code: QrCodeRead, format: QrFormat) -> Response[Any]:
+    """A code as JSON, or as a picture with its expiry in `X-QR-Expires-At`."""
+    if format == "json":
+        return Response(code)
+    media = "image/svg+xml" if format == "svg" else "image/png"
+    headers = {"X-QR-Expires-At": code.expires_at.isoformat()}
+    return Response(qr.render(code.payload, format), media_type=media, headers=headers)
+
+
 class EcertController(PatientController):
     path = "/api/v1/ecert"
     tags = ["e-certificate"]
@@ -68,19 +80,14 @@ class EcertController(PatientController):
         self,
         patient: PatientDep,
         runtime: RuntimeDep,
-        format: FromQuery[Literal["svg", "png", "json"]] = "json",
+        format: FromQuery[QrFormat] = "json",
     ) -> Response[Any]:
         """A fresh single-use code, valid `MEDPAY_ECERT_QR_TTL_SECONDS` (60 s); it voids older ones.
 
         `json` gives the payload, `expires_at` and `refresh_in`; `svg` and `png` the picture,
         with the expiry in `X-QR-Expires-At`.
         """
-        code = await visits.issue_qr(runtime, patient)
-        if format == "json":
-            return Response(code)
-        media = "image/svg+xml" if format == "svg" else "image/png"
-        headers = {"X-QR-Expires-At": code.expires_at.isoformat()}
-        return Response(qr.render(code.payload, format), media_type=media, headers=headers)
+        return qr_answer(await visits.issue_qr(runtime, patient), format)
 
 
 class TerminalController(Controller):
@@ -97,7 +104,11 @@ class TerminalController(Controller):
         responses=errors(
             NOT_A_TERMINAL,
             (409, "`ECERT_QR_USED`, or `ECERT_QR_SUPERSEDED` by a newer code."),
-            (410, "`ECERT_QR_EXPIRED` (or its e-certificate was unbound): ask for a fresh code."),
+            (
+                410,
+                "`ECERT_QR_EXPIRED`, or what it was issued under is gone (the e-certificate unbound; "
+                "for a relative's code, the family link ended or no longer grants `manage`).",
+            ),
         ),
     )
     async def decode(

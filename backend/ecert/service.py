@@ -8,8 +8,8 @@ from typing import Literal
 
 import msgspec
 
-from backend.ecert import binding, documents, people, tables
-from backend.ecert.schemas import MaskedIdentity
+from backend.ecert import binding, documents, newborns, people, tables, visits
+from backend.ecert.schemas import MaskedIdentity, QrCodeRead
 from backend.ecert.tables import EcertBinding, Visit
 from backend.hospitals import service as hospitals
 from backend.oauth.service import Partner
@@ -165,3 +165,65 @@ async def verify_person(
 async def remember(rt: Runtime, identity: EcertIdentity) -> int:
     """Record a verified person inside the caller's transaction; their insured person's id."""
     return await binding.remember(rt, identity)
+
+
+def checked_birth_certificate(number: str) -> str:
+    """A birth-certificate number normalized, or 422 `VALIDATION_ERROR` on `birth_certificate_no`."""
+    number = documents.normalize(number)
+    if (problem := documents.birth_certificate_problem(number)) is not None:
+        raise AppError(
+            f"birth_certificate_no: {problem}",
+            code="VALIDATION_ERROR",
+            status_code=422,
+            detail={"field": "birth_certificate_no"},
+        )
+    return number
+
+
+async def enrol_newborn(
+    rt: Runtime, user_id: int, guardian_id: int, birth_certificate_no: str, name: str, birth_date: date
+) -> EcertIdentity:
+    """The platform enrols a newborn in resident insurance on the word of a guardian whose own
+    e-certificate is bound; refusals are the platform's, counted as at binding. Nothing is written:
+    `remember` the identity inside the caller's transaction."""
+    return await newborns.enrol(rt, user_id, guardian_id, birth_certificate_no, name, birth_date)
+
+
+async def newborn_known(rt: Runtime, birth_certificate_no: str) -> int | None:
+    """The insured person enrolled with this birth certificate, if recorded here."""
+    return await newborns.known(rt, birth_certificate_no)
+
+
+async def issue_relative_qr(rt: Runtime, insured_id: int, user_id: int, link_id: int) -> QrCodeRead:
+    """A fresh QR code of a relative for the holder of `link_id`, which must let them manage the
+    relative when it is decoded (see `check_links_with`); it voids the relative's older codes."""
+    return await visits.issue_relative_qr(rt, insured_id, user_id, link_id)
+
+
+def check_links_with(check: visits.LinkCheck) -> None:
+    """Register how a code issued under a family link is checked at decoding: (the issuing user,
+    the link) -> the relative it lets them manage now, or None. The family domain owns links."""
+    visits.check_links_with(check)
+
+
+async def document_of(vault: Vault, insured_id: int) -> tuple[str, str, str]:
+    """(name, document type, document number) of an insured person, decrypted: only for a partner
+    whose published format asks for them (a channel told whom a relative pays for)."""
+    row = (
+        await tables.InsuredPerson.select(
+            tables.InsuredPerson.id_type,
+            tables.InsuredPerson.id_number_enc,
+            tables.InsuredPerson.name_enc,
+            tables.InsuredPerson.id_digest,
+        )
+        .where(tables.InsuredPerson.id == insured_id)
+        .first()
+    )
+    if row is None:
+        raise people.not_bound()
+    digest = row["id_digest"]
+    return (
+        vault.decrypt(row["name_enc"], f"insured_person.name:{digest}"),
+        row["id_type"],
+        vault.decrypt(row["id_number_enc"], f"insured_person.id_number:{digest}"),
+    )

@@ -43,12 +43,21 @@ class EcertBinding(Table, tablename="ecert_binding"):
 
 
 class QrCode(Table, tablename="ecert_qr_code"):
+    """A code naming an insured person, issued to their own account (under its binding) or to a
+    holder who manages them (under a family link); it works only while that is still live."""
+
     id = UUID(primary_key=True)
-    binding_id = ForeignKey(EcertBinding, null=False, index=True)
+    insured_id = ForeignKey(InsuredPerson, null=False, index=True)
+    binding_id = ForeignKey(EcertBinding, null=True, default=None, index=True)
+    # The family link's id: a plain integer, as the family app depends on this one.
+    link_id = Integer(null=True, default=None)
+    issued_by_user_id = ForeignKey(User, null=False)
     issued_at = Timestamptz()
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)
     superseded_at = Timestamptz(null=True, default=None)
+
+    issued_under_one = Check("(binding_id IS NULL) <> (link_id IS NULL)")
 
 
 class Visit(Table, tablename="visit"):

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -39,37 +39,80 @@ log = structlog.get_logger(__name__)
 
 
 async def issue_qr(rt: Runtime, patient: Patient) -> QrCodeRead:
-    """A fresh code; it voids the patient's older live codes (only the newest one on screen works)."""
-    ttl = rt.settings.ecert.qr_ttl_seconds
-    now = datetime.now(UTC)
-    expires_at = now + timedelta(seconds=ttl)
-    code_id = uuid.uuid4()
+    """A fresh code of the patient's own e-certificate; it voids their older live codes (only the
+    newest one on screen works)."""
     async with DB.transaction():
-        # The binding's row orders concurrent fetches (and unbinding): one live code at a time.
+        # The binding's row orders a fetch with unbinding.
         binding = (
-            await EcertBinding.select(EcertBinding.id)
+            await EcertBinding.select(EcertBinding.id, EcertBinding.insured_id)
             .where((EcertBinding.user_id == patient.user_id) & EcertBinding.unbound_at.is_null())
             .lock_rows()
         )
         if not binding:
             raise people.not_bound()
-        await QrCode.raw(
-            """
-            WITH voided AS (
-                UPDATE ecert_qr_code SET superseded_at = now()
-                WHERE binding_id = {} AND used_at IS NULL AND superseded_at IS NULL
-                  AND expires_at > now()
-            )
-            INSERT INTO ecert_qr_code (id, binding_id, issued_at, expires_at)
-            VALUES ({}, {}, now(), {})
-            """,
-            binding[0]["id"],
-            code_id,
-            binding[0]["id"],
-            expires_at,
+        code = await _issue(rt, binding[0]["insured_id"], patient.user_id, binding_id=binding[0]["id"])
+    return code
+
+
+async def issue_relative_qr(rt: Runtime, insured_id: int, user_id: int, link_id: int) -> QrCodeRead:
+    """A fresh code of a relative, for the holder of the family link that lets them manage the
+    relative (the caller has checked it; decoding checks it again)."""
+    async with DB.transaction():
+        code = await _issue(rt, insured_id, user_id, link_id=link_id)
+    return code
+
+
+async def _issue(
+    rt: Runtime, insured_id: int, user_id: int, *, binding_id: int | None = None, link_id: int | None = None
+) -> QrCodeRead:
+    """Inside the caller's transaction: a code naming the person, voiding their older live codes
+    whoever fetched them (their own, a holder's)."""
+    ttl = rt.settings.ecert.qr_ttl_seconds
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    code_id = uuid.uuid4()
+    # The person's row orders concurrent fetches, by them and by those who manage them.
+    await (
+        tables.InsuredPerson.select(tables.InsuredPerson.id)
+        .where(tables.InsuredPerson.id == insured_id)
+        .lock_rows()
+    )
+    await QrCode.raw(
+        """
+        WITH voided AS (
+            UPDATE ecert_qr_code SET superseded_at = now()
+            WHERE insured_id = {} AND used_at IS NULL AND superseded_at IS NULL AND expires_at > now()
         )
+        INSERT INTO ecert_qr_code (id, insured_id, binding_id, link_id, issued_by_user_id, issued_at,
+                                   expires_at)
+        VALUES ({}, {}, {}, {}, {}, now(), {})
+        """,
+        insured_id,
+        code_id,
+        insured_id,
+        binding_id,
+        link_id,
+        user_id,
+        expires_at,
+    )
     payload = qr.encode(code_id, int(expires_at.timestamp()), _qr_key(rt))
     return QrCodeRead(payload=payload, expires_at=expires_at, refresh_in=max(ttl - 10, ttl // 2))
+
+
+# Whom a user manages under a family link: (user id, link id) -> the relative's insured id, or None.
+# The family domain registers it (`check_links_with`): it depends on this one, not the reverse.
+LinkCheck = Callable[[int, int], Awaitable[int | None]]
+_link_check: LinkCheck | None = None
+
+
+def check_links_with(check: LinkCheck) -> None:
+    global _link_check  # set once, where the app is put together
+    _link_check = check
+
+
+async def _link_still_manages(user_id: int, link_id: int, insured_id: int) -> bool:
+    """Whether the link a code was issued under still lets its holder manage the person; with no
+    check registered, no such code works."""
+    return _link_check is not None and await _link_check(user_id, link_id) == insured_id
 
 
 def _qr_key(rt: Runtime) -> bytes:
@@ -93,16 +136,29 @@ async def _decode_qr(rt: Runtime, partner: Partner, institution: Institution, pa
         rows = await QrCode.raw(
             """
             UPDATE ecert_qr_code q SET used_at = now()
-            FROM ecert_binding b JOIN insured_person p ON p.id = b.insured_id
-            WHERE q.id = {} AND b.id = q.binding_id AND q.used_at IS NULL
-              AND q.superseded_at IS NULL AND q.expires_at > now() AND b.unbound_at IS NULL
+            FROM insured_person p
+            WHERE q.id = {} AND p.id = q.insured_id AND q.used_at IS NULL
+              AND q.superseded_at IS NULL AND q.expires_at > now()
+              AND (q.binding_id IS NULL OR EXISTS (
+                  SELECT 1 FROM ecert_binding b WHERE b.id = q.binding_id AND b.unbound_at IS NULL))
             RETURNING p.id, p.name_masked, p.id_type, p.id_number_masked, p.insurance_type,
-                      p.region_code
+                      p.region_code, q.link_id, q.issued_by_user_id
             """,
             code_id,
         )
         if not rows:
             raise await _why_not_usable(code_id)
+        code = rows[0]
+        if code["link_id"] is not None and not await _link_still_manages(
+            code["issued_by_user_id"], code["link_id"], code["id"]
+        ):
+            # The holder no longer manages this relative (link ended, `manage` taken back): as if
+            # their binding were gone, the code has lapsed.
+            raise AppError(
+                "the family link this code was shown under has ended; ask for a fresh one",
+                code="ECERT_QR_EXPIRED",
+                status_code=410,
+            )
         visit = await _open_visit(rt, partner, institution, rows[0], "qr")
     return visit
 

@@ -30,7 +30,14 @@ from backend.family.schemas import (
     LinkRead,
     RelativeCreate,
 )
-from backend.family.tables import FamilyInvitation, FamilyLink, LinkedBy, LinkState, Relation
+from backend.family.tables import (
+    FamilyGrantChange,
+    FamilyInvitation,
+    FamilyLink,
+    LinkedBy,
+    LinkState,
+    Relation,
+)
 from backend.piccolo_conf import DB
 from backend.platform.errors import AppError, Conflict, Forbidden, NotFound
 from backend.platform.runtime import Runtime
@@ -111,7 +118,13 @@ async def accept(rt: Runtime, patient: Patient, request: InvitationAccept) -> Li
         if not taken:
             raise Conflict("this invitation has been used", code="INVITATION_USED", detail={"field": "code"})
         link_id = await _link(
-            rt, row["holder_id"], row["holder_user_id"], relative.id, row["relation"], LinkedBy.INVITATION
+            rt,
+            row["holder_id"],
+            row["holder_user_id"],
+            relative.id,
+            row["relation"],
+            LinkedBy.INVITATION,
+            by_user_id=patient.user_id,
         )
         await FamilyInvitation.update({FamilyInvitation.link_id: link_id}).where(
             FamilyInvitation.id == row["id"]
@@ -199,12 +212,21 @@ async def _check_room(rt: Runtime, holder_id: int) -> None:
 
 
 async def _link(
-    rt: Runtime, holder_id: int, holder_user_id: int, relative_id: int, relation: str, linked_by: LinkedBy
+    rt: Runtime,
+    holder_id: int,
+    holder_user_id: int,
+    relative_id: int,
+    relation: str,
+    linked_by: LinkedBy,
+    by_user_id: int | None = None,
 ) -> int:
     """A new ACTIVE link, within the holder's number of relatives (counted under a lock on the
     holder, so concurrent links cannot pass it)."""
     await FamilyLink.raw("SELECT pg_advisory_xact_lock(hashtext('family-holder'), {})", holder_id)
     await _check_room(rt, holder_id)
+    now = datetime.now(UTC)
+    # A relative without a phone is in the holder's care: their data is the holder's to see.
+    manage = linked_by in (LinkedBy.PROXY, LinkedBy.NEWBORN)
     try:
         rows = await FamilyLink.insert(
             FamilyLink(
@@ -214,14 +236,48 @@ async def _link(
                 relation=relation,
                 linked_by=linked_by,
                 state=LinkState.ACTIVE,
-                # A relative without a phone is in the holder's care: their data is the holder's to see.
-                grant_manage=linked_by == LinkedBy.PROXY,
-                created_at=datetime.now(UTC),
+                grant_manage=manage,
+                created_at=now,
             )
         ).returning(FamilyLink.id)
     except asyncpg.UniqueViolationError:
         raise Conflict("this relative is linked already", code="FAMILY_LINK_EXISTS") from None
-    return int(rows[0]["id"])
+    link_id = int(rows[0]["id"])
+    await _record(link_id, 1, manage, False, None, by_user_id or holder_user_id)
+    return link_id
+
+
+async def _record(
+    link_id: int,
+    version: int,
+    manage: bool,
+    pay: bool,
+    credit_cap_fen: int | None,
+    by_user_id: int,
+    *,
+    ended: bool = False,
+) -> None:
+    """The link's grants and state at this version, kept for the audit."""
+    await FamilyGrantChange.insert(
+        FamilyGrantChange(
+            link_id=link_id,
+            version=version,
+            ended=ended,
+            grant_manage=manage,
+            grant_pay=pay,
+            credit_cap_fen=credit_cap_fen,
+            changed_at=datetime.now(UTC),
+            changed_by_user_id=by_user_id,
+        )
+    )
+
+
+async def _locked(link_id: int) -> dict[str, Any]:
+    """The link, locked until the transaction ends: after any payment made under it (which holds
+    it, `service.acting_for`), so a change is a later version than that payment's and is seen by
+    the next."""
+    rows = await FamilyLink.raw("SELECT * FROM family_link WHERE id = {} FOR NO KEY UPDATE", link_id)
+    return dict(rows[0])
 
 
 async def _mine(patient: Patient, link_id: int) -> dict[str, Any]:
@@ -238,14 +294,26 @@ async def _mine(patient: Patient, link_id: int) -> dict[str, Any]:
 async def end(patient: Patient, link_id: int) -> LinkRead:
     """Either side ends the link: nothing new is done under it from now on."""
     await _mine(patient, link_id)
-    ended = await FamilyLink.raw(
-        "UPDATE family_link SET state = 'ENDED', ended_at = now(), ended_by_user_id = {} "
-        "WHERE id = {} AND state = 'ACTIVE' RETURNING id",
-        patient.user_id,
-        link_id,
-    )
-    if ended:
-        log.info("family link ended", link_id=link_id, by=patient.user_id)
+    async with DB.transaction():
+        if (link := await _locked(link_id))["state"] == LinkState.ACTIVE:
+            await FamilyLink.update(
+                {
+                    FamilyLink.state: LinkState.ENDED,
+                    FamilyLink.ended_at: datetime.now(UTC),
+                    FamilyLink.ended_by_user_id: patient.user_id,
+                    FamilyLink.version: link["version"] + 1,
+                }
+            ).where(FamilyLink.id == link_id)
+            await _record(
+                link_id,
+                link["version"] + 1,
+                link["grant_manage"],
+                link["grant_pay"],
+                link["credit_cap_fen"],
+                patient.user_id,
+                ended=True,
+            )
+            log.info("family link ended", link_id=link_id, by=patient.user_id)
     return await _read(link_id, patient)
 
 
@@ -285,9 +353,21 @@ async def update_grants(patient: Patient, link_id: int, request: GrantsUpdate) -
             detail={"field": "pay"},
         )
     if changes:
-        await FamilyLink.update(changes).where(
-            (FamilyLink.id == link_id) & (FamilyLink.state == LinkState.ACTIVE)
-        )
+        async with DB.transaction():
+            current = await _locked(link_id)
+            if current["state"] != LinkState.ACTIVE:
+                raise Conflict("the link has ended", code="FAMILY_LINK_ENDED")
+            version = current["version"] + 1
+            await FamilyLink.update({**changes, FamilyLink.version: version}).where(FamilyLink.id == link_id)
+            grants = {column._meta.name: value for column, value in changes.items()}
+            await _record(
+                link_id,
+                version,
+                grants.get("grant_manage", current["grant_manage"]),
+                grants.get("grant_pay", current["grant_pay"]),
+                grants.get("credit_cap_fen", current["credit_cap_fen"]),
+                patient.user_id,
+            )
     return await _read(link_id, patient)
 
 

@@ -1,15 +1,18 @@
-"""Family over HTTP: invitations and their acceptance, relatives added by proxy, links and grants."""
+"""Family over HTTP: invitations and their acceptance, relatives added by proxy, newborns, links,
+grants, and a relative's QR code on the holder's phone."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get, post, put
-from litestar.params import JSONBody, PathParameter
+from litestar import Response, get, post, put
+from litestar.params import FromQuery, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from backend.auth.routes import PatientController, PatientDep
-from backend.family import links
+from backend.ecert.routes import QrFormat, qr_answer
+from backend.ecert.schemas import QrCodeRead
+from backend.family import links, newborns, relative_qr
 from backend.family.schemas import (
     FamilyRead,
     GrantsUpdate,
@@ -17,10 +20,11 @@ from backend.family.schemas import (
     InvitationCreate,
     InvitationRead,
     LinkRead,
+    NewbornCreate,
     RelativeCreate,
 )
 from backend.platform.deps import RuntimeDep
-from backend.platform.openapi import errors
+from backend.platform.openapi import errors, pictures, returns
 
 LinkId = Annotated[int, PathParameter(ge=1, le=2**31 - 1, description="the link's id")]
 NOT_FOUND = (404, "`FAMILY_LINK_NOT_FOUND`: no such link, or not yours.")
@@ -90,6 +94,59 @@ class FamilyController(PatientController):
         """A relative without a phone (an elder, a child): their name, document and face (not for a
         child under 16) verified by the e-certificate platform; they are in your care, `manage` granted."""
         return await links.add_relative(runtime, patient, data)
+
+    @post(
+        "/newborns",
+        status_code=HTTP_201_CREATED,
+        operation_id="familyAddNewborn",
+        responses={
+            200: returns(LinkRead, "This birth certificate is linked to you already: the link."),
+            **errors(
+                NOT_BOUND,
+                (409, "`FAMILY_FULL`."),
+                (
+                    422,
+                    "`VALIDATION_ERROR` (`birth_certificate_no`: a letter and 9 digits; `birth_date` in "
+                    "the future); the platform's refusals: `ECERT_NEWBORN_OUT_OF_WINDOW`, "
+                    "`ECERT_NEWBORN_MISMATCH`, `ECERT_BIRTH_CERTIFICATE_INVALID`, "
+                    "`ECERT_GUARDIAN_NOT_INSURED`, `ECERT_SUSPENDED`.",
+                ),
+                (429, "`FAMILY_PROXY_LIMITED`, `ECERT_BIND_RATE_LIMITED`."),
+                502,
+                503,
+            ),
+        },
+    )
+    async def add_newborn(
+        self, data: JSONBody[NewbornCreate], patient: PatientDep, runtime: RuntimeDep
+    ) -> Response[LinkRead]:
+        """Your newborn, by birth-certificate number (出生医学证明编号), name and birth date: the
+        e-certificate platform enrols the baby in resident insurance in your region, and the baby
+        is your `CHILD` in your care (`manage`). The same birth certificate again answers your link
+        (200); the other parent links the same baby with a link of their own."""
+        link, created = await newborns.add_newborn(runtime, patient, data)
+        return Response(link, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @get(
+        "/links/{link_id:int}/qrcode",
+        operation_id="familyRelativeQrCode",
+        operation_class=pictures("image/svg+xml", "image/png"),
+        responses={
+            200: returns(QrCodeRead, "The relative's code: as JSON, or as a picture."),
+            **errors((404, "`FAMILY_LINK_NOT_FOUND`: no live link of yours that grants `manage`.")),
+        },
+    )
+    async def relative_qrcode(
+        self,
+        link_id: LinkId,
+        patient: PatientDep,
+        runtime: RuntimeDep,
+        format: FromQuery[QrFormat] = "json",
+    ) -> Response[Any]:
+        """A fresh single-use code of the relative you manage, as `GET /api/v1/ecert/qrcode` gives
+        your own: it voids the relative's older codes, and works only while the link still
+        grants you `manage`."""
+        return qr_answer(await relative_qr.issue(runtime, patient, link_id), format)
 
     @post(
         "/links/{link_id:int}/end",

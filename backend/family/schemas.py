@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -42,6 +42,14 @@ class RelativeCreate(Wire):
     id_type: IdType = "resident_id"
     # The relative's face, scanned on the holder's phone: needed unless they are a child (under 16).
     face_assertion: Assertion | None = None
+
+
+class NewbornCreate(Wire):
+    """A newborn, enrolled in resident insurance by the e-certificate platform on the parent's word."""
+
+    birth_certificate_no: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]  # 出生医学证明编号
+    name: Name
+    birth_date: date
 
 
 class GrantsUpdate(Wire):

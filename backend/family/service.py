@@ -5,6 +5,8 @@ e-certificate is bound to them, so an account unbound or bound by someone else i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from backend.ecert import service as ecert
 from backend.family.tables import FamilyLink, LinkState
 
@@ -39,3 +41,44 @@ async def managed_relative(user_id: int, link_id: int) -> int | None:
         .first()
     )
     return None if row is None else int(row["relative_id"])
+
+
+_ACTING = """
+    SELECT id, version, holder_id, relative_id, grant_pay, credit_cap_fen FROM family_link
+    WHERE holder_id = ANY({}::int[]) AND relative_id = {} AND state = 'ACTIVE' AND grant_manage
+"""
+_LOCKED_ACTING = _ACTING + " FOR NO KEY UPDATE"
+
+
+@dataclass(frozen=True)
+class Acting:
+    """The live link under which a user acts for a relative, with what its holder gives."""
+
+    link_id: int
+    version: int  # of the link's grants, which what is done under it records
+    holder_id: int  # the holder's insured person: whose personal account and credit line
+    relative_id: int
+    pay: bool  # family mutual aid from the holder's personal account
+    credit_cap_fen: int | None  # the holder's credit line, up to this much a month
+
+
+async def acting_for(user_id: int, relative_id: int, *, lock: bool = True) -> Acting | None:
+    """This user's live link to the relative that grants `manage`; with `lock`, inside the
+    caller's transaction, locked until the caller commits, so that ending the link or changing its grants
+    waits for a payment made under it, and a payment after that sees the change. None: there is
+    no such link (the relative's objects are then anyone else's)."""
+    own = await ecert.insured_of_user(user_id)
+    if not own:
+        return None
+    rows = await FamilyLink.raw(_LOCKED_ACTING if lock else _ACTING, own, relative_id)
+    if not rows:
+        return None
+    row = rows[0]
+    return Acting(
+        link_id=row["id"],
+        version=row["version"],
+        holder_id=row["holder_id"],
+        relative_id=row["relative_id"],
+        pay=row["grant_pay"],
+        credit_cap_fen=row["credit_cap_fen"],
+    )

@@ -4,7 +4,7 @@ link runs one way: the holder looks after (and may pay for) the relative."""
 from enum import StrEnum
 
 from piccolo.columns import UUID, BigInt, Boolean, ForeignKey, Integer, Serial, Timestamptz, Varchar
-from piccolo.constraints import Check
+from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
 from backend.billing.tables import one_of
@@ -24,10 +24,12 @@ class Relation(StrEnum):
 
 class LinkedBy(StrEnum):
     """INVITATION: the relative accepted from their own account. PROXY: a relative without a phone,
-    verified by the e-certificate platform and looked after by the holder."""
+    verified by the e-certificate platform and looked after by the holder. NEWBORN: a baby the
+    platform enrolled in resident insurance at the parent's request, in the parent's care."""
 
     INVITATION = "INVITATION"
     PROXY = "PROXY"
+    NEWBORN = "NEWBORN"
 
 
 class LinkState(StrEnum):
@@ -48,6 +50,9 @@ class FamilyLink(Table, tablename="family_link"):
     grant_manage = Boolean(default=False)
     grant_pay = Boolean(default=False)
     credit_cap_fen = BigInt(null=True, default=None)  # the `credit` grant: a monthly cap; None: none
+    # One more on every change of grants or state, made with the link locked: what a payment made
+    # under the link records, so what it was made under is known without comparing clocks.
+    version = Integer(default=1)
     created_at = Timestamptz()
     ended_at = Timestamptz(null=True, default=None)
     ended_by_user_id = Integer(null=True, default=None)
@@ -71,3 +76,21 @@ class FamilyInvitation(Table, tablename="family_invitation"):
     link_id = Integer(null=True, default=None)
 
     known_relation = one_of("relation", Relation)
+
+
+class FamilyGrantChange(Table, tablename="family_grant_change"):
+    """A link's grants and state at each of its versions: one row when the link is made and one
+    per change (grants, or its end), so what a payment made under a version was allowed is known
+    (the audit asks it of every mutual-aid payment and shared-credit drawdown)."""
+
+    id = Serial(primary_key=True)
+    link_id = ForeignKey(FamilyLink, null=False, index=True)
+    version = Integer()
+    ended = Boolean(default=False)
+    grant_manage = Boolean()
+    grant_pay = Boolean()
+    credit_cap_fen = BigInt(null=True, default=None)
+    changed_at = Timestamptz()
+    changed_by_user_id = Integer()
+
+    one_row_per_version = Unique([link_id, version])

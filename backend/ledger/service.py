@@ -11,7 +11,7 @@ Sign convention: an account's balance is what it holds. A payment moves value fr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -65,15 +65,32 @@ class AlreadyPosted(Exception):
 
 async def post(kind: str, reference: str, lines: Iterable[tuple[str, int]]) -> int | None:
     """Post one journal inside the caller's transaction; None when every line is zero."""
-    amounts: dict[str, int] = {}
-    for code, amount in lines:
-        amounts[code] = amounts.get(code, 0) + amount
-    amounts = {code: amount for code, amount in amounts.items() if amount}
-    if sum(amounts.values()) != 0:
-        raise ValueError(f"journal {kind} {reference} does not balance: {amounts}")
+    return (await post_together([(kind, reference, lines)]))[0]
+
+
+async def post_together(journals: Sequence[tuple[str, str, Iterable[tuple[str, int]]]]) -> list[int | None]:
+    """Post journals (kind, reference, lines) of one change inside the caller's transaction, every
+    account they touch locked first in the one order (so a change posting two journals never
+    locks a personal account after a shared one); a journal's id, or None where every line is 0."""
+    netted = []
+    for kind, reference, lines in journals:
+        amounts: dict[str, int] = {}
+        for code, amount in lines:
+            amounts[code] = amounts.get(code, 0) + amount
+        amounts = {code: amount for code, amount in amounts.items() if amount}
+        if sum(amounts.values()) != 0:
+            raise ValueError(f"journal {kind} {reference} does not balance: {amounts}")
+        netted.append((kind, reference, amounts))
+    codes = sorted({code for _, _, amounts in netted for code in amounts})
+    accounts = await _lock_accounts(codes) if codes else {}
+    return [await _post_locked(kind, reference, amounts, accounts) for kind, reference, amounts in netted]
+
+
+async def _post_locked(
+    kind: str, reference: str, amounts: dict[str, int], accounts: dict[str, int]
+) -> int | None:
     if not amounts:
         return None
-    accounts = await _lock_accounts(sorted(amounts))
     try:
         journal = await Journal.insert(
             Journal(
@@ -136,28 +153,50 @@ async def _lock_accounts(codes: list[str]) -> dict[str, int]:
     return found
 
 
-async def open_personal_account(insured_id: int, region_code: str, opening_fen: int) -> None:
-    """Open the person's account with the balance the platform reported; once, in the caller's txn."""
-    code = personal_account(insured_id)
-    created = (
-        await Account.insert(
-            Account(code=code, kind=PERSONAL_ACCOUNT, balance_fen=0, created_at=datetime.now(UTC))
-        )
-        .on_conflict(action="DO NOTHING")
-        .returning(Account.id)
+async def open_personal_accounts(people: list[tuple[int, str, int]]) -> None:
+    """Open people's accounts, each (insured id, region, the balance the platform reported), once,
+    in the caller's transaction: every row first, in code order, then the openings' journals
+    together, so two payments opening overlapping accounts never wait on each other in a cycle."""
+    opening = {personal_account(insured_id): (region, fen) for insured_id, region, fen in people}
+    created = await Account.raw(
+        """
+        INSERT INTO ledger_account (code, kind, balance_fen, created_at)
+        SELECT code, {}, 0, now() FROM unnest({}::text[]) AS code ORDER BY code
+        ON CONFLICT (code) DO NOTHING RETURNING code
+        """,
+        PERSONAL_ACCOUNT,
+        sorted(opening),
     )
-    if created and opening_fen > 0:
-        await post(
-            "personal_account.opened",
-            code,
-            [(code, opening_fen), (personal_account_funding(region_code), -opening_fen)],
-        )
+    await post_together(
+        [
+            (
+                "personal_account.opened",
+                row["code"],
+                [
+                    (row["code"], opening[row["code"]][1]),
+                    (personal_account_funding(opening[row["code"]][0]), -opening[row["code"]][1]),
+                ],
+            )
+            for row in created
+        ]
+    )
 
 
 async def locked_balance(code: str) -> int:
     """The account's balance, locked until the caller's transaction ends (0 if it has none)."""
     rows = await Account.select(Account.balance_fen).where(Account.code == code).lock_rows()
     return int(rows[0]["balance_fen"]) if rows else 0
+
+
+async def locked_balances(codes: list[str]) -> dict[str, int]:
+    """The accounts' balances, locked together in the ledger's order until the caller's
+    transaction ends (an account that was never opened is left out)."""
+    rows = await Account.raw(
+        "SELECT code, balance_fen FROM ledger_account WHERE code = ANY({}::text[]) "
+        "ORDER BY kind <> 'personal_account', code FOR UPDATE",
+        codes,
+    )
+    return {row["code"]: int(row["balance_fen"]) for row in rows}
 
 
 async def balance(code: str, default: int = 0) -> int:

@@ -30,6 +30,7 @@ from backend.partners.channels import (
     OrderStatus,
     RefundState,
     RefundStatus,
+    Relative,
 )
 from backend.partners.http import TransientPartnerError, rejected, unusable, with_retries
 from backend.platform.errors import AppError
@@ -86,6 +87,9 @@ class AlipayTradeClient:
         self.gateway = gateway
         self.settings = gateway.settings
         self.merchant_id = gateway.settings.app_id
+
+    def seal_relative(self, relative: Relative) -> None:
+        """Alipay's mini-program trade does not name whom it is paid for."""
 
     async def create_order(self, order: OrderRequest) -> dict[str, str]:
         """A trade for the cash part; answers what `my.tradePay` takes (`tradeNO`)."""

@@ -19,6 +19,15 @@ ChannelName = Literal["wechat", "alipay"]
 
 
 @dataclass(frozen=True)
+class Relative:
+    """The patient a relative pays for (WeChat Pay's `pay_for_relatives`), as their document says."""
+
+    name: str
+    id_type: str
+    id_number: str
+
+
+@dataclass(frozen=True)
 class OrderRequest:
     out_trade_no: str  # ours, unique per channel order, <= 32 chars [A-Za-z0-9_-]
     payer_id: str  # WeChat openid / Alipay buyer user id (the logged-in user's openid column)
@@ -32,6 +41,9 @@ class OrderRequest:
     institution_name: str
     notify_url: str
     expires_at: datetime  # tz-aware
+    # Paid by the payer for a relative, not for themselves: the relative as `seal_relative` gave
+    # them, once per order (an encrypted name differs every time it is made).
+    relative: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,10 @@ class PaymentChannel(Protocol):
 
     async def create_order(self, order: OrderRequest) -> dict[str, str]:
         """What the mini-program needs to launch payment; the same order again is safe."""
+        ...
+
+    def seal_relative(self, relative: Relative) -> dict[str, Any] | None:
+        """The relative as this channel's order names them (None: its orders do not)."""
         ...
 
     async def query_order(self, out_trade_no: str) -> OrderStatus: ...

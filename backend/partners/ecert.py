@@ -1,4 +1,5 @@
-"""The medical-insurance e-certificate platform: identity and face verification.
+"""The medical-insurance e-certificate platform: identity and face verification, and newborns
+enrolled in resident insurance on a guardian's word.
 
 Every request is AES-256-GCM encrypted with the data key the platform issued us and signed with
 HMAC-SHA256 under our app secret; every answer is signed the same way and checked before use.
@@ -12,6 +13,7 @@ import hmac
 import os
 import secrets
 import time
+from datetime import date
 from typing import Any, Literal
 
 import httpx
@@ -54,6 +56,25 @@ REFUSALS: dict[str, tuple[int, str, str, str | None]] = {
     "E2103": (422, "ECERT_FACE_MISMATCH", "the face is not this person's", "face_assertion"),
     "E2104": (422, "ECERT_FACE_REJECTED", "the face check did not pass", "face_assertion"),
     "E2105": (409, "ECERT_FACE_REPLAYED", "this face assertion was already used", "face_assertion"),
+    "E2201": (
+        422,
+        "ECERT_NEWBORN_OUT_OF_WINDOW",
+        "the birth date is outside the newborn enrolment window",
+        "birth_date",
+    ),
+    "E2202": (
+        422,
+        "ECERT_BIRTH_CERTIFICATE_INVALID",
+        "the platform finds this birth-certificate number not valid",
+        "birth_certificate_no",
+    ),
+    "E2203": (
+        422,
+        "ECERT_NEWBORN_MISMATCH",
+        "this birth certificate is enrolled with another name or birth date",
+        "birth_certificate_no",
+    ),
+    "E2204": (422, "ECERT_GUARDIAN_NOT_INSURED", "the platform does not know you as insured", None),
 }
 TRANSIENT_PREFIX = "E9"  # platform busy or failing inside
 NONCE_REPLAYED = "E1007"
@@ -91,6 +112,20 @@ class EcertClient:
 
     async def verify_face(self, face_assertion: str) -> EcertIdentity:
         return await self._identity("verify_face", {"face_assertion": face_assertion})
+
+    async def enrol_newborn(
+        self, guardian_cert_no: str, birth_certificate_no: str, name: str, birth_date: date, region_code: str
+    ) -> EcertIdentity:
+        """Enrol a newborn in resident insurance in the guardian's region. The platform enrols a
+        birth certificate once and answers the same person again, so a timed-out call is resent."""
+        data = {
+            "guardian_cert_no": guardian_cert_no,
+            "birth_certificate_no": birth_certificate_no,
+            "name": name,
+            "birth_date": birth_date.isoformat(),
+            "region_code": region_code,
+        }
+        return await self._identity("enrol_newborn", data)
 
     async def _identity(self, api: str, data: dict[str, Any]) -> EcertIdentity:
         # A face assertion is spent once the platform reads it: resend only what never arrived.

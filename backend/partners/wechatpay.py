@@ -32,6 +32,7 @@ from backend.partners.channels import (
     OrderRequest,
     OrderStatus,
     RefundStatus,
+    Relative,
 )
 from backend.partners.http import TransientPartnerError, rejected, signature_invalid, unusable, with_retries
 from backend.partners.wechatpay_formats import (
@@ -46,10 +47,13 @@ from backend.partners.wechatpay_formats import (
     TRANSIENT_CODES,
     WINDOW_SECONDS,
     Reply,
+    card_type,
     fen,
+    id_digest,
     moment,
     new_nonce,
     rfc3339,
+    rsa_encrypt,
     rsa_sign,
     rsa_verify,
 )
@@ -116,7 +120,8 @@ class WechatPayClient:
             "order_type": order_type,
             "appid": self.appid,
             "openid": order.payer_id,
-            "pay_for_relatives": False,
+            "pay_for_relatives": order.relative is not None,
+            **({"relative": order.relative} if order.relative is not None else {}),
             "out_trade_no": order.out_trade_no,
             "serial_no": order.out_trade_no,
             "med_inst_name": order.institution_name,
@@ -141,6 +146,15 @@ class WechatPayClient:
             "package": package,
             "signType": "RSA",
             "paySign": rsa_sign(self._merchant_key, f"{self.appid}\n{timestamp}\n{nonce}\n{package}\n"),
+        }
+
+    def seal_relative(self, relative: Relative) -> dict[str, Any]:
+        """Whom a relative pays for: the name encrypted with WeChat Pay's key, the number digested."""
+        key = self._platform_keys[self.settings.platform_public_key_id]
+        return {
+            "name": rsa_encrypt(key, relative.name),
+            "id_digest": id_digest(relative.id_number),
+            "card_type": card_type(relative.id_type, relative.id_number),
         }
 
     async def query_order(self, out_trade_no: str) -> OrderStatus:

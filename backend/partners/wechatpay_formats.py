@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import secrets
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -53,6 +54,40 @@ class Reply(NamedTuple):
 
 def rsa_sign(key: rsa.RSAPrivateKey, message: str) -> str:
     return base64.b64encode(key.sign(message.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+
+
+def rsa_encrypt(key: rsa.RSAPublicKey, text: str) -> str:
+    """A sensitive field as WeChat Pay takes it: RSA-OAEP (SHA-1) with its public key, base64."""
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
+    return base64.b64encode(key.encrypt(text.encode(), oaep)).decode()
+
+
+# Our document types as WeChat Pay's medical-insurance orders name them (card_type).
+CARD_TYPES = {
+    "resident_id": "ID_CARD",
+    "hk_macau_tw_residence": "ID_CARD",  # 18 digits, the resident ID's format
+    "foreign_permanent_residence": "FOREIGN_PERMANENT_RESIDENT",
+    "taiwan_permit": "MAINLAND_TRAVEL_PERMIT_FOR_TW",
+    # A newborn not yet holding an ID card is named by the household register they are entered in.
+    "birth_certificate": "HOUSEHOLD_REGISTRATION",
+}
+
+
+def card_type(id_type: str, id_number: str) -> str:
+    if id_type == "hk_macau_permit":  # H... for Hong Kong residents, M... for Macao's
+        return (
+            "MAINLAND_TRAVEL_PERMIT_FOR_MO"
+            if id_number.upper().startswith("M")
+            else ("MAINLAND_TRAVEL_PERMIT_FOR_HK")
+        )
+    if id_type not in CARD_TYPES:
+        raise ValueError(f"no WeChat Pay card_type for {id_type!r} documents")
+    return CARD_TYPES[id_type]
+
+
+def id_digest(id_number: str) -> str:
+    """WeChat Pay's digest of a document number: MD5 of the number, upper-cased, in hex."""
+    return hashlib.md5(id_number.upper().encode(), usedforsecurity=False).hexdigest()
 
 
 def rsa_verify(key: rsa.RSAPublicKey, message: bytes, signature: str) -> bool:

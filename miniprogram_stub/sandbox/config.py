@@ -51,6 +51,8 @@ FACE_MAX_AGE_S = 120
 FACE_MAX_AHEAD_S = 30
 FACE_MIN_SCORE = 0.90
 FACE_JTI_TTL_S = 600
+# A newborn is enrolled in resident insurance from its birth date up to this many days after it.
+ECERT_NEWBORN_WINDOW_DAYS = int(os.environ.get("SANDBOX_ECERT_NEWBORN_WINDOW_DAYS", "365"))
 
 # How long a login code from the phone side stays exchangeable (tests may shorten it).
 CODE_TTL_S = float(os.environ.get("SANDBOX_CODE_TTL_S", "300"))

@@ -1,4 +1,5 @@
-"""Medical-insurance e-certificate platform: verify a person by name + ID number, or by face.
+"""Medical-insurance e-certificate platform: verify a person by name + ID number, or by face;
+enrol a newborn in resident insurance on a guardian's word.
 
 `POST /ecert/v1/{api}` with a signed, encrypted envelope (see `ecert_protocol`); who is
 insured, including the `测试` rule for generated people, is in `insured`.
@@ -7,7 +8,9 @@ insured, including the `测试` rule for generated people, is in `insured`.
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Request, Response, Router, post
@@ -34,6 +37,8 @@ from miniprogram_stub.sandbox.insured import NameMismatchError, NotInsuredError,
 NAME = "ecert"
 API_VERIFY_IDENTITY = "verify_identity"
 API_VERIFY_FACE = "verify_face"
+API_ENROL_NEWBORN = "enrol_newborn"
+CHINA = ZoneInfo("Asia/Shanghai")
 # Generated people are remembered so a later face check can find them; keep the newest only.
 _MAX_REMEMBERED = 10_000
 
@@ -49,6 +54,21 @@ class VerifyFace(msgspec.Struct, forbid_unknown_fields=True):
     face_assertion: Annotated[str, msgspec.Meta(min_length=1)]
 
 
+class EnrolNewborn(msgspec.Struct, forbid_unknown_fields=True):
+    guardian_cert_no: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    birth_certificate_no: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    birth_date: date
+    region_code: Annotated[str, msgspec.Meta(pattern="^[0-9]{6}$")]
+
+
+@dataclass
+class Newborn:
+    person: Person
+    birth_date: date
+    guardians: set[str]  # cert numbers of those who enrolled it
+
+
 class _ClaimedApp(msgspec.Struct):
     app_id: str = ""
     nonce: str = ""
@@ -59,6 +79,7 @@ class EcertState:
     nonces: SeenOnce = field(default_factory=lambda: SeenOnce(config.ECERT_NONCE_TTL_S))
     face_jtis: SeenOnce = field(default_factory=lambda: SeenOnce(config.FACE_JTI_TTL_S))
     generated: dict[str, Person] = field(default_factory=dict)  # by face digest (idd)
+    newborns: dict[str, Newborn] = field(default_factory=dict)  # by birth-certificate number
 
     def remember(self, person: Person) -> None:
         # The face digest cannot be inverted, so the platform keeps whom it has met.
@@ -117,9 +138,45 @@ def _verify_face(data: Any, platform: EcertState) -> Person:
     return _active(person)
 
 
+def _guardian(cert_no: str, platform: EcertState) -> Person:
+    person = insured.seeded_by_cert_no(cert_no) or next(
+        (p for p in platform.generated.values() if p.cert_no == cert_no), None
+    )
+    if person is None:
+        raise EcertError("E2204")
+    return _active(person)
+
+
+def _enrol_newborn(data: Any, platform: EcertState) -> Person:
+    """Enrol once per birth certificate: the same certificate again (by either parent) answers the
+    same person, if its name and birth date agree."""
+    ask = msgspec.convert(data, EnrolNewborn)
+    number = ask.birth_certificate_no.upper()
+    if not insured.valid_birth_certificate(number):
+        raise EcertError("E2202")
+    guardian = _guardian(ask.guardian_cert_no, platform)
+    if ask.region_code != guardian.region_code:
+        raise EcertError("E2205")
+    enrolled = platform.newborns.get(number)
+    if enrolled is not None:
+        if (enrolled.person.name, enrolled.birth_date) != (ask.name, ask.birth_date):
+            raise EcertError("E2203")
+        enrolled.guardians.add(guardian.cert_no)
+        return enrolled.person
+    today = datetime.now(CHINA).date()
+    if not today - timedelta(days=config.ECERT_NEWBORN_WINDOW_DAYS) <= ask.birth_date <= today:
+        raise EcertError("E2201")
+    person = insured.newborn(number, ask.name, guardian.region_code)
+    platform.newborns[number] = Newborn(person, ask.birth_date, {guardian.cert_no})
+    if len(platform.newborns) > _MAX_REMEMBERED:
+        del platform.newborns[next(iter(platform.newborns))]
+    return person
+
+
 _APIS: dict[str, Callable[[Any, EcertState], Person]] = {
     API_VERIFY_IDENTITY: _verify_identity,
     API_VERIFY_FACE: _verify_face,
+    API_ENROL_NEWBORN: _enrol_newborn,
 }
 
 

@@ -40,6 +40,11 @@ MESSAGES = {
     "E2103": "face does not belong to this person",
     "E2104": "face liveness or score too low",
     "E2105": "face assertion already used",
+    "E2201": "birth date outside the newborn enrolment window",
+    "E2202": "birth certificate number is not valid",
+    "E2203": "birth certificate enrolled with another name or birth date",
+    "E2204": "guardian is not insured",
+    "E2205": "region is not the guardian's",
 }
 _IV_BYTES = 12
 _TAG_BYTES = 16

@@ -14,10 +14,15 @@ this rule, so tests can make fresh people without editing the registry:
 
 A seeded number always wins: its registered name must match. A lower-case check char `x`
 is read as `X`. Face assertions name a person by `face.identity_digest(id_type, id_number)`.
+
+A newborn is enrolled by a guardian with its birth-certificate number (出生医学证明编号: a letter
+and 9 digits), into resident insurance in the guardian's region, with no personal account:
+cert_no = "E" + HMAC-SHA256(the platform's secret, "birth_certificate:" + number)[:15] upper-cased.
 """
 
 import hashlib
 import hmac
+import re
 from datetime import date
 from functools import cache
 from importlib.resources import files
@@ -32,6 +37,8 @@ TEST_PREFIX = "测试"
 SUSPENDED_PREFIX = "测试停保"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
+BIRTH_CERTIFICATE = "birth_certificate"
+_BIRTH_CERTIFICATE_NO = re.compile(r"[A-Z][0-9]{9}")
 
 
 class Person(msgspec.Struct):
@@ -39,7 +46,7 @@ class Person(msgspec.Struct):
 
     cert_no: str
     name: str
-    id_type: IdType
+    id_type: IdType | Literal["birth_certificate"]
     id_number: str
     region_code: str
     insurance_type: Literal["employee", "resident"]
@@ -79,6 +86,36 @@ def seeded() -> dict[tuple[str, str], Person]:
 @cache
 def _seeded_by_idd() -> dict[str, Person]:
     return {p.idd: p for p in seeded().values()}
+
+
+@cache
+def _seeded_by_cert_no() -> dict[str, Person]:
+    return {p.cert_no: p for p in seeded().values()}
+
+
+def seeded_by_cert_no(cert_no: str) -> Person | None:
+    return _seeded_by_cert_no().get(cert_no)
+
+
+def valid_birth_certificate(number: str) -> bool:
+    return _BIRTH_CERTIFICATE_NO.fullmatch(number) is not None
+
+
+def newborn(birth_certificate_no: str, name: str, region_code: str) -> Person:
+    """A newborn enrolled in resident insurance: no personal account."""
+    derived = hmac.new(
+        config.PLATFORM_SECRET, f"{BIRTH_CERTIFICATE}:{birth_certificate_no}".encode(), hashlib.sha256
+    )
+    return Person(
+        cert_no="E" + derived.hexdigest()[:15].upper(),
+        name=name,
+        id_type=BIRTH_CERTIFICATE,
+        id_number=birth_certificate_no,
+        region_code=region_code,
+        insurance_type="resident",
+        personal_account_balance_fen=0,
+        status="active",
+    )
 
 
 def generated(name: str, id_type: IdType, id_number: str) -> Person:

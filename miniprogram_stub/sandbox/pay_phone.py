@@ -136,6 +136,7 @@ def _wechat_view(state: State, out_trade_no: str) -> dict[str, Any]:
         "prepay_id": order.prepay_id,
         "mix_trade_no": order.mix_trade_no or None,
         "med_ins": order.med_ins,
+        "relative_name": order.relative_name,
         "refunds": [
             {
                 "out_refund_no": r.out_refund_no,

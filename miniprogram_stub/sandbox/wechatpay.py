@@ -6,6 +6,7 @@ the platform key. Orders are keyed by out_trade_no and refunds by out_refund_no,
 deduplicating: the same request again gets the same answer, never a second order or refund.
 """
 
+import base64
 import re
 import secrets
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -67,6 +70,7 @@ class Order:
     transaction_id: str = ""
     success_time: str = ""
     med_ins: dict[str, Any] | None = None
+    relative_name: str | None = None  # whom the payer pays for (pay_for_relatives), decrypted
     mix_trade_no: str = ""
     refunds: dict[str, Refund] = field(default_factory=dict)
     notice: WechatNotice | None = None
@@ -276,10 +280,12 @@ def _med_ins(body: dict[str, Any], state: WechatPayState) -> Response[bytes]:
         raise Refused(400, "PARAM_ERROR", "mix_pay_type: CASH_ONLY or CASH_AND_INSURANCE here")
     if cash != order.total:
         raise Refused(400, "PARAM_ERROR", "wechat_pay_cash_fee differs from the JSAPI order's amount")
+    relative_name = _relative(body)
     if order.med_ins is not None and order.med_ins != body:
         raise Refused(400, "INVALID_REQUEST", "out_trade_no already used by another insurance order")
     if order.med_ins is None:
         order.med_ins, order.mix_trade_no = body, _digits("1217752501", 30)
+        order.relative_name = relative_name
     return answer(
         200,
         {
@@ -292,6 +298,41 @@ def _med_ins(body: dict[str, Any], state: WechatPayState) -> Response[bytes]:
             "wechat_pay_cash_fee": cash,
         },
     )
+
+
+_CARD_TYPES = frozenset(
+    {
+        "ID_CARD",
+        "HOUSEHOLD_REGISTRATION",
+        "FOREIGNER_PASSPORT",
+        "FOREIGN_PERMANENT_RESIDENT",
+        "MAINLAND_TRAVEL_PERMIT_FOR_TW",
+        "MAINLAND_TRAVEL_PERMIT_FOR_HK",
+        "MAINLAND_TRAVEL_PERMIT_FOR_MO",
+    }
+)
+
+
+def _relative(body: dict[str, Any]) -> str | None:
+    """Paying for a relative: the relative named, the name encrypted with our public key."""
+    if body.get("pay_for_relatives") is not True:
+        if "relative" in body:
+            raise Refused(400, "PARAM_ERROR", "relative: only when pay_for_relatives is true")
+        return None
+    relative = body.get("relative")
+    if not isinstance(relative, dict) or relative.get("card_type") not in _CARD_TYPES:
+        raise Refused(400, "PARAM_ERROR", "relative: name, id_digest and a known card_type")
+    if not re.fullmatch(r"[0-9a-f]{32}", str(relative.get("id_digest", ""))):
+        raise Refused(400, "PARAM_ERROR", "relative.id_digest: the MD5 of the document number")
+    try:
+        oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
+        return (
+            config.wechatpay_platform_private_key().decrypt(base64.b64decode(relative["name"]), oaep).decode()
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        raise Refused(
+            400, "PARAM_ERROR", "relative.name: not encrypted with WeChat Pay's public key"
+        ) from exc
 
 
 def _order(out_trade_no: str, state: WechatPayState) -> Order:

@@ -131,3 +131,28 @@ def test_partial_refunds_never_exceed_a_part_and_the_last_returns_exactly_the_re
         left -= amount
     if left:
         assert refund_parts(left, remaining, left) == remaining
+
+
+@settings(max_examples=300)
+@given(policies, levels, usages, items, balances, balances)
+def test_family_mutual_aid_pays_only_the_in_scope_self_part_after_the_patients_own(
+    policy, level, usage, bill, balance, family_balance
+):
+    alone = presettle(policy, level, usage, bill, balance)
+    aided = presettle(policy, level, usage, bill, balance, family_balance)
+    assert aided.fund_fen == alone.fund_fen and aided.personal_account_fen == alone.personal_account_fen
+    assert aided.family_account_fen <= family_balance
+    assert aided.fund_fen + aided.personal_account_fen + aided.family_account_fen + aided.cash_fen == (
+        aided.total_fen
+    )
+    for part in aided.items:
+        assert part.family_account_fen >= 0
+        # Never the out-of-scope parts: at most what the patient's own account left of the in-scope part.
+        in_scope_self = part.deductible_fen + part.copay_fen
+        assert part.family_account_fen <= max(0, in_scope_self - part.personal_account_fen)
+        assert part.cash_fen >= 0
+    if family_balance >= aided.total_fen:  # a full account leaves no in-scope self part to cash
+        for part in aided.items:
+            assert part.cash_fen == part.amount_fen - part.fund_fen - part.personal_account_fen - max(
+                0, part.deductible_fen + part.copay_fen - part.personal_account_fen
+            )

@@ -1,0 +1,36 @@
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.columns.column_types import Integer
+from piccolo.columns.indexes import IndexMethod
+
+ID = "2026-12-01T17:34:55:060135"
+VERSION = "1.38.0"
+DESCRIPTION = "a bill paid by family mutual aid names the version of the link it was paid under"
+
+
+async def forwards():
+    manager = MigrationManager(
+        migration_id=ID, app_name="billing", description=DESCRIPTION
+    )
+
+    manager.add_column(
+        table_class_name="Bill",
+        tablename="bill",
+        column_name="family_link_version",
+        db_column_name="family_link_version",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    return manager
