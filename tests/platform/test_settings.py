@@ -165,6 +165,8 @@ def test_production_refuses_plain_http_partners(tmp_path: Path) -> None:
         ("MEDPAY_CREDIT_REQUEST_SIGNING_KEY", "whpk_" + base64.b64encode(os.urandom(32)).decode()),
         ("MEDPAY_CREDIT_REQUEST_SIGNING_KEY", "whsk_" + base64.b64encode(os.urandom(16)).decode()),
     ],
+    # Fixed ids: the random keys would name the tests differently in each xdist worker.
+    ids=["digest-not-base64", "qr-short", "vault-short", "vault-unnamed", "signing-public", "signing-short"],
 )
 def test_a_weak_or_garbled_key_stops_the_start(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
