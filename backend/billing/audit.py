@@ -1,4 +1,4 @@
-"""The bills' invariants against the ledger, the channels' orders and the year-to-date usage."""
+"""The bills' invariants against the ledger, the cash parts' collectors and the year-to-date usage."""
 
 from __future__ import annotations
 
@@ -45,7 +45,11 @@ async def audit() -> tuple[list[str], dict[str, int]]:
     receivable = await ledger.moved_by_reference("hospital_receivable")
     problems += await _receivables(receivable)
     problems += await _clearing(
-        {**await ledger.balances("channel_clearing"), **await ledger.balances("bank_credit")}
+        {
+            **await ledger.balances("channel_clearing"),
+            **await ledger.balances("bank_credit"),
+            **await ledger.balances("counter_cash"),
+        }
     )
     for row in await Bill.raw(
         """
@@ -127,8 +131,8 @@ async def _receivables(receivable: dict[str, int]) -> list[str]:
 
 
 async def _clearing(clearing: dict[str, int]) -> list[str]:
-    """What each clearing account (a channel's, a bank's) holds, against the cash parts collected
-    through it less the cash refunded."""
+    """What each clearing account (a channel's, a bank's, a hospital's cash desk) holds, against the
+    cash parts collected through it less the cash refunded."""
     collected: dict[str, int] = {}
     for row in await CashPayment.raw(
         """

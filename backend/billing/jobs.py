@@ -9,15 +9,16 @@ from typing import Any
 
 import structlog
 
-from backend.billing import by_channel, callbacks, cash, refunds
+from backend.billing import by_channel, callbacks, cash, counter, refunds
 from backend.platform.runtime import Runtime
 from backend.platform.work import Cron, Job, Task
 
 log = structlog.get_logger(__name__)
 
 # Every process that pays, checks or refunds loads this module (the web app through payment.py,
-# workers through `workers.gather`): the payment channels' cash method is registered with it.
-CHANNEL = by_channel.CHANNEL
+# workers through `workers.gather`): the payment channels' and the counter's cash methods register
+# as these load (modules, not their methods: the counter's imports lead back here).
+CASH_METHODS = (by_channel, counter)
 
 
 async def _expire_bill(rt: Runtime, bill_id: str) -> str:

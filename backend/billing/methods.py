@@ -2,8 +2,9 @@
 
 Each method is a `CashMethod`: it reserves what it needs inside the transaction that settles the
 bill (a credit line's limit), opens the collection after commit (a channel order, a bank's
-disbursement), checks a collection that has not ended, and refunds. The payment channels are
-registered by `by_channel.py`; the credit domain registers "credit" (`backend/credit/method.py`).
+disbursement, a note to pay at the counter), checks a collection that has not ended, and refunds.
+The payment channels are registered by `by_channel.py`, the hospital's counter by `counter.py`; the
+credit domain registers "credit" (`backend/credit/method.py`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from backend.platform.runtime import Runtime
 class Reserved:
     """What a method fixed for a cash part as the bill settled: who collects it, into which account."""
 
-    merchant_id: str  # the channel's merchant, or the bank's code
-    account: str  # the ledger account the cash arrives through (channel or bank clearing)
+    merchant_id: str  # the channel's merchant, the bank's code, or the institution's (the counter)
+    account: str  # the ledger account the cash arrives through (channel or bank clearing, cash desk)
 
 
 @dataclass(frozen=True)

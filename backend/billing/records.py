@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from backend.billing.schemas import OrderType
+from backend.billing.schemas import OrderType, Tender
 from backend.billing.tables import Bill, BillState, CashPayment, CashState
 
 
@@ -82,7 +82,8 @@ class Settled(msgspec.Struct, frozen=True):
 
 
 class CashRecord(msgspec.Struct, frozen=True):
-    """A cash payment row: the cash part of a bill and the channel order collecting it."""
+    """A cash payment row: the cash part of a bill and who collects it (a channel's order, a bank's
+    drawdown, the hospital's counter)."""
 
     id: int
     bill_id: uuid.UUID
@@ -95,6 +96,9 @@ class CashRecord(msgspec.Struct, frozen=True):
     merchant_id: str | None
     account: str
     relative: str | None  # JSON: whom a relative pays for, as the channel's order names them
+    receipt_no: str | None  # taken at the counter: the hospital's receipt,
+    tender: Tender | None  # cash or card,
+    recorded_by: str | None  # as its system recorded it
     created_at: datetime
     paid_at: datetime | None
     ended_at: datetime | None

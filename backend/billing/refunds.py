@@ -5,7 +5,8 @@ are reserved when it is recorded (REQUESTED), so concurrent refunds never exceed
 there is cash to give back, the channel is asked over HTTP with our `out_refund_no`, which it
 deduplicates; once it accepts, the ledger, the year's usage and the bill's state move in one
 transaction. A refund the channel refuses is REJECTED and releases its reservation; one the
-channel could not be asked about stays REQUESTED and the sweeper asks again.
+channel could not be asked about stays REQUESTED and the sweeper asks again. Cash taken at the
+hospital's counter is handed back there: its method answers SUCCEEDED at once (`counter.py`).
 """
 
 from __future__ import annotations

@@ -14,11 +14,13 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from backend.auth.routes import PatientController, PatientDep
-from backend.billing import bills, callbacks, payment, refunds
+from backend.billing import bills, callbacks, counter, payment, refunds
 from backend.billing.schemas import (
     BillCreate,
     BillPage,
     BillRead,
+    CounterPaymentCreate,
+    CounterPaymentRead,
     PaymentRead,
     PayRequest,
     PresettleRead,
@@ -107,7 +109,10 @@ class BillController(PatientController):
         status_code=HTTP_200_OK,
         operation_id="billPay",
         responses={
-            200: returns(PaymentRead, "Paid, or paying: `launch` opens the channel's payment."),
+            200: returns(
+                PaymentRead,
+                "Paid, or paying: `launch` opens the channel's payment (`counter`: where and what to pay).",
+            ),
             **errors(
                 NOT_FOUND,
                 (
@@ -132,7 +137,8 @@ class BillController(PatientController):
         idempotency_key: KeyHeader = None,
     ) -> Response[bytes]:
         """Pay in one confirmation: the fund's and personal account's parts settle now; a cash part
-        returns `launch`, what the mini-program opens the channel's payment with."""
+        returns `launch`, what the mini-program opens the channel's payment with, or, by `counter`,
+        what to pay at the hospital's counter."""
 
         async def work(_: str) -> tuple[int, PaymentRead]:
             return 200, await payment.pay(runtime, patient, bill_id, data)
@@ -237,11 +243,51 @@ class PartnerBillController(Controller):
         idempotency_key: KeyHeader = None,
     ) -> Response[bytes]:
         """Refund all that is left (no `amount_fen`) or part of it. Each part of the bill gives back
-        its share; cash goes back through the channel. 202 while the channel has not answered."""
+        its share; cash goes back through the channel (paid at the counter: the counter hands it
+        back, and the refund succeeds at once). 202 while the channel has not answered."""
 
         async def work(request_key: str) -> tuple[int, RefundRead]:
             refund = await refunds.request_refund(runtime, partner, bill_id, data, request_key)
             return (HTTP_202_ACCEPTED if refund.state == RefundState.REQUESTED else HTTP_201_CREATED), refund
+
+        return await idempotency.once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
+
+    @post(
+        "/{bill_id:uuid}/counter-payment",
+        status_code=HTTP_201_CREATED,
+        operation_id="partnerBillCounterPayment",
+        responses={
+            201: returns(
+                CounterPaymentRead, "Paid at the counter (the same receipt again: the same answer)."
+            ),
+            **errors(
+                NOT_FOUND,
+                (
+                    409,
+                    "`CASH_NOT_AT_COUNTER` (its cash part is by channel or credit, or none was chosen), "
+                    "`BILL_NOT_PAYABLE`, `BILL_EXPIRED`, or `COUNTER_RECEIPT_USED` for another payment.",
+                ),
+                (422, "`COUNTER_AMOUNT_MISMATCH`: `amount_fen` is not the cash part left for the counter."),
+                *IDEMPOTENT,
+                503,
+            ),
+        },
+    )
+    async def counter_payment(
+        self,
+        bill_id: BillId,
+        data: JSONBody[CounterPaymentCreate],
+        partner: PartnerDep,
+        runtime: RuntimeDep,
+        request: Request[Any, Any, Any],
+        idempotency_key: KeyHeader = None,
+    ) -> Response[bytes]:
+        """The hospital's cashier took the cash part the patient chose to pay at the counter
+        (`cash_method: counter`): the bill is paid. `receipt_no` is the hospital's own, once per
+        institution."""
+
+        async def work(_: str) -> tuple[int, CounterPaymentRead]:
+            return HTTP_201_CREATED, await counter.record(runtime, partner, bill_id, data)
 
         return await idempotency.once(request, f"partner:{partner.client_id}", idempotency_key, data, work)
 

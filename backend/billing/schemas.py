@@ -13,7 +13,9 @@ from backend.platform.schemas import END, IDENTIFIER, TEXT, Wire
 
 OrderType = Literal["REG", "DIAG", "PHARMACY", "IN_HOSP"]
 Category = Literal["A", "B", "C"]
-CashMethod = Literal["wechat", "alipay", "credit"]
+# A payment channel (the mini-program's own), a bank's credit line, or the hospital's counter.
+CashMethod = Literal["wechat", "alipay", "credit", "counter"]
+Tender = Literal["cash", "card"]  # how the counter took a cash part (tables.py's known_tender)
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=rf"^[A-Za-z0-9._:/-]+{END}")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=TEXT)]
 
@@ -157,13 +159,33 @@ class PaymentRead(Wire, omit_defaults=False):
     cash_fen: int
     cash_method: str | None
     out_trade_no: str | None  # the cash order's number, as the channel's payment record shows it
-    # What the mini-program launches the channel's payment with (null when nothing is left to pay).
+    # What the mini-program launches the channel's payment with, or, for the counter, where and
+    # what to pay there (null when nothing is left to pay).
     launch: dict[str, str] | None
 
 
 class RefundCreate(Wire):
     reason: Name
     amount_fen: Annotated[int, msgspec.Meta(ge=1)] | None = None  # all that is left when absent
+
+
+class CounterPaymentCreate(Wire):
+    """What the hospital's cashier took for a bill's cash part left for the counter."""
+
+    amount_fen: Annotated[int, msgspec.Meta(ge=1)]  # the whole cash part
+    receipt_no: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=IDENTIFIER)]
+    tender: Tender
+
+
+class CounterPaymentRead(Wire, omit_defaults=False):
+    bill_id: uuid.UUID
+    bill_no: str
+    state: str  # the bill's: PAID, or what refunds made of it since
+    out_trade_no: str  # the cash part's number
+    amount_fen: int
+    receipt_no: str
+    tender: Tender
+    paid_at: datetime
 
 
 class WechatPayRefusal(msgspec.Struct):

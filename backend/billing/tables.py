@@ -157,28 +157,37 @@ class BillItem(Table, tablename="bill_item"):
 
 
 class CashPayment(Table, tablename="cash_payment"):
-    """The cash part of a bill, collected by a channel or drawn on a credit line. A bill has one
-    live (CREATED or PAID) at a time: when a bank declines a drawdown, the patient pays the cash
-    part again by another attempt (a unique index in the migration keeps it to one)."""
+    """The cash part of a bill, collected by a channel, drawn on a credit line or taken at the
+    hospital's counter. A bill has one live (CREATED or PAID) at a time: when a bank declines a
+    drawdown, the patient pays the cash part again by another attempt (a unique index in the
+    migration keeps it to one)."""
 
     id = Serial(primary_key=True)
     bill_id = ForeignKey(Bill, null=False, index=True)
-    method = Varchar(length=16)  # wechat | alipay | credit
+    method = Varchar(length=16)  # wechat | alipay | credit | counter
     out_trade_no = Varchar(length=32, unique=True)
     amount_fen = BigInt()
     state = Varchar(length=16, index=True)  # a CashState
     launch = JSONB(null=True, default=None)  # what the mini-program launches payment with
     transaction_id = Varchar(length=64, null=True, default=None)
-    merchant_id = Varchar(length=64, null=True, default=None)  # the channel's merchant, or a bank
+    # The channel's merchant, a bank, or the institution whose counter collects it.
+    merchant_id = Varchar(length=64, null=True, default=None)
     account = Varchar(length=100, default="")  # the ledger account the cash arrives through
     # Whom a relative pays for, as the channel's order names them, fixed once (its encrypted
     # fields differ each time they are made): every repeat of the order is the same order.
     relative = JSONB(null=True, default=None)
+    # Taken at the counter: the hospital's own receipt number, how it was paid, which system said so.
+    receipt_no = Varchar(length=64, null=True, default=None)
+    tender = Varchar(length=8, null=True, default=None)  # cash | card (schemas.Tender)
+    recorded_by = Varchar(length=64, null=True, default=None)  # partner client id
     created_at = Timestamptz()
     paid_at = Timestamptz(null=True, default=None)
     ended_at = Timestamptz(null=True, default=None)
 
     known_state = one_of("state", CashState)
+    # A hospital's receipt pays one cash part (merchant_id: the institution's code).
+    receipt_once = Unique([merchant_id, receipt_no])
+    known_tender = Check("tender IS NULL OR tender IN ('cash', 'card')")
 
 
 class Refund(Table, tablename="bill_refund"):

@@ -6,7 +6,7 @@ accounts, then the others, by code) and must always equal the sum of their entri
 checks that.
 
 Sign convention: an account's balance is what it holds. A payment moves value from the payers
-(fund pool, personal account, channel clearing: balances fall) to the hospital's receivable.
+(fund pool, personal account, channel clearing, a counter's cash: balances fall) to the hospital's receivable.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ def hospital_receivable(institution_code: str) -> str:
 
 def channel_clearing(method: str) -> str:
     return f"channel_clearing:{method}"
+
+
+def counter_cash(institution_code: str) -> str:
+    """The hospital's own cash desk: what its cashiers took for bills' cash parts, less what they
+    handed back for refunds."""
+    return f"counter_cash:{institution_code}"
 
 
 def bank_credit(bank_code: str) -> str:
