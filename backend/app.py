@@ -21,6 +21,7 @@ from backend.billing.routes import (
 from backend.booking.routes import (
     AppointmentController,
     CatalogueController,
+    KioskWalkInController,
     PartnerAppointmentController,
     PartnerScheduleController,
     WaitlistController,
@@ -30,6 +31,7 @@ from backend.ecert import service as ecert
 from backend.ecert.routes import EcertController, TerminalController
 from backend.family import service as family
 from backend.family.routes import FamilyController
+from backend.kiosk.routes import KioskBillController
 from backend.notify.routes import NotificationsController, TemplatesController
 from backend.oauth.routes import PartnerController, TokenController, provide_partner
 from backend.platform.bodies import JsonRequest
@@ -63,7 +65,9 @@ ROUTES = [
     WaitlistController,
     PartnerScheduleController,
     PartnerAppointmentController,
+    KioskWalkInController,
     FamilyController,
+    KioskBillController,
 ]
 
 

@@ -8,18 +8,19 @@ from backend.booking import audit as booking
 from backend.credit import audit as credit
 from backend.credit.tables import Drawdown
 from backend.family import audit as family
+from backend.kiosk import audit as kiosk
 from backend.ledger import service as ledger
 from backend.piccolo_conf import DB
 
 
 async def full_audit() -> tuple[list[str], dict[str, int]]:
-    """The ledger's invariants, and those of bills, credit, booking and family: (problems, what
+    """The ledger's invariants, and those of bills, credit, booking, family and kiosks: (problems, what
     was checked). Every check reads one snapshot, so payments completing meanwhile are never half
     seen."""
     async with DB.transaction():
         await DB.run_ddl("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         problems, counts = await ledger.audit()
-        for domain in (billing, credit, booking, family):
+        for domain in (billing, credit, booking, family, kiosk):
             found, checked = await domain.audit()
             problems += found
             counts.update(checked)

@@ -143,7 +143,7 @@ def partner() -> None:
 
 
 @partner.command("create")
-@click.option("--kind", type=click.Choice(["hospital", "terminal", "bank"]), required=True)
+@click.option("--kind", type=click.Choice(["hospital", "terminal", "kiosk", "bank"]), required=True)
 @click.option("--name", required=True, help="Who the partner is, for people reading logs.")
 @click.option("--scopes", required=True, help="Space- or comma-separated, e.g. 'bills:write'.")
 @click.option("--institution", default=None, help="Institution code (hospitals and terminals).")

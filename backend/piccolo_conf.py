@@ -28,5 +28,6 @@ APP_REGISTRY = AppRegistry(
         "backend.credit.piccolo_app",
         "backend.booking.piccolo_app",
         "backend.family.piccolo_app",
+        "backend.kiosk.piccolo_app",
     ]
 )

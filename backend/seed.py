@@ -34,6 +34,14 @@ PARTNER_CLIENTS = [
         "demo-terminal-secret",
     ),
     (
+        "kiosk",
+        "杭州市第一人民医院 门诊大厅刷脸缴费机",
+        ["ecert:decode", "kiosk:pay"],
+        "H33010001",
+        "demo-kiosk",
+        "demo-kiosk-secret",
+    ),
+    (
         "terminal",
         "上海市第六人民医院 收费窗口",
         ["ecert:decode"],

@@ -232,6 +232,19 @@ class FamilySettings(Group):
     proxy_checks_per_day: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
 
 
+class KioskSettings(Group):
+    """Paying by face at a self-service kiosk: how sure the face must be, and how much it may pay."""
+
+    prefix: ClassVar[str] = "MEDPAY_KIOSK_"
+    # Above the platform's own floor (0.90): a face that pays must match more surely than one that
+    # only opens a visit.
+    min_face_score: Annotated[float, msgspec.Meta(ge=0.5, le=1.0)] = 0.95
+    # What one face payment, and one person's face payments in a day (Beijing time), may take from
+    # the patient's own money and their relatives' (the bill less the fund's part), in fen.
+    max_payment_fen: Annotated[int, msgspec.Meta(ge=1)] = 50_000
+    max_daily_fen: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+
+
 class WorkerSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_WORKER_"
     concurrency: int = 10
@@ -260,6 +273,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     credit: CreditSettings
     booking: BookingSettings
     family: FamilySettings
+    kiosk: KioskSettings
     worker: WorkerSettings
     sandbox: DevSettings
 

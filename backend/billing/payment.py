@@ -6,6 +6,7 @@ payment channel, or a credit line). How the cash part ends is `cash.py`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -91,9 +92,22 @@ def _not_payable(state: str) -> Conflict:
     return Conflict(f"the bill is {state}", code="BILL_NOT_PAYABLE", detail={"state": state})
 
 
-async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest) -> PaymentRead:
+@dataclass(frozen=True)
+class InPerson:
+    """A payment consented to in person at a kiosk (by the patient's face), not on the payer's
+    phone. `check` runs inside the settling transaction once the split is fixed, before anything
+    is reserved: it refuses by raising (nothing is written) or records the consent, returning
+    outbox ids. `via` (the kiosk) is kept in the bill's settlement. No payment is resumed in person."""
+
+    via: str
+    check: Callable[[BillRecord, Split], Awaitable[list[int]]]
+
+
+async def pay(
+    rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest, in_person: InPerson | None = None
+) -> PaymentRead:
     await bills.owned_bill(patient, bill_id)
-    started = await _settle(rt, patient, bill_id, request)
+    started = await _settle(rt, patient, bill_id, request, in_person)
     if started is not None:
         return started
     # The payment in progress, launched again outside any transaction: the channel is never
@@ -104,7 +118,7 @@ async def pay(rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayReq
 
 
 async def _settle(
-    rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest
+    rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest, in_person: InPerson | None
 ) -> PaymentRead | None:
     """Settle the bill and open its cash part; None when this payment was already in progress."""
     messages: list[int] = []
@@ -112,18 +126,26 @@ async def _settle(
         bill = await locked_bill(bill_id)
         if request.family_account and bill.insured_id in await ecert.insured_of_user(patient.user_id):
             raise _aid_refused("family mutual aid pays for a relative's bill, not your own")
+        if in_person is not None and bill.state == BillState.PAYING:
+            raise Conflict(
+                "a payment of this bill is in progress",
+                code="BILL_PAYMENT_IN_PROGRESS",
+                detail={"state": bill.state},
+            )
         if bill.state == BillState.PAYING and bill.cash_method is None:
             await _reopen_cash(rt, patient, bill, request)  # its cash part failed: open another
         elif bill.state == BillState.PAYING:
             _check_resumable(patient, bill, request)
             return None
         else:
-            messages = await _settle_created(rt, patient, bill, request)
+            messages = await _settle_created(rt, patient, bill, request, in_person)
     await outbox.send(rt.redis, messages)
     return await _opened(rt, bill_id)
 
 
-async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest) -> list[int]:
+async def _settle_created(
+    rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest, in_person: InPerson | None = None
+) -> list[int]:
     """Inside `_settle`'s transaction: the split settled, the cash part reserved and recorded."""
     messages: list[int] = []
     bill_id = bill.id
@@ -144,6 +166,8 @@ async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, reque
     method = request.cash_method if split.cash_fen else None
     if split.cash_fen and (problem := _method_problem(patient, method, split.cash_fen)) is not None:
         raise problem
+    if in_person is not None:  # before anything is reserved or written
+        messages += await in_person.check(bill, split)
     out_trade_no = f"MP{bill_id.hex[:30]}"
     if method is not None:  # before anything is written: a refusal leaves the bill as it was
         reserved = await methods.method(method).reserve(
@@ -168,6 +192,7 @@ async def _settle_created(rt: Runtime, patient: Patient, bill: BillRecord, reque
                 {
                     "use_personal_account": request.use_personal_account,
                     "family_account": request.family_account,
+                    **({"kiosk": in_person.via} if in_person is not None else {}),
                     "items": [asdict(i) for i in split.items],
                 }
             ).decode(),
@@ -301,6 +326,13 @@ def _check_resumable(patient: Patient, bill: BillRecord, request: PayRequest) ->
             code="BILL_PAYMENT_IN_PROGRESS",
             detail={"state": bill.state},
         )
+
+
+async def payment_of(bill: BillRecord) -> PaymentRead:
+    """A payment made before, as its first answer gave it (the launch it stored)."""
+    cash = await records.cash_of(bill.id)
+    launch = dict(msgspec.json.decode(cash.launch)) if cash is not None and cash.launch else None
+    return _payment_read(bill, launch, cash.out_trade_no if cash is not None else None)
 
 
 async def _launch(rt: Runtime, bill: BillRecord) -> PaymentRead:

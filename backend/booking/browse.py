@@ -29,7 +29,8 @@ from backend.platform.runtime import Runtime
 MAX_SPAN_DAYS = 31
 
 
-def _cursor(*key: Any) -> str:
+def cursor(*key: Any) -> str:
+    """The keyset of a page's last item, opaque to the client (`next_after`)."""
     return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
 
 
@@ -49,8 +50,8 @@ def _within_horizon(field: str, day: date | None) -> date | None:
     return day
 
 
-def _after(after: str | None, kinds: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """A cursor this module gave out, or 422 naming `after`."""
+def after_key(after: str | None, kinds: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The key of a cursor `cursor` gave out, or 422 naming `after`."""
     if after is None:
         return None
     try:
@@ -70,19 +71,19 @@ def _after(after: str | None, kinds: tuple[Any, ...]) -> tuple[Any, ...] | None:
 
 
 async def hospitals_page(region: str | None, q: str | None, after: str | None, limit: int) -> HospitalPage:
-    start = _after(after, (RowId,))
+    start = after_key(after, (RowId,))
     found = await hospitals.search(region=region, text=q, after_id=start[0] if start else 0, limit=limit + 1)
     items = [
         HospitalRead(id=h.id, code=h.code, name=h.name, level=h.level, region_code=h.region_code)
         for h in found[:limit]
     ]
-    return HospitalPage(items=items, next_after=_cursor(items[-1].id) if len(found) > limit else None)
+    return HospitalPage(items=items, next_after=cursor(items[-1].id) if len(found) > limit else None)
 
 
 async def departments_page(institution_id: int, after: str | None, limit: int) -> DepartmentPage:
     if await hospitals.named({institution_id}) == {}:
         raise NotFound("no such hospital", code="HOSPITAL_NOT_FOUND")
-    start = _after(after, (RowId,))
+    start = after_key(after, (RowId,))
     rows = await ClinicSession.raw(
         "SELECT id, code, name, intro FROM booking_department WHERE institution_id = {} AND id > {} "
         "ORDER BY id LIMIT {}",
@@ -91,7 +92,7 @@ async def departments_page(institution_id: int, after: str | None, limit: int) -
         limit + 1,
     )
     items = [DepartmentRead(**row) for row in rows[:limit]]
-    return DepartmentPage(items=items, next_after=_cursor(items[-1].id) if len(rows) > limit else None)
+    return DepartmentPage(items=items, next_after=cursor(items[-1].id) if len(rows) > limit else None)
 
 
 _SESSION = """
@@ -128,7 +129,7 @@ async def doctors_page(
     _within_horizon("date", day)
     if not await ClinicSession.raw("SELECT 1 FROM booking_department WHERE id = {}", department_id):
         raise NotFound("no such department", code="DEPARTMENT_NOT_FOUND")
-    start = _after(after, (RowId,))
+    start = after_key(after, (RowId,))
     working = (  # a doctor whose sessions that day are all cancelled is not working
         "AND EXISTS (SELECT 1 FROM booking_session s WHERE s.doctor_id = d.id AND s.day = {} "
         "AND s.state = 'OPEN')"
@@ -161,7 +162,7 @@ async def doctors_page(
         ):
             sessions.setdefault(row["doctor_id"], []).append(_session(rt, row, now))
     items = [DoctorRead(**row, sessions=sessions.get(row["id"], [])) for row in rows[:limit]]
-    return DoctorPage(items=items, next_after=_cursor(items[-1].id) if len(rows) > limit else None)
+    return DoctorPage(items=items, next_after=cursor(items[-1].id) if len(rows) > limit else None)
 
 
 async def sessions_page(
@@ -184,7 +185,7 @@ async def sessions_page(
             status_code=422,
             detail={"field": "to"},
         )
-    key = _after(after, (datetime, RowId))
+    key = after_key(after, (datetime, RowId))
     rows = await ClinicSession.raw(
         f"""
         SELECT {_SESSION} FROM booking_session s
@@ -205,5 +206,5 @@ async def sessions_page(
     items = [_session(rt, row, now) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     return SessionPage(
-        items=items, next_after=_cursor(last["starts_at"].isoformat(), last["id"]) if last else None
+        items=items, next_after=cursor(last["starts_at"].isoformat(), last["id"]) if last else None
     )

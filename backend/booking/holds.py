@@ -37,39 +37,64 @@ async def book(
 ) -> AppointmentRead:
     """Hold a place of a session for the patient, with a bill for its fee to pay in the window.
     Made before under `request_key` (a retry after a failure), that hold."""
-    if request_key is not None and (made := await _made_under(request_key)) is not None:
+    if request_key is not None and (made := await made_under(request_key)) is not None:
         return await views.read(rt, made)
     insured_id = await views.booked_for(patient, request.relative_link_id)
-    where = await places.place(request.session_id)
-    if where is None:
+    return await hold_for(
+        rt,
+        insured_id=insured_id,
+        user_id=patient.user_id,
+        session_id=request.session_id,
+        slot=request.slot,
+        request_key=request_key,
+    )
+
+
+async def hold_for(
+    rt: Runtime,
+    *,
+    insured_id: int,
+    user_id: int,
+    session_id: int,
+    slot: int | None,
+    request_key: str | None,
+    walk_in_at: int | None = None,
+) -> AppointmentRead:
+    """Every booking's rules and its hold, whoever books: `user_id` booked it for `insured_id`.
+    A walk-in at an institution (`walk_in_at`, a kiosk's) books only its sessions, and a session
+    under way until shortly before it ends."""
+    where = await places.place(session_id)
+    if where is None or (walk_in_at is not None and where.institution_id != walk_in_at):
         raise NotFound("no such session", code="SESSION_NOT_FOUND", detail={"field": "session_id"})
+    walk_in = walk_in_at is not None
     now, settings = datetime.now(UTC), rt.settings.booking
+    closes_at = places.closes_at(where, walk_in=walk_in)
     if where.state != "OPEN":
         raise _closed("the session was cancelled", state=where.state)
-    if where.starts_at <= now + places.LAST_HOLD:
-        raise _closed("the session is starting: booking is closed")
+    if closes_at <= now + places.LAST_HOLD:
+        raise _closed(_closing(walk_in))
     await check_may_book(rt, insured_id, where.day)
-    slot = _slot_asked(request, where.slot_minutes, where.capacity)
+    slot = _slot_asked(slot, where.slot_minutes, where.capacity)
     if await places.has_active(insured_id, where.doctor_id, where.day):
         raise places.duplicate()
-    expires_at = min(now + timedelta(seconds=settings.hold_seconds), where.starts_at)
+    expires_at = min(now + timedelta(seconds=settings.hold_seconds), closes_at)
     try:
         async with DB.transaction():
-            if not await places.take(request.session_id):
-                raise await _why_not_taken(request.session_id)
+            if not await places.take(session_id, walk_in=walk_in):
+                raise await _why_not_taken(session_id, walk_in=walk_in)
             if slot is None and where.slot_minutes:
-                slot = await places.free_slot(request.session_id, where.capacity)
+                slot = await places.free_slot(session_id, where.capacity)
             appointment_id, bill_id = await places.hold(
                 where,
                 insured_id=insured_id,
-                user_id=patient.user_id,
+                user_id=user_id,
                 slot=slot,
                 expires_at=expires_at,
                 request_key=request_key,
             )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "created_once" and request_key is not None:
-            made = await _made_under(request_key)  # the same request a moment ago
+            made = await made_under(request_key)  # the same request a moment ago
             assert made is not None
             return await views.read(rt, made)
         if exc.constraint_name == "appointment_once_per_doctor_day":
@@ -80,12 +105,18 @@ async def book(
             ) from None
         raise
     await billing.schedule_expiry(rt, bill_id, expires_at)
-    log.info("place held", session_id=request.session_id, appointment_id=str(appointment_id))
+    log.info("place held", session_id=session_id, appointment_id=str(appointment_id), walk_in=walk_in)
     return await views.read(rt, appointment_id)
 
 
-def _slot_asked(request: AppointmentCreate, slot_minutes: int | None, capacity: int) -> int | None:
-    if request.slot is None:
+def _closing(walk_in: bool) -> str:
+    if walk_in:
+        return "the session is ending: registration for it is closed"
+    return "the session is starting: booking is closed"
+
+
+def _slot_asked(slot: int | None, slot_minutes: int | None, capacity: int) -> int | None:
+    if slot is None:
         return None
     if not slot_minutes:
         raise AppError(
@@ -94,27 +125,28 @@ def _slot_asked(request: AppointmentCreate, slot_minutes: int | None, capacity: 
             status_code=422,
             detail={"field": "slot"},
         )
-    if request.slot > capacity:
+    if slot > capacity:
         raise AppError(
             f"this session's slots are 1 to {capacity}",
             code="VALIDATION_ERROR",
             status_code=422,
             detail={"field": "slot", "slots": capacity},
         )
-    return request.slot
+    return slot
 
 
-async def _why_not_taken(session_id: int) -> AppError:
+async def _why_not_taken(session_id: int, *, walk_in: bool) -> AppError:
     session = (
-        await ClinicSession.select(ClinicSession.state, ClinicSession.starts_at)
+        await ClinicSession.select(ClinicSession.state, ClinicSession.starts_at, ClinicSession.ends_at)
         .where(ClinicSession.id == session_id)
         .first()
     )
     assert session is not None
     if session["state"] != "OPEN":
         return _closed("the session was cancelled", state=session["state"])
-    if session["starts_at"] <= datetime.now(UTC) + places.LAST_HOLD:
-        return _closed("the session is starting: booking is closed")
+    closes_at = session["ends_at"] if walk_in else session["starts_at"]
+    if closes_at <= datetime.now(UTC) + places.LAST_HOLD:
+        return _closed(_closing(walk_in))
     return Conflict(
         "no place is left in this session: join its waitlist to be offered one that frees up",
         code="SESSION_FULL",
@@ -122,7 +154,8 @@ async def _why_not_taken(session_id: int) -> AppError:
     )
 
 
-async def _made_under(request_key: str) -> uuid.UUID | None:
+async def made_under(request_key: str) -> uuid.UUID | None:
+    """The appointment a booking under `request_key` made, if one did."""
     bill_id = await billing.created_under(places.CREATOR, request_key)
     if bill_id is None:
         return None

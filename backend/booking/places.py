@@ -57,6 +57,7 @@ class Place:
     doctor: str
     day: date
     starts_at: datetime
+    ends_at: datetime
     slot_minutes: int | None
     capacity: int
     state: str  # the session's: OPEN or CANCELLED
@@ -70,7 +71,7 @@ async def place(session_id: int) -> Place | None:
     rows = await ClinicSession.raw(
         """
         SELECT s.id AS session_id, s.institution_id, dep.name AS department, s.doctor_id, d.name AS doctor,
-               s.day, s.starts_at, s.slot_minutes, s.capacity, s.state, f.fee_fen,
+               s.day, s.starts_at, s.ends_at, s.slot_minutes, s.capacity, s.state, f.fee_fen,
                f.item_code AS fee_item_code, f.item_name AS fee_item_name, f.category AS fee_category
         FROM booking_session s
         JOIN booking_doctor d ON d.id = s.doctor_id
@@ -102,12 +103,19 @@ async def has_active(insured_id: int, doctor_id: int, day: date) -> bool:
     )
 
 
-async def take(session_id: int) -> bool:
-    """One place of an open session that has not started, if one is left: the guarded update every
-    booking goes through. Its row stays locked until the caller commits."""
+def closes_at(where: Place, *, walk_in: bool = False) -> datetime:
+    """When holds of the session end: at its start, or for a patient walking in at the hospital
+    (a kiosk), at its end. No hold is made in the last `LAST_HOLD` before it, nor outlives it."""
+    return where.ends_at if walk_in else where.starts_at
+
+
+async def take(session_id: int, *, walk_in: bool = False) -> bool:
+    """One place of an open session still taking holds (`closes_at`), if one is left: the guarded
+    update every booking goes through. Its row stays locked until the caller commits."""
+    closes = "ends_at" if walk_in else "starts_at"
     rows = await ClinicSession.raw(
-        "UPDATE booking_session SET booked = booked + 1 WHERE id = {} AND state = 'OPEN' "
-        "AND booked < capacity AND starts_at > {} RETURNING id",
+        f"UPDATE booking_session SET booked = booked + 1 WHERE id = {{}} AND state = 'OPEN' "  # noqa: S608
+        f"AND booked < capacity AND {closes} > {{}} RETURNING id",  # the column is one of two, fixed
         session_id,
         datetime.now(UTC) + LAST_HOLD,
     )

@@ -1,5 +1,5 @@
 """Booking over HTTP: patients browse the catalogue, hold and cancel appointments and queue on
-waitlists; hospitals publish schedules; terminals check patients in."""
+waitlists; hospitals publish schedules; terminals check patients in; kiosks register walk-ins."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from backend.auth.routes import PatientController, PatientDep
 from backend.billing.routes import Before, _rfc3339
-from backend.booking import attendance, browse, cancellation, catalogue, holds, views, waitlist
+from backend.booking import attendance, browse, cancellation, catalogue, holds, views, waitlist, walk_in
 from backend.booking.schemas import (
     AppointmentCreate,
     AppointmentPage,
@@ -26,6 +26,8 @@ from backend.booking.schemas import (
     ScheduleUpsert,
     SessionPage,
     WaitlistRead,
+    WalkInCreate,
+    WalkInSessionPage,
 )
 from backend.oauth.routes import PartnerDep, requires_scope
 from backend.platform import idempotency
@@ -34,12 +36,19 @@ from backend.platform.errors import AppError
 from backend.platform.headers import NO_STORE
 from backend.platform.idempotency import IDEMPOTENT, KeyHeader
 from backend.platform.openapi import errors, partner_token, returns
+from backend.platform.schemas import TEXT
 
 Id = Annotated[int, PathParameter(ge=1, le=2**31 - 1)]
 AppointmentId = Annotated[uuid.UUID, PathParameter(description="the appointment's id")]
 Limit = Annotated[int, QueryParameter(ge=1, le=100)]
 After = Annotated[
     str | None, QueryParameter(description="the `next_after` of the previous page", max_length=200)
+]
+VisitToken = Annotated[
+    str,
+    QueryParameter(
+        description="the visit the patient's face check opened here", min_length=16, max_length=128
+    ),
 ]
 NOT_FOUND = (404, "`APPOINTMENT_NOT_FOUND`: no such appointment, or not yours.")
 BAD_CURSOR = (422, "`VALIDATION_ERROR`: `after` is not a cursor this list gave out.")
@@ -77,7 +86,7 @@ class CatalogueController(PatientController):
     async def hospitals(
         self,
         region: Annotated[str | None, QueryParameter(pattern=r"^[0-9]{2,6}$")] = None,
-        q: Annotated[str | None, QueryParameter(min_length=1, max_length=50)] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=50, pattern=TEXT)] = None,
         after: After = None,
         limit: Limit = 20,
     ) -> HospitalPage:
@@ -313,3 +322,72 @@ class PartnerAppointmentController(Controller):
     ) -> AppointmentRead:
         """Check the patient in with the `visit_token` their QR code or face check opened here."""
         return await attendance.check_in(runtime, partner, appointment_id, data)
+
+
+class KioskWalkInController(Controller):
+    """Walk-in registration at a self-service kiosk, for patients without a phone."""
+
+    path = "/api/v1/partner/kiosk"
+    tags = ["booking"]
+    middleware = [requires_scope("kiosk:pay")]
+    security = partner_token("kiosk:pay")
+    cache_control = NO_STORE
+
+    @get(
+        "/sessions",
+        operation_id="kioskSessionList",
+        responses=errors(
+            (403, "`INSUFFICIENT_SCOPE`, `NO_INSTITUTION`, `VISIT_WRONG_INSTITUTION`."),
+            (404, "`VISIT_NOT_FOUND` (or ended)."),
+            BAD_CURSOR,
+        ),
+    )
+    async def sessions(
+        self, visit_token: VisitToken, partner: PartnerDep, after: After = None, limit: Limit = 50
+    ) -> WalkInSessionPage:
+        """Today's open sessions of this institution with a place left, by start, that a walk-in
+        can register for now: those under way too, until shortly before they end."""
+        return await walk_in.sessions_page(partner, visit_token, after, limit)
+
+    @post(
+        "/appointments",
+        status_code=HTTP_201_CREATED,
+        operation_id="kioskAppointmentCreate",
+        responses={
+            201: returns(AppointmentRead, "`HELD`: pay its bill (`bill_id`) before `expires_at`."),
+            **errors(
+                (
+                    403,
+                    "`INSUFFICIENT_SCOPE`, `NO_INSTITUTION`, `VISIT_WRONG_INSTITUTION`, `BOOKING_BARRED` "
+                    "(too many no-shows lately).",
+                ),
+                (
+                    404,
+                    "`VISIT_NOT_FOUND`, `SESSION_NOT_FOUND` (or another institution's), `ECERT_NOT_BOUND` "
+                    "(the patient has no account).",
+                ),
+                (
+                    409,
+                    "`SESSION_FULL`, `SESSION_CLOSED` (cancelled or ending), `APPOINTMENT_DUPLICATE`, "
+                    "`SLOT_TAKEN`.",
+                ),
+                (422, "`VALIDATION_ERROR`: a slot the session does not have."),
+                *IDEMPOTENT,
+            ),
+        },
+    )
+    async def create(
+        self,
+        data: JSONBody[WalkInCreate],
+        partner: PartnerDep,
+        runtime: RuntimeDep,
+        request: Request[Any, Any, Any],
+        idempotency_key: KeyHeader = None,
+    ) -> Response[bytes]:
+        """Hold a place of one of this institution's sessions for the visit's patient, as a phone
+        booking does, with its registration bill (`bill_id`) to pay at the kiosk."""
+
+        async def work(request_key: str) -> tuple[int, AppointmentRead]:
+            return HTTP_201_CREATED, await walk_in.book(runtime, partner, data, request_key)
+
+        return await idempotency.once(request, f"partner:{partner.client_id}", idempotency_key, data, work)

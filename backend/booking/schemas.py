@@ -192,3 +192,37 @@ class WaitlistRead(Wire, omit_defaults=False):
     position: int | None  # 1 = next to be offered a place, while WAITING
     appointment_id: uuid.UUID | None  # the place offered
     created_at: datetime
+
+
+# -- walk-ins at a kiosk ---------------------------------------------------------------------
+
+VisitToken = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+
+
+class WalkInCreate(Wire):
+    visit_token: VisitToken  # the visit the patient's face check opened at this kiosk's institution
+    session_id: Id
+    slot: Annotated[int, msgspec.Meta(ge=1, le=10000)] | None = None  # a numbered session's slot
+
+
+class WalkInSessionRead(Wire, omit_defaults=False):
+    """A session of today at the kiosk's institution that a walk-in can register for now."""
+
+    id: int
+    department_id: int
+    department: str
+    doctor_id: int
+    doctor: str
+    title: str  # the doctor's: decides the fee
+    date: date
+    period: str
+    starts_at: datetime
+    ends_at: datetime
+    fee_fen: int
+    places_left: int
+    numbered_slots: bool
+
+
+class WalkInSessionPage(Wire, omit_defaults=False):
+    items: list[WalkInSessionRead]
+    next_after: str | None

@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, date, datetime
 from typing import Literal
 
+import asyncpg
 import msgspec
 
 from backend.ecert import binding, documents, newborns, people, tables, visits
@@ -14,7 +15,8 @@ from backend.ecert.tables import EcertBinding, Visit
 from backend.hospitals import service as hospitals
 from backend.oauth.service import Partner
 from backend.partners.ecert import EcertIdentity
-from backend.platform.errors import AppError, Forbidden, NotFound
+from backend.piccolo_conf import DB
+from backend.platform.errors import AppError, Conflict, Forbidden, NotFound
 from backend.platform.runtime import Runtime
 from backend.platform.vault import Vault
 
@@ -227,3 +229,29 @@ async def document_of(vault: Vault, insured_id: int) -> tuple[str, str, str]:
         row["id_type"],
         vault.decrypt(row["id_number_enc"], f"insured_person.id_number:{digest}"),
     )
+
+
+async def insured_by_identity(vault: Vault, identity: EcertIdentity) -> int | None:
+    """The insured person the platform named (by a face check, say), if we know them."""
+    digest = vault.digest(people.identity_key(identity.id_type, identity.id_number))
+    row = (
+        await tables.InsuredPerson.select(tables.InsuredPerson.id)
+        .where(tables.InsuredPerson.id_digest == digest)
+        .first()
+    )
+    return None if row is None else int(row["id"])
+
+
+async def spend_face_assertion(jti: str) -> None:
+    """Inside the caller's transaction: a face assertion is used once, for a visit or a payment
+    (409 `ECERT_FACE_REPLAYED` the second time)."""
+    try:
+        async with DB.transaction():  # a savepoint: the caller's transaction survives the refusal
+            await tables.FaceAssertionUse.insert(tables.FaceAssertionUse(jti=jti, used_at=datetime.now(UTC)))
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("this face assertion was already used", code="ECERT_FACE_REPLAYED") from exc
+
+
+def assertion_id(assertion: str) -> str:
+    """A face assertion's id (its `jti`, read without checking it: for finding what it did)."""
+    return visits.assertion_id(assertion)

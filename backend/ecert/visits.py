@@ -196,7 +196,7 @@ async def _identify_face(
 ) -> VisitOpened:
     identity = await rt.partners.ecert.verify_face(assertion)
     digest = rt.vault.digest(people.identity_key(identity.id_type, identity.id_number))
-    jti = _assertion_id(assertion)
+    jti = assertion_id(assertion)
     async with DB.transaction():
         person = (
             await tables.InsuredPerson.select(tables.InsuredPerson.id, *people.MASKED_COLUMNS)
@@ -215,7 +215,7 @@ async def _identify_face(
     return visit
 
 
-def _assertion_id(assertion: str) -> str:
+def assertion_id(assertion: str) -> str:
     """The assertion's `jti` (its signature was checked by the platform), or its hash."""
     try:
         claims = msgspec.json.decode(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))

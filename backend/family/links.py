@@ -256,6 +256,7 @@ async def _record(
     by_user_id: int,
     *,
     ended: bool = False,
+    kiosk: bool = False,
 ) -> None:
     """The link's grants and state at this version, kept for the audit."""
     await FamilyGrantChange.insert(
@@ -266,6 +267,7 @@ async def _record(
             grant_manage=manage,
             grant_pay=pay,
             credit_cap_fen=credit_cap_fen,
+            grant_kiosk=kiosk,
             changed_at=datetime.now(UTC),
             changed_by_user_id=by_user_id,
         )
@@ -312,6 +314,7 @@ async def end(patient: Patient, link_id: int) -> LinkRead:
                 link["credit_cap_fen"],
                 patient.user_id,
                 ended=True,
+                kiosk=link["grant_kiosk"],
             )
             log.info("family link ended", link_id=link_id, by=patient.user_id)
     return await _read(link_id, patient)
@@ -334,7 +337,12 @@ async def update_grants(patient: Patient, link_id: int, request: GrantsUpdate) -
                 detail={"field": "manage"},
             )
         changes[FamilyLink.grant_manage] = request.manage
-    for field, column in (("pay", FamilyLink.grant_pay), ("credit_cap_fen", FamilyLink.credit_cap_fen)):
+    holders = (
+        ("pay", FamilyLink.grant_pay),
+        ("credit_cap_fen", FamilyLink.credit_cap_fen),
+        ("kiosk", FamilyLink.grant_kiosk),
+    )
+    for field, column in holders:
         value = getattr(request, field)
         if value is msgspec.UNSET:
             continue
@@ -367,6 +375,7 @@ async def update_grants(patient: Patient, link_id: int, request: GrantsUpdate) -
                 grants.get("grant_pay", current["grant_pay"]),
                 grants.get("credit_cap_fen", current["credit_cap_fen"]),
                 patient.user_id,
+                kiosk=grants.get("grant_kiosk", current["grant_kiosk"]),
             )
     return await _read(link_id, patient)
 
@@ -381,7 +390,10 @@ def _as_read(row: dict[str, Any], side: str, other: ecert.InsuredPerson) -> Link
         linked_by=row["linked_by"],
         state=row["state"],
         grants=GrantsRead(
-            manage=row["grant_manage"], pay=row["grant_pay"], credit_cap_fen=row["credit_cap_fen"]
+            manage=row["grant_manage"],
+            pay=row["grant_pay"],
+            credit_cap_fen=row["credit_cap_fen"],
+            kiosk=row["grant_kiosk"],
         ),
         created_at=row["created_at"],
         ended_at=row["ended_at"],

@@ -54,17 +54,20 @@ class NewbornCreate(Wire):
 
 class GrantsUpdate(Wire):
     """Each grant is given by the one whose data or money it concerns: `manage` by the relative,
-    `pay` and `credit_cap_fen` by the holder. Fields left out stay as they are."""
+    `pay`, `credit_cap_fen` and `kiosk` by the holder. Fields left out stay as they are."""
 
     manage: bool | msgspec.UnsetType = msgspec.UNSET
     pay: bool | msgspec.UnsetType = msgspec.UNSET
     credit_cap_fen: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | msgspec.UnsetType | None = msgspec.UNSET
+    # `pay` and `credit` also at the hospital's kiosks, by the relative's face, without the holder there.
+    kiosk: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class GrantsRead(Wire, omit_defaults=False):
     manage: bool
     pay: bool
     credit_cap_fen: int | None
+    kiosk: bool
 
 
 class LinkRead(Wire, omit_defaults=False):

@@ -44,7 +44,7 @@ async def managed_relative(user_id: int, link_id: int) -> int | None:
 
 
 _ACTING = """
-    SELECT id, version, holder_id, relative_id, grant_pay, credit_cap_fen FROM family_link
+    SELECT id, version, holder_id, relative_id, grant_pay, credit_cap_fen, grant_kiosk FROM family_link
     WHERE holder_id = ANY({}::int[]) AND relative_id = {} AND state = 'ACTIVE' AND grant_manage
 """
 _LOCKED_ACTING = _ACTING + " FOR NO KEY UPDATE"
@@ -60,6 +60,7 @@ class Acting:
     relative_id: int
     pay: bool  # family mutual aid from the holder's personal account
     credit_cap_fen: int | None  # the holder's credit line, up to this much a month
+    kiosk: bool  # `pay` and `credit` also by the relative's face at a kiosk
 
 
 async def acting_for(user_id: int, relative_id: int, *, lock: bool = True) -> Acting | None:
@@ -81,4 +82,36 @@ async def acting_for(user_id: int, relative_id: int, *, lock: bool = True) -> Ac
         relative_id=row["relative_id"],
         pay=row["grant_pay"],
         credit_cap_fen=row["credit_cap_fen"],
+        kiosk=row["grant_kiosk"],
     )
+
+
+async def holders_of(relative_id: int) -> list[tuple[int, Acting]]:
+    """Who may act for this relative: for each live link granting `manage`, in the order they were
+    made, the account its holder's e-certificate is bound to, and what the link gives."""
+    rows = await FamilyLink.raw(
+        """
+        SELECT l.id, l.version, l.holder_id, l.relative_id, l.grant_pay, l.credit_cap_fen, l.grant_kiosk
+        FROM family_link l WHERE l.relative_id = {} AND l.state = 'ACTIVE' AND l.grant_manage ORDER BY l.id
+        """,
+        relative_id,
+    )
+    found = []
+    for row in rows:
+        users = await ecert.users_of_insured(row["holder_id"])
+        if users:
+            found.append(
+                (
+                    users[0],
+                    Acting(
+                        link_id=row["id"],
+                        version=row["version"],
+                        holder_id=row["holder_id"],
+                        relative_id=row["relative_id"],
+                        pay=row["grant_pay"],
+                        credit_cap_fen=row["credit_cap_fen"],
+                        kiosk=row["grant_kiosk"],
+                    ),
+                )
+            )
+    return found

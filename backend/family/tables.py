@@ -50,6 +50,7 @@ class FamilyLink(Table, tablename="family_link"):
     grant_manage = Boolean(default=False)
     grant_pay = Boolean(default=False)
     credit_cap_fen = BigInt(null=True, default=None)  # the `credit` grant: a monthly cap; None: none
+    grant_kiosk = Boolean(default=False)  # `pay` and `credit` also by the relative's face at a kiosk
     # One more on every change of grants or state, made with the link locked: what a payment made
     # under the link records, so what it was made under is known without comparing clocks.
     version = Integer(default=1)
@@ -90,6 +91,7 @@ class FamilyGrantChange(Table, tablename="family_grant_change"):
     grant_manage = Boolean()
     grant_pay = Boolean()
     credit_cap_fen = BigInt(null=True, default=None)
+    grant_kiosk = Boolean(default=False)
     changed_at = Timestamptz()
     changed_by_user_id = Integer()
 

@@ -13,7 +13,7 @@ import structlog
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from backend.hospitals import service as hospitals
-from backend.oauth.scopes import KINDS, SCOPES, Kind
+from backend.oauth.scopes import KINDS, SCOPE_KINDS, SCOPES, Kind
 from backend.oauth.server import (
     PartnerAuthorizationServer,
     PartnerClientModel,
@@ -62,14 +62,18 @@ async def create_client(
             f"unknown or missing scopes: {', '.join(unknown) or '(none)'}; known: {', '.join(SCOPES)}",
             detail={"field": "scopes"},
         )
+    if wrong := sorted(s for s in scopes if kind not in SCOPE_KINDS.get(s, (kind,))):
+        raise AppError(f"a {kind} may not hold {', '.join(wrong)}", detail={"field": "scopes"})
     institution_id = None
     if institution_code:
         institution = await hospitals.find(institution_code)
         if institution is None:
             raise AppError(f"no institution {institution_code}", detail={"field": "institution"})
         institution_id = institution.id
-    elif kind in ("hospital", "terminal"):
-        raise AppError("hospitals and terminals belong to an institution", detail={"field": "institution"})
+    elif kind in ("hospital", "terminal", "kiosk"):
+        raise AppError(
+            "hospitals, terminals and kiosks belong to an institution", detail={"field": "institution"}
+        )
     credentials = Credentials(
         client_id=client_id or f"{kind}-{secrets.token_hex(8)}",
         client_secret=client_secret or secrets.token_urlsafe(32),
@@ -114,6 +118,12 @@ async def _load_client(client_id: str | None) -> PartnerClientModel | None:
     if row is None:
         return None
     return PartnerClientModel(**{**row, "scopes": tuple(row["scopes"])})
+
+
+async def client_name(client_id: str) -> str:
+    """The name a partner was registered with (a kiosk's, shown to the patients it serves)."""
+    row = await PartnerClient.select(PartnerClient.name).where(PartnerClient.client_id == client_id).first()
+    return str(row["name"]) if row is not None else client_id
 
 
 async def issue_token(

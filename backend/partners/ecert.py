@@ -29,6 +29,26 @@ from backend.settings import EcertSettings, PartnerHttpSettings
 log = structlog.get_logger(__name__)
 
 
+class FacePayment(msgspec.Struct, frozen=True):
+    """What a face taken to pay consents to: this bill, this amount."""
+
+    bill: str
+    amount_fen: int
+    by: str | None = None  # who pays how, as the kiosk showed it
+
+
+class FaceCheck(msgspec.Struct, frozen=True):
+    """What the platform read of a face assertion it accepted (signature, freshness, its own score
+    floor and liveness, first use): for us to hold it to the kiosk and the payment."""
+
+    jti: str
+    score: float
+    liveness: bool
+    iat: int
+    aud: str | None = None  # the kiosk that took it
+    pay: FacePayment | None = None
+
+
 class EcertIdentity(msgspec.Struct, frozen=True):
     cert_no: str
     name: str
@@ -38,6 +58,7 @@ class EcertIdentity(msgspec.Struct, frozen=True):
     insurance_type: Literal["employee", "resident"]
     personal_account_balance_fen: int
     status: str
+    face: FaceCheck | None = None  # verify_face's answers only
 
 
 class EcertRefusal(AppError):

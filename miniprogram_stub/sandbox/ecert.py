@@ -30,7 +30,7 @@ from miniprogram_stub.sandbox.ecert_protocol import (
     reply,
     sign_ok,
 )
-from miniprogram_stub.sandbox.face import IdType, InvalidAssertionError, verify_assertion
+from miniprogram_stub.sandbox.face import FaceClaims, IdType, InvalidAssertionError, Payment, verify_assertion
 from miniprogram_stub.sandbox.faults import FaultBook, Partner, delay_or_http_failure
 from miniprogram_stub.sandbox.insured import NameMismatchError, NotInsuredError, Person
 
@@ -89,8 +89,8 @@ class EcertState:
             del self.generated[next(iter(self.generated))]
 
 
-def _accept_face(token: str, platform: EcertState, expected_idd: str | None) -> str:
-    """The assertion's idd, once it has passed every face rule; its jti is then spent."""
+def _accept_face(token: str, platform: EcertState, expected_idd: str | None) -> FaceClaims:
+    """The assertion's claims, once it has passed every face rule; its jti is then spent."""
     try:
         claims = verify_assertion(token)
     except InvalidAssertionError:
@@ -105,7 +105,7 @@ def _accept_face(token: str, platform: EcertState, expected_idd: str | None) -> 
     if platform.face_jtis.seen(claims.jti):
         raise EcertError("E2105")
     platform.face_jtis.add(claims.jti)
-    return claims.idd
+    return claims
 
 
 def _active(person: Person) -> Person:
@@ -129,13 +129,32 @@ def _verify_identity(data: Any, platform: EcertState) -> Person:
     return _active(person)
 
 
+class FaceChecked(msgspec.Struct, omit_defaults=True):
+    """What the platform read of an assertion it accepted, for the relying party to hold it to:
+    who took it (a kiosk), and what a face taken to pay consents to."""
+
+    jti: str
+    score: float
+    liveness: bool
+    iat: int
+    aud: str | None = None
+    pay: Payment | None = None
+
+
+class FacePerson(Person):
+    """verify_face's answer: the person, and the face check."""
+
+    face: FaceChecked | None = None
+
+
 def _verify_face(data: Any, platform: EcertState) -> Person:
     ask = msgspec.convert(data, VerifyFace)
-    idd = _accept_face(ask.face_assertion, platform, None)
-    person = insured.by_idd(idd) or platform.generated.get(idd)
+    claims = _accept_face(ask.face_assertion, platform, None)
+    person = insured.by_idd(claims.idd) or platform.generated.get(claims.idd)
     if person is None:
         raise EcertError("E2001")
-    return _active(person)
+    face = FaceChecked(claims.jti, claims.score, claims.liveness, claims.iat, claims.aud, claims.pay)
+    return FacePerson(**msgspec.structs.asdict(_active(person)), face=face)
 
 
 def _guardian(cert_no: str, platform: EcertState) -> Person:

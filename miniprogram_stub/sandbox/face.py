@@ -38,19 +38,35 @@ class Scan(msgspec.Struct, forbid_unknown_fields=True):
     score: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.97
     liveness: bool = True
     issued_at: int | None = None  # unix seconds; tests back-date it to make stale assertions
+    # A kiosk's scan names the kiosk (its client id); one taken to pay names the bill and the
+    # amount the kiosk's screen showed, so the assertion is good for that payment alone.
+    kiosk: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    bill_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    amount_fen: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    paid_by: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # who pays how, as shown
+
+
+class Payment(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What a face taken to pay consents to: this bill, this amount, paid by whom how."""
+
+    bill: str
+    amount_fen: int
+    by: str | None = None
 
 
 class ScanResult(msgspec.Struct):
     assertion: str
 
 
-class FaceClaims(msgspec.Struct, forbid_unknown_fields=True):
+class FaceClaims(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     iss: Literal["sandbox-face"]
     idd: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
     score: float
     liveness: bool
     iat: int
     jti: Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
+    aud: str | None = None  # the kiosk that took it
+    pay: Payment | None = None
 
 
 class InvalidAssertionError(Exception):
@@ -98,6 +114,8 @@ async def scan(data: Scan) -> ScanResult:
         liveness=data.liveness,
         iat=int(time.time()) if data.issued_at is None else data.issued_at,
         jti=secrets.token_hex(16),
+        aud=data.kiosk,
+        pay=None if data.bill_id is None else Payment(data.bill_id, data.amount_fen or 0, data.paid_by),
     )
     return ScanResult(sign_assertion(claims))
 

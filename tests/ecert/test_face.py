@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from backend.ecert.tables import FaceAssertionUse, Visit
-from backend.ecert.visits import _assertion_id
+from backend.ecert.visits import assertion_id
 from backend.seed import seed
 from tests.helpers import (
     Client,
@@ -66,7 +66,7 @@ async def test_our_own_replay_guard_holds_if_the_platform_forgets(
     await bind_ecert(client, tokens, *SEEDED)
     assertion = await face_assertion(sandbox_http, SEEDED[1])
     # As if this assertion had opened a visit already and the platform's memory were lost.
-    await FaceAssertionUse.insert(FaceAssertionUse(jti=_assertion_id(assertion), used_at=datetime.now(UTC)))
+    await FaceAssertionUse.insert(FaceAssertionUse(jti=assertion_id(assertion), used_at=datetime.now(UTC)))
 
     answer = await face_visit(client, kiosk, assertion)
 

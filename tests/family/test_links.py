@@ -72,7 +72,12 @@ async def test_a_parent_accepts_their_childs_invitation_and_both_see_the_link(cl
     assert [(r["relation"], r["linked_by"], r["state"]) for r in mine["relatives"]] == [
         ("PARENT", "INVITATION", "ACTIVE")
     ]
-    assert mine["relatives"][0]["grants"] == {"manage": False, "pay": False, "credit_cap_fen": None}
+    assert mine["relatives"][0]["grants"] == {
+        "manage": False,
+        "pay": False,
+        "credit_cap_fen": None,
+        "kiosk": False,
+    }
     assert [h["relation"] for h in theirs["holders"]] == ["CHILD"]
     assert "*" in mine["relatives"][0]["other"]["name"]  # masked
     stored = await FamilyInvitation.select(FamilyInvitation.code_hash).first()
@@ -165,12 +170,14 @@ async def test_each_grant_is_given_by_whom_it_concerns(client, sandbox_http, set
     relative_pays = await client.put(url, json={"pay": True}, headers=parent.headers)
     manage = await client.put(url, json={"manage": True}, headers=parent.headers)
     pay = await client.put(url, json={"pay": True, "credit_cap_fen": 50000}, headers=child.headers)
+    relative_kiosk = await client.put(url, json={"kiosk": True}, headers=parent.headers)
     bad_cap = await client.put(url, json={"credit_cap_fen": 0}, headers=child.headers)
 
     assert holder_manages.status_code == 403 and holder_manages.json()["error"]["detail"]["field"] == "manage"
     assert relative_pays.status_code == 403 and relative_pays.json()["error"]["code"] == "GRANT_NOT_YOURS"
-    assert manage.json()["grants"] == {"manage": True, "pay": False, "credit_cap_fen": None}
-    assert pay.json()["grants"] == {"manage": True, "pay": True, "credit_cap_fen": 50000}
+    assert manage.json()["grants"] == {"manage": True, "pay": False, "credit_cap_fen": None, "kiosk": False}
+    assert pay.json()["grants"] == {"manage": True, "pay": True, "credit_cap_fen": 50000, "kiosk": False}
+    assert relative_kiosk.status_code == 403 and relative_kiosk.json()["error"]["detail"]["field"] == "kiosk"
     assert bad_cap.status_code == 400 and bad_cap.json()["error"]["detail"]["field"] == "credit_cap_fen"
     cleared = await client.put(url, json={"credit_cap_fen": None}, headers=child.headers)
     assert cleared.json()["grants"]["credit_cap_fen"] is None
@@ -223,8 +230,10 @@ async def test_bad_input_names_its_field_and_writes_nothing(client, sandbox_http
 
     unknown = await invite(client, holder, "COUSIN")
     bad_number = await add_relative(client, sandbox_http, holder, "CHILD", face=False, id_number="123")
+    valid = employee_id("330106")
+    wrong_check = "1" if valid[-1] == "0" else "0"  # any check character but the right one
     bad_check = await add_relative(
-        client, sandbox_http, holder, "CHILD", face=False, id_number=employee_id("330106")[:-1] + "0"
+        client, sandbox_http, holder, "CHILD", face=False, id_number=valid[:-1] + wrong_check
     )
 
     assert unknown.status_code == 400 and unknown.json()["error"]["detail"]["field"] == "relation"

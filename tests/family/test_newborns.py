@@ -72,7 +72,7 @@ async def test_a_newborn_is_enrolled_and_is_the_parents_child_in_their_care(
         "NEWBORN",
         "ACTIVE",
     )
-    assert link["grants"] == {"manage": True, "pay": False, "credit_cap_fen": None}
+    assert link["grants"] == {"manage": True, "pay": False, "credit_cap_fen": None, "kiosk": False}
     assert link["other"] == {
         "name": "测**宝",
         "id_type": "birth_certificate",

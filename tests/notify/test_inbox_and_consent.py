@@ -89,7 +89,7 @@ async def test_templates_preview_with_sample_data(client: Client) -> None:
     }
     assert alipay.json()["data"]["keyword1"] == {"value": "5000.00元"}
     assert wechat.json()["inbox_text"] == "示范银行已为您开通信用就医额度5000.00元，最长免息49天。"
-    assert len(every.json()) == 14
+    assert len(every.json()) == 15
     assert (await client.get("/api/v1/notification-templates/nope/preview")).status_code == 404
 
 

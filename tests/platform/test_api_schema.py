@@ -44,6 +44,7 @@ from backend.settings import Settings
 from tests import servers
 from tests.billing.factories import WITH_CT, his_headers, insured_patient, new_bill, pay
 from tests.helpers import bearer, login, terminal_token
+from tests.kiosk.arrange import kiosk
 
 EXAMPLES = 20  # generated per operation, besides schemathesis's coverage cases: ~25 s in all
 
@@ -90,6 +91,7 @@ class World:
     patient: dict[str, str]
     hospital: dict[str, str]
     terminal: dict[str, str]
+    kiosk: dict[str, str]
     client: dict[str, str]  # HTTP Basic: the hospital's client credentials
     cert_no: str
     id_number: str
@@ -99,7 +101,7 @@ class World:
 
     def headers(self, case: schemathesis.Case) -> dict[str, str]:
         """The token the operation's security names: the patient's, the terminal's for the
-        e-certificate and visits, the hospital's otherwise."""
+        e-certificate and visits, the kiosk's for its own, the hospital's otherwise."""
         for requirement in case.operation.definition.raw.get("security") or []:
             if "patient" in requirement:
                 return self.patient
@@ -108,6 +110,8 @@ class World:
             if "partner" in requirement:
                 if case.path.startswith(("/api/v1/partner/ecert", "/api/v1/partner/visits")):
                     return self.terminal
+                if case.path.startswith("/api/v1/partner/kiosk"):
+                    return self.kiosk
                 return self.hospital
         return {}
 
@@ -122,6 +126,8 @@ class World:
             path["bill_id"] = self.bills[drawn % len(self.bills)]
         if "template" in path:
             path["template"] = sorted(TEMPLATES)[drawn % len(TEMPLATES)]
+        if isinstance(case.query, dict) and "visit_token" in case.query:
+            case.query["visit_token"] = self.visit_token
         if not isinstance(body, dict):
             return
         if case.operation.path == "/api/v1/partner/bills":
@@ -179,6 +185,7 @@ async def world(
         patient=patient.headers,
         hospital=hospital,
         terminal=terminal,
+        kiosk=(await kiosk(client)).headers,
         client=credentials,
         cert_no=patient.cert_no,
         id_number=patient.id_number,
