@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import parse_qsl
 
 import msgspec
-from litestar import Request, Response, Router, post
+from litestar import HttpMethod, Request, Response, Router, post, route
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
@@ -191,7 +191,14 @@ async def phone_subscribe(data: PhoneSubscribe, platform: AlipayState) -> dict[s
     return platform.subscriptions.decide(user_id, data.decisions, templates("alipay"))
 
 
-@post("/gateway.do", status_code=200, operation_id="alipayGateway")
+# As Alipay's: the signed params in the query string (what python-alipay-sdk sends, by GET), in a
+# form body, or both.
+@route(
+    "/gateway.do",
+    http_method=[HttpMethod.GET, HttpMethod.POST],
+    status_code=200,
+    operation_id="alipayGateway",
+)
 async def gateway(request: Request[Any, Any, Any], book: FaultBook, platform: AlipayState) -> Response[Any]:
     params = await _gateway_params(request)
     method = params.get("method", "")

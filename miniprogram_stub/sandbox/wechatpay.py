@@ -1,8 +1,9 @@
 """WeChat Pay API v3 for one merchant: JSAPI orders, medical-insurance mixed orders, query, close,
 refunds; the payer's side is in `pay_phone`.
 
-Every request must carry the merchant's `Authorization` signature; every answer is signed with
-the platform key. Orders are keyed by out_trade_no and refunds by out_refund_no, both
+Every request must carry the merchant's `Authorization` signature over the path it was sent to
+(`/wechatpay/v3/...`, or `/v3/...` at the sandbox's root, as a stock SDK signs it); every answer is
+signed with the platform key. Orders are keyed by out_trade_no and refunds by out_refund_no, both
 deduplicating: the same request again gets the same answer, never a second order or refund.
 """
 
@@ -469,10 +470,11 @@ def provide_pay(state: State) -> WechatPayState:
     return pay
 
 
-router = Router(
-    "/wechatpay",
-    route_handlers=[jsapi, med_ins, query, close, refund, refund_query],
-    dependencies={"pay": Provide(provide_pay, sync_to_thread=False)},
-)
+_HANDLERS = [jsapi, med_ins, query, close, refund, refund_query]
+_DEPENDENCIES = {"pay": Provide(provide_pay, sync_to_thread=False)}
+router = Router("/wechatpay", route_handlers=_HANDLERS, dependencies=_DEPENDENCIES)
+# The same API with its real paths, at the sandbox's root: the merchant signs the path, and a stock
+# SDK (wechatpayv3) signs `/v3/...` whatever its gateway, so only there do its signatures hold.
+root_router = Router("/", route_handlers=_HANDLERS, dependencies=_DEPENDENCIES)
 
 PARTNER = Partner(NAME, APIS, frozenset({"code"}), router, WechatPayState)
