@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -373,6 +374,18 @@ def dev() -> None:
     finally:
         servers.stop()
     sys.exit(manager.returncode or 0)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def demo(args: tuple[str, ...]) -> None:
+    """Walk the golden path against a running system (`medpay dev`), printing each step's figures.
+
+    `medpay demo [--api URL] [--sandbox URL]`: the phone's side, `python -m miniprogram_stub.demo`,
+    run as a process of its own (it is the outside world: it speaks HTTP only).
+    """
+    command = [sys.executable, "-m", "miniprogram_stub.demo", *args]
+    sys.exit(subprocess.run(command, check=False).returncode)  # noqa: S603 (our interpreter, our module)
 
 
 def _announce(settings: Settings, timeout: float = 60.0) -> None:

@@ -103,9 +103,10 @@ def login(sandbox: str, api: str, channel: str, user: str) -> int:
         return 1 if me.is_error else 0
 
 
-def resident_id(user: str) -> str:
-    """A well-formed ID of a Hangzhou resident-insured person, the same for the same user."""
-    sequence = int(hashlib.sha256(user.encode()).hexdigest(), 16) % 500 * 2  # even: resident insurance
+def resident_id(user: str, *, employee: bool = False) -> str:
+    """A well-formed ID of a Hangzhou insured person, the same for the same user: resident insurance
+    (an even 17th digit), or employee insurance with a personal account (odd)."""
+    sequence = int(hashlib.sha256(user.encode()).hexdigest(), 16) % 500 * 2 + employee
     number = f"33010619900101{sequence:03d}"
     return number + _CHECK_CHARS[sum(int(c) * w for c, w in zip(number, _WEIGHTS, strict=True)) % 11]
 
