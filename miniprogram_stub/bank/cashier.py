@@ -43,7 +43,8 @@ async def page(request: Request[Any, Any, Any], bank: Bank, repayment_id: str) -
         repayment_id=html.escape(r.repayment_id),
         yuan=f"{r.amount_fen / 100:.2f}",
         status=r.status,
-        confirm_url=html.escape(json.dumps(f"{request.url.path}/confirm")),
+        # A JavaScript string inside <script>: JSON, with "</" broken up so it cannot end the script.
+        confirm_url=json.dumps(f"{request.url.path}/confirm").replace("</", "<\\/"),
     )
 
 
