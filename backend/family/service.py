@@ -6,6 +6,7 @@ e-certificate is bound to them, so an account unbound or bound by someone else i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from backend.ecert import service as ecert
 from backend.family.tables import FamilyLink, LinkState
@@ -63,18 +64,7 @@ class Acting:
     kiosk: bool  # `pay` and `credit` also by the relative's face at a kiosk
 
 
-async def acting_for(user_id: int, relative_id: int, *, lock: bool = True) -> Acting | None:
-    """This user's live link to the relative that grants `manage`; with `lock`, inside the
-    caller's transaction, locked until the caller commits, so that ending the link or changing its grants
-    waits for a payment made under it, and a payment after that sees the change. None: there is
-    no such link (the relative's objects are then anyone else's)."""
-    own = await ecert.insured_of_user(user_id)
-    if not own:
-        return None
-    rows = await FamilyLink.raw(_LOCKED_ACTING if lock else _ACTING, own, relative_id)
-    if not rows:
-        return None
-    row = rows[0]
+def _acting(row: dict[str, Any]) -> Acting:
     return Acting(
         link_id=row["id"],
         version=row["version"],
@@ -86,9 +76,22 @@ async def acting_for(user_id: int, relative_id: int, *, lock: bool = True) -> Ac
     )
 
 
+async def acting_for(user_id: int, relative_id: int, *, lock: bool = True) -> Acting | None:
+    """This user's live link to the relative that grants `manage`; with `lock`, inside the
+    caller's transaction, locked until the caller commits, so that ending the link or changing its
+    grants waits for a payment made under it, and a payment after that sees the change. None: there
+    is no such link (the relative's objects are then anyone else's)."""
+    own = await ecert.insured_of_user(user_id)
+    if not own:
+        return None
+    rows = await FamilyLink.raw(_LOCKED_ACTING if lock else _ACTING, own, relative_id)
+    return _acting(rows[0]) if rows else None
+
+
 async def holders_of(relative_id: int) -> list[tuple[int, Acting]]:
     """Who may act for this relative: for each live link granting `manage`, in the order they were
-    made, the account its holder's e-certificate is bound to, and what the link gives."""
+    made, the account its holder's e-certificate is bound to (the one bound first), and what the
+    link gives."""
     rows = await FamilyLink.raw(
         """
         SELECT l.id, l.version, l.holder_id, l.relative_id, l.grant_pay, l.credit_cap_fen, l.grant_kiosk
@@ -98,20 +101,6 @@ async def holders_of(relative_id: int) -> list[tuple[int, Acting]]:
     )
     found = []
     for row in rows:
-        users = await ecert.users_of_insured(row["holder_id"])
-        if users:
-            found.append(
-                (
-                    users[0],
-                    Acting(
-                        link_id=row["id"],
-                        version=row["version"],
-                        holder_id=row["holder_id"],
-                        relative_id=row["relative_id"],
-                        pay=row["grant_pay"],
-                        credit_cap_fen=row["credit_cap_fen"],
-                        kiosk=row["grant_kiosk"],
-                    ),
-                )
-            )
+        if users := await ecert.users_of_insured(row["holder_id"]):
+            found.append((min(users), _acting(row)))
     return found
