@@ -1,11 +1,11 @@
 """The H5 pages and the same-origin routes they call (medpay's API has no CORS, by design).
 
 - `/web/`: the static pages: `index.html` the patient's phone, `terminal.html` the hospital,
-  `cashier.html` the channels' pay sheet.
+  `kiosk.html` its self-service kiosk, `cashier.html` the channels' pay sheet.
 - `GET /_web/config`: the sandbox apps' ids, the demo bill's items and where medpay is;
   `PUT /_web/config {"api"}` points the proxy elsewhere (the tests' web process).
 - `/_web/api/{path}`: `/api/v1/{path}` of medpay, with the phone's own bearer token.
-- `/_web/hospital/{his|terminal}/{path}`: `/api/v1/partner/{path}` with a demo partner's token,
+- `/_web/hospital/{his|terminal|kiosk}/{path}`: `/api/v1/partner/{path}` with a demo partner's token,
   got here by client credentials: a page must never hold a partner's secret.
 - `GET /_web/qr.svg?text=`: a QR code's picture; `GET /_web/demo-schedule`: the demo week.
 """
@@ -36,7 +36,9 @@ METHODS: list[Any] = ["GET", "POST", "PUT", "DELETE"]
 # What a page may send on and what it sees of an answer; nothing else crosses the proxy.
 FORWARDED = ("content-type", "idempotency-key", "x-request-id")
 ANSWERED = ("content-type", "idempotent-replayed", "retry-after", "x-request-id")
-HOSPITAL = {"his": client.DEMO_HIS, "terminal": client.DEMO_TERMINAL}
+# The seeded kiosk (backend/seed.py): its client id is also what its face scans name (`kiosk`).
+DEMO_KIOSK = ("demo-kiosk", "demo-kiosk-secret")
+HOSPITAL = {"his": client.DEMO_HIS, "terminal": client.DEMO_TERMINAL, "kiosk": DEMO_KIOSK}
 NO_STORE = {"cache-control": "no-store"}
 
 
@@ -60,6 +62,7 @@ async def web_config(state: State) -> Response[dict[str, Any]]:
         "wechat_appid": config.WECHAT_APPID,
         "alipay_app_id": config.ALIPAY_APP_ID,
         "demo_items": client.DEMO_ITEMS,
+        "kiosk_client_id": DEMO_KIOSK[0],
     }
     return Response(settings, headers=NO_STORE)
 
@@ -118,9 +121,9 @@ async def _partner_token(web: dict[str, Any], name: str) -> str:
 async def hospital_api(
     request: Request[Any, Any, Any], name: str, path: str, state: State
 ) -> Response[bytes]:
-    """The hospital's system (`his`) or its terminal, by the demo client's token."""
+    """The hospital's system (`his`), its terminal or its kiosk, by the demo client's token."""
     if name not in HOSPITAL:
-        raise NotFoundException(f"no demo partner {name}: his or terminal")
+        raise NotFoundException(f"no demo partner {name}: his, terminal or kiosk")
     web = _proxy_state(state)
     for _ in range(2):  # a cached token refused (the client registered again): a new one, once
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import segno
 from playwright.async_api import Page, expect
 
 from backend.billing.tables import Bill
@@ -124,3 +125,19 @@ async def test_alipay_in_english(new_page, shot):
     await shot(phone, "alipay-paid-en")
     bill = await Bill.select(Bill.state, Bill.cash_method).first()
     assert (bill["state"], bill["cash_method"]) == ("PAID", "alipay")
+
+
+async def test_the_terminal_reads_the_code_from_a_photo_of_the_phone(new_page, tmp_path):
+    phone = await new_page("/web/")
+    await log_in_and_bind(phone, "photo-patient")
+    # What a scanner sees: the phone's screen, photographed (here, the code's picture, as PNG).
+    await phone.get_by_test_id("qr-payload").wait_for()
+    picture = tmp_path / "code.png"
+    segno.make(await phone.get_by_test_id("qr-payload").inner_text(), error="m").save(
+        str(picture), scale=6, border=4
+    )
+    terminal = await new_page("/web/terminal.html", phone=False)
+
+    await terminal.get_by_test_id("terminal-image").set_input_files(str(picture))
+
+    await expect(terminal.get_by_test_id("patient-name")).to_have_text("测**者")

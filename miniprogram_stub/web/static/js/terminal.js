@@ -37,9 +37,35 @@ function scanCard() {
       showError(error);
     }
   };
+  // A photo of the patient's screen, as a scanner would see it: decoded here, in the page.
+  const photo = h("input", {
+    type: "file", accept: "image/*", "data-testid": "terminal-image",
+    onchange: async (event) => {
+      const file = event.target.files[0];
+      if (!file) return;
+      const text = await readQr(file);
+      if (text === null) { showError(new Error(t("terminal_no_code"))); return; }
+      payload.value = text;
+      await decode();
+    },
+  });
   return h("div", { class: "card" }, h("h3", {}, t("terminal_scan")),
+    h("label", { class: "field" }, h("span", {}, t("terminal_image")), photo),
     h("label", { class: "field" }, h("span", {}, t("terminal_payload")), payload),
     h("button", { class: "btn", "data-testid": "terminal-decode", onclick: decode }, t("terminal_decode")), patient);
+}
+
+// The QR code in a picture (jsQR, loaded by terminal.html), or null when there is none.
+async function readQr(file) {
+  const bitmap = await createImageBitmap(file);
+  const canvas = document.createElement("canvas");
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(bitmap, 0, 0);
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+  const found = window.jsQR(pixels.data, pixels.width, pixels.height);
+  return found ? found.data : null;
 }
 
 const patientView = (opened) => h("div", { style: "margin-top:10px" },
