@@ -84,11 +84,11 @@ async def _bound_user(insured_id: int) -> int:
     """Who the appointment is booked by: the account the patient bound their e-certificate with
     (the older one, bound on both WeChat and Alipay; every bound account is told of it anyway). A
     relative identified by a holder's QR code may have none: they register at the desk."""
-    users = await ecert.users_of_insured(insured_id)
-    if not users:
+    user = await ecert.bound_user(insured_id)
+    if user is None:
         raise NotFound(
             "this patient has no account of their own: register them at the desk",
             code="ECERT_NOT_BOUND",
             detail={"field": "visit_token"},
         )
-    return min(users)
+    return user

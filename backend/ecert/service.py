@@ -114,6 +114,13 @@ async def users_of_insured(insured_id: int) -> list[int]:
     return [int(row["user_id"]) for row in rows]
 
 
+async def bound_user(insured_id: int) -> int | None:
+    """The account acting as this person: the one bound first (the lower id), when they have
+    bound the e-certificate on both WeChat and Alipay; None when they have none."""
+    users = await users_of_insured(insured_id)
+    return min(users) if users else None
+
+
 async def users_of_many(insured_ids: list[int]) -> dict[int, list[int]]:
     """`users_of_insured` for many people in one query (reminder runs)."""
     rows = await EcertBinding.select(EcertBinding.insured_id, EcertBinding.user_id).where(

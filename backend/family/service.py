@@ -101,6 +101,6 @@ async def holders_of(relative_id: int) -> list[tuple[int, Acting]]:
     )
     found = []
     for row in rows:
-        if users := await ecert.users_of_insured(row["holder_id"]):
-            found.append((min(users), _acting(row)))
+        if (user := await ecert.bound_user(row["holder_id"])) is not None:
+            found.append((user, _acting(row)))
     return found

@@ -20,7 +20,7 @@ import structlog
 from backend.auth import service as auth
 from backend.auth.service import Patient
 from backend.billing import payment, records
-from backend.billing.parties import CHINA
+from backend.billing.parties import CHINA, notify_patients, parties_of
 from backend.billing.records import BillRecord
 from backend.billing.schemas import PaymentRead, PayRequest, PresettleRequest
 from backend.billing.settlement import Split
@@ -38,7 +38,6 @@ from backend.kiosk.schemas import (
     KioskPresettleRead,
 )
 from backend.kiosk.tables import FacePayment
-from backend.notify import service as notify
 from backend.oauth import service as oauth
 from backend.oauth.service import Partner
 from backend.partners.ecert import FaceCheck
@@ -76,7 +75,6 @@ async def pay_by_face(
             status_code=422,
             detail=FACE,
         )
-    institution = await hospitals.get(bill.institution_id)
     recorded: list[datetime] = []
 
     async def consent(locked: BillRecord, split: Split) -> list[int]:
@@ -123,7 +121,17 @@ async def pay_by_face(
             )
         )
         recorded.append(now)
-        return await _tell(locked, payer.user_id, institution.name, partner, amount, now)
+        # The patient (if they have the app) and the relative who paid hear of each face payment.
+        return await notify_patients(
+            locked,
+            await parties_of(locked),
+            "face_payment",
+            "face",
+            now,
+            payer.user_id,
+            kiosk=await oauth.client_name(partner.client_id),
+            amount_fen=amount,
+        )
 
     paid = await payment.pay(
         rt,
@@ -309,12 +317,12 @@ async def _payer(bill: BillRecord, request: KioskPay | KioskPresettle) -> tuple[
     """Whose money pays beyond the fund: the patient's (their own account, their credit line), or
     a relative's under a live link that grants them `kiosk` besides `pay` or `credit`."""
     if request.payer == "patient":
-        users = await ecert.users_of_insured(bill.insured_id)
-        if not users:
+        user = await ecert.bound_user(bill.insured_id)
+        if user is None:
             raise AppError(
                 "the patient has no account to pay from", code="ECERT_NOT_BOUND", status_code=404, detail=FACE
             )
-        return await _patient(min(users)), None  # the account bound first
+        return await _patient(user), None
     for holder_user, link in await family.holders_of(bill.insured_id):
         if request.relative_link_id not in (None, link.link_id):
             continue
@@ -335,30 +343,3 @@ async def _patient(user_id: int) -> Patient:
 async def _aid_granted(payer: Patient, bill: BillRecord) -> bool:
     acting = await family.acting_for(payer.user_id, bill.insured_id, lock=False)
     return acting is not None and acting.pay
-
-
-async def _tell(
-    bill: BillRecord, payer_user_id: int, hospital: str, partner: Partner, amount_fen: int, at: datetime
-) -> list[int]:
-    """The patient (if they have the app) and the relative who paid hear of each face payment."""
-    users = await ecert.users_of_insured(bill.insured_id)
-    if payer_user_id not in users:
-        users.append(payer_user_id)
-    messages = []
-    for user_id in users:
-        message = await notify.notify(
-            user_id,
-            "face_payment",
-            f"bill:{bill.id}",
-            "face",
-            {
-                "hospital": hospital,
-                "kiosk": await oauth.client_name(partner.client_id),
-                "amount_fen": amount_fen,
-                "at": at.astimezone(CHINA).isoformat(),
-                "bill_id": str(bill.id),
-            },
-        )
-        if message is not None:
-            messages.append(message)
-    return messages
