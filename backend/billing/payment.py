@@ -122,6 +122,7 @@ async def _settle(
 ) -> PaymentRead | None:
     """Settle the bill and open its cash part; None when this payment was already in progress."""
     messages: list[int] = []
+    settled: BillRecord | None = None  # the bill as this payment left it, when it settled it
     async with DB.transaction():
         bill = await locked_bill(bill_id)
         if request.family_account and bill.insured_id in await ecert.insured_of_user(patient.user_id):
@@ -138,15 +139,16 @@ async def _settle(
             _check_resumable(patient, bill, request)
             return None
         else:
-            messages = await _settle_created(rt, patient, bill, request, in_person)
+            messages, settled = await _settle_created(rt, patient, bill, request, in_person)
     await outbox.send(rt.redis, messages)
-    return await _opened(rt, bill_id)
+    return await _opened(rt, settled or await records.bill(bill_id))
 
 
 async def _settle_created(
     rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest, in_person: InPerson | None = None
-) -> list[int]:
-    """Inside `_settle`'s transaction: the split settled, the cash part reserved and recorded."""
+) -> tuple[list[int], BillRecord]:
+    """Inside `_settle`'s transaction: the split settled, the cash part reserved and recorded;
+    the outbox messages to send after commit, and the bill as it now stands."""
     messages: list[int] = []
     bill_id = bill.id
     if bill.state != BillState.CREATED:
@@ -176,40 +178,42 @@ async def _settle_created(
     await policy.add_usage(bill.insured_id, year, split.deductible_fen, split.fund_fen)
     now = datetime.now(UTC)
     state = BillState.PAYING if split.cash_fen else BillState.PAID
-    await Bill.update(
-        {
-            Bill.state: state,
-            Bill.fund_fen: split.fund_fen,
-            Bill.personal_account_fen: split.personal_account_fen,
-            Bill.family_account_fen: split.family_account_fen,
-            Bill.family_insured_id: aid.holder.id if aid and aided else None,
-            Bill.family_link_id: aid.link_id if aid and aided else None,
-            Bill.family_link_version: aid.version if aid and aided else None,
-            Bill.cash_fen: split.cash_fen,
-            Bill.deductible_fen: split.deductible_fen,
-            Bill.policy_year: year,
-            Bill.settlement: msgspec.json.encode(
-                {
-                    "use_personal_account": request.use_personal_account,
-                    "family_account": request.family_account,
-                    **({"kiosk": in_person.via} if in_person is not None else {}),
-                    "items": [asdict(i) for i in split.items],
-                }
-            ).decode(),
-            Bill.cash_method: method,
-            Bill.payer_user_id: patient.user_id,
-            Bill.paying_at: now,
-            Bill.paid_at: None if split.cash_fen else now,
-            Bill.updated_at: now,
-        }
-    ).where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
+    rows = (
+        await Bill.update(
+            {
+                Bill.state: state,
+                Bill.fund_fen: split.fund_fen,
+                Bill.personal_account_fen: split.personal_account_fen,
+                Bill.family_account_fen: split.family_account_fen,
+                Bill.family_insured_id: aid.holder.id if aid and aided else None,
+                Bill.family_link_id: aid.link_id if aid and aided else None,
+                Bill.family_link_version: aid.version if aid and aided else None,
+                Bill.cash_fen: split.cash_fen,
+                Bill.deductible_fen: split.deductible_fen,
+                Bill.policy_year: year,
+                Bill.settlement: msgspec.json.encode(
+                    {
+                        "use_personal_account": request.use_personal_account,
+                        "family_account": request.family_account,
+                        **({"kiosk": in_person.via} if in_person is not None else {}),
+                        "items": [asdict(i) for i in split.items],
+                    }
+                ).decode(),
+                Bill.cash_method: method,
+                Bill.payer_user_id: patient.user_id,
+                Bill.paying_at: now,
+                Bill.paid_at: None if split.cash_fen else now,
+                Bill.updated_at: now,
+            }
+        )
+        .where((Bill.id == bill_id) & (Bill.state == BillState.CREATED))
+        .returning(*Bill.all_columns())
+    )
     if method is not None:
         await _insert_cash(bill_id, method, out_trade_no, split.cash_fen, reserved, now)
     else:
         messages += await notify_paid(bill, parties, now, patient.user_id)
         messages += await orders.paid(rt, bill)
-    # Last: the shared accounts (the fund pool, the hospital's receivable) stay locked only
-    # from here to the commit.
     await post_parts(
         "bill.settled",
         f"bill:{bill_id}",
@@ -220,7 +224,7 @@ async def _settle_created(
         family_account_fen=split.family_account_fen,
         family_insured_id=aid.holder.id if aid and aided else None,
     )
-    return messages
+    return messages, records.as_bill(rows[0])
 
 
 @dataclass(frozen=True)
@@ -259,15 +263,13 @@ async def _family_aid(patient: Patient, bill: BillRecord, wanted: bool, *, lock:
     return FamilyAid(acting.link_id, acting.version, holder)
 
 
-async def _opened(rt: Runtime, bill_id: uuid.UUID) -> PaymentRead:
+async def _opened(rt: Runtime, bill: BillRecord | None) -> PaymentRead:
     """After commit: the payment's answer, its cash part opened with its collector."""
-    settled = await records.bill(bill_id)
-    assert settled is not None
-    bill = settled
-    log.info("bill settled", bill_id=str(bill_id), state=bill.state, cash_fen=bill.cash_fen)
+    assert bill is not None
+    log.info("bill settled", bill_id=str(bill.id), state=bill.state, cash_fen=bill.cash_fen)
     if not bill.cash_fen:
         return _payment_read(bill, None, None)
-    await schedule_check(rt, bill_id, rt.settings.billing.payment_check_after_seconds)
+    await schedule_check(rt, bill.id, rt.settings.billing.payment_check_after_seconds)
     return await _launch(rt, bill)
 
 
@@ -414,11 +416,9 @@ async def _balances(people: list[InsuredPerson], *, lock: bool) -> dict[int, int
             p.id: await ledger.balance(ledger.personal_account(p.id), default=p.opening_balance_fen)
             for p in people
         }
-    await ledger.open_personal_accounts(
+    return await ledger.locked_personal_accounts(
         [(p.id, policy.pooling_region(p.region_code), p.opening_balance_fen) for p in people]
     )
-    locked = await ledger.locked_balances([ledger.personal_account(p.id) for p in people])
-    return {p.id: locked.get(ledger.personal_account(p.id), 0) for p in people}
 
 
 async def presettle_bill(patient: Patient, bill_id: uuid.UUID, request: PresettleRequest) -> PresettleRead:

@@ -95,7 +95,11 @@ async def policy_for(region_code: str, insurance_type: str, year: int) -> Policy
 
 async def usage(insured_id: int, year: int, *, lock: bool = False) -> Usage:
     """The year's usage so far; with `lock`, created if missing and locked until the caller commits."""
-    if lock:
+    query = InsuredYearUsage.select(
+        InsuredYearUsage.deductible_met_fen, InsuredYearUsage.fund_paid_fen
+    ).where((InsuredYearUsage.insured_id == insured_id) & (InsuredYearUsage.year == year))
+    rows = await (query.lock_rows() if lock else query)
+    if not rows and lock:  # the year's first payment: its row made, then locked as the others are
         await InsuredYearUsage.raw(
             """
             INSERT INTO insured_year_usage (insured_id, year, deductible_met_fen, fund_paid_fen, updated_at)
@@ -104,10 +108,7 @@ async def usage(insured_id: int, year: int, *, lock: bool = False) -> Usage:
             insured_id,
             year,
         )
-    query = InsuredYearUsage.select(
-        InsuredYearUsage.deductible_met_fen, InsuredYearUsage.fund_paid_fen
-    ).where((InsuredYearUsage.insured_id == insured_id) & (InsuredYearUsage.year == year))
-    rows = await (query.lock_rows() if lock else query)
+        rows = await query.lock_rows()
     if not rows:
         return Usage()
     return Usage(deductible_met_fen=rows[0]["deductible_met_fen"], fund_paid_fen=rows[0]["fund_paid_fen"])

@@ -1,9 +1,11 @@
 """Posting to the double-entry ledger, and checking it.
 
 Every money movement is one journal whose entries sum to zero, posted inside the transaction
-of the change it belongs to. Balances are kept on the accounts (locked in one order: personal
-accounts, then the others, by code) and must always equal the sum of their entries; `audit`
-checks that.
+of the change it belongs to, in one statement. A person's and a line's accounts keep their
+balance on their row, updated under its lock by each posting (several locked in one order:
+personal accounts, then by code), which must always equal the sum of their entries, and a
+personal account's never below zero; `audit` checks that. Shared accounts (fund pools,
+receivables, clearing) are never locked or updated: their balance is the sum of their entries.
 
 Sign convention: an account's balance is what it holds. A payment moves value from the payers
 (fund pool, personal account, channel clearing, a counter's cash: balances fall) to the hospital's receivable.
@@ -16,7 +18,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from backend.ledger.tables import Account, Entry, Journal
+from backend.ledger.tables import KEPT_KINDS, Account, Entry, Journal
 from backend.platform.errors import Conflict
 from backend.platform.logging import current_correlation_id
 
@@ -75,9 +77,13 @@ async def post(kind: str, reference: str, lines: Iterable[tuple[str, int]]) -> i
 
 
 async def post_together(journals: Sequence[tuple[str, str, Iterable[tuple[str, int]]]]) -> list[int | None]:
-    """Post journals (kind, reference, lines) of one change inside the caller's transaction, every
-    account they touch locked first in the one order (so a change posting two journals never
-    locks a personal account after a shared one); a journal's id, or None where every line is 0."""
+    """Post journals (kind, reference, lines) of one change inside the caller's transaction; a
+    journal's id, or None where every line is 0.
+
+    Only kept accounts (`KEPT_KINDS`: personal accounts, credit debts) are locked, each by the
+    update of its balance; where a change touches more than one, they are locked first in the one
+    order (personal accounts, then by code), so two changes never wait on each other in a cycle.
+    Shared accounts are never locked: their entries are appended and their balances summed."""
     netted = []
     for kind, reference, lines in journals:
         amounts: dict[str, int] = {}
@@ -87,76 +93,99 @@ async def post_together(journals: Sequence[tuple[str, str, Iterable[tuple[str, i
         if sum(amounts.values()) != 0:
             raise ValueError(f"journal {kind} {reference} does not balance: {amounts}")
         netted.append((kind, reference, amounts))
-    codes = sorted({code for _, _, amounts in netted for code in amounts})
-    accounts = await _lock_accounts(codes) if codes else {}
-    return [await _post_locked(kind, reference, amounts, accounts) for kind, reference, amounts in netted]
+    kept = sorted({code for _, _, amounts in netted for code in amounts if is_kept(code)})
+    if len(kept) > 1:
+        await Account.raw(
+            "SELECT id FROM ledger_account WHERE code = ANY({}::text[]) "
+            "ORDER BY kind <> 'personal_account', code FOR UPDATE",
+            kept,
+        )
+    return [await _post_one(kind, reference, amounts) for kind, reference, amounts in netted]
 
 
-async def _post_locked(
-    kind: str, reference: str, amounts: dict[str, int], accounts: dict[str, int]
-) -> int | None:
+def is_kept(code: str) -> bool:
+    """Whether the account's balance is kept on its row (see `KEPT_KINDS`)."""
+    return code.split(":", 1)[0] in KEPT_KINDS
+
+
+# One round trip: shared accounts opened where new, the journal and its entries inserted, kept
+# balances updated. The journal is written only if every account is there: a personal account
+# is never opened here (`open_personal_accounts` does it with its opening balance); a line's debt
+# account (kept: the statement that inserts a row cannot update it) or a shared one that is
+# missing, or opened by a concurrent change this statement's snapshot cannot see, is opened by
+# `_open` and the posting retried.
+_POST = """
+WITH line AS (
+    SELECT code, amount FROM unnest({}::text[], {}::bigint[]) AS line(code, amount)
+), opened AS (
+    INSERT INTO ledger_account (code, kind, balance_fen, created_at)
+    SELECT code, split_part(code, ':', 1), NULL, now() FROM line
+    WHERE split_part(code, ':', 1) <> ALL({}::text[])
+      AND NOT EXISTS (SELECT FROM ledger_account a WHERE a.code = line.code)
+    ON CONFLICT (code) DO NOTHING
+    RETURNING id, code
+), account AS (
+    SELECT id, code FROM ledger_account WHERE code IN (SELECT code FROM line)
+    UNION ALL SELECT id, code FROM opened
+), journal AS (
+    INSERT INTO ledger_journal (kind, reference, correlation_id, created_at)
+    SELECT {}, {}, {}, {} WHERE (SELECT count(*) FROM account) = (SELECT count(*) FROM line)
+    RETURNING id
+), entry AS (
+    INSERT INTO ledger_entry (journal_id, account_id, amount_fen)
+    SELECT journal.id, account.id, line.amount FROM journal, line JOIN account USING (code)
+    RETURNING account_id, amount_fen
+), kept AS (
+    UPDATE ledger_account a SET balance_fen = a.balance_fen + entry.amount_fen
+    FROM entry WHERE a.id = entry.account_id AND a.balance_fen IS NOT NULL
+)
+SELECT (SELECT id FROM journal) AS journal_id
+"""
+
+
+async def _post_one(kind: str, reference: str, amounts: dict[str, int]) -> int | None:
     if not amounts:
         return None
-    try:
-        journal = await Journal.insert(
-            Journal(
-                kind=kind,
-                reference=reference,
-                correlation_id=current_correlation_id(),
-                created_at=datetime.now(UTC),
+    for attempt in range(2):
+        try:
+            rows = await Journal.raw(
+                _POST,
+                list(amounts),
+                list(amounts.values()),
+                list(KEPT_KINDS),
+                kind,
+                reference,
+                current_correlation_id(),
+                datetime.now(UTC),
             )
-        ).returning(Journal.id)
-    except asyncpg.UniqueViolationError as exc:
-        raise AlreadyPosted(f"{kind} {reference}") from exc
-    journal_id = journal[0]["id"]
-    await Entry.insert(
-        *(
-            Entry(journal_id=journal_id, account_id=accounts[code], amount_fen=a)
-            for code, a in amounts.items()
-        )
-    )
-    try:
-        await Account.raw(
-            """
-            UPDATE ledger_account SET balance_fen = balance_fen + v.amount
-            FROM unnest({}::int[], {}::bigint[]) AS v(id, amount)
-            WHERE ledger_account.id = v.id
-            """,
-            [accounts[code] for code in amounts],
-            list(amounts.values()),
-        )
-    except asyncpg.CheckViolationError as exc:
-        raise Conflict(
-            "the personal account does not hold enough for this payment",
-            code="PERSONAL_ACCOUNT_INSUFFICIENT",
-        ) from exc
-    return int(journal_id)
+        except asyncpg.UniqueViolationError as exc:
+            raise AlreadyPosted(f"{kind} {reference}") from exc
+        except asyncpg.CheckViolationError as exc:
+            raise Conflict(
+                "the personal account does not hold enough for this payment",
+                code="PERSONAL_ACCOUNT_INSUFFICIENT",
+            ) from exc
+        if rows[0]["journal_id"] is not None:
+            return int(rows[0]["journal_id"])
+        if attempt == 0:
+            await _open(list(amounts))
+    raise ValueError(f"no such accounts among {sorted(amounts)}")
 
 
-async def _lock_accounts(codes: list[str]) -> dict[str, int]:
-    """Lock the accounts in code order, opening any missing (except personal accounts)."""
-    missing = [code for code in codes if not code.startswith(PERSONAL_ACCOUNT + ":")]
-    if missing:
-        await Account.raw(
-            """
-            INSERT INTO ledger_account (code, kind, balance_fen, created_at)
-            SELECT code, split_part(code, ':', 1), 0, now() FROM unnest({}::text[]) AS code
-            ON CONFLICT (code) DO NOTHING
-            """,
-            missing,
-        )
-    # Personal accounts first, then the shared ones, each by code: the order every payment,
-    # reversal and refund takes (after the bill and the year's usage), so none waits in a cycle.
-    # Raw SQL: that order is an expression, which Piccolo's order_by does not take.
-    rows = await Account.raw(
-        "SELECT id, code FROM ledger_account WHERE code = ANY({}::text[]) "
-        "ORDER BY kind <> 'personal_account', code FOR UPDATE",
-        codes,
+async def _open(codes: list[str]) -> None:
+    """Open the accounts that are missing (never a personal account), waiting for any being
+    opened concurrently: a kept one at 0, a shared one with no balance on its row."""
+    await Account.raw(
+        """
+        INSERT INTO ledger_account (code, kind, balance_fen, created_at)
+        SELECT code, split_part(code, ':', 1),
+               CASE WHEN split_part(code, ':', 1) = ANY({}::text[]) THEN 0 END, now()
+        FROM unnest({}::text[]) AS code
+        ON CONFLICT (code) DO NOTHING
+        """,
+        list(KEPT_KINDS),
+        [code for code in codes if not code.startswith(PERSONAL_ACCOUNT + ":")],
     )
-    found = {row["code"]: row["id"] for row in rows}
-    if unknown := set(codes) - set(found):
-        raise ValueError(f"no such accounts: {sorted(unknown)}")
-    return found
 
 
 async def open_personal_accounts(people: list[tuple[int, str, int]]) -> None:
@@ -188,14 +217,22 @@ async def open_personal_accounts(people: list[tuple[int, str, int]]) -> None:
     )
 
 
-async def locked_balance(code: str) -> int:
-    """The account's balance, locked until the caller's transaction ends (0 if it has none)."""
-    rows = await Account.select(Account.balance_fen).where(Account.code == code).lock_rows()
-    return int(rows[0]["balance_fen"]) if rows else 0
+async def locked_personal_accounts(people: list[tuple[int, str, int]]) -> dict[int, int]:
+    """People's personal account balances by insured id, each (insured id, region, the balance
+    the platform reported), locked together until the caller's transaction ends; opened first
+    where missing (one round trip when they are all open, as they are after a first payment)."""
+    if not people:
+        return {}
+    codes = {personal_account(insured_id): insured_id for insured_id, _, _ in people}
+    locked = await locked_balances(list(codes))
+    if len(locked) < len(codes):
+        await open_personal_accounts([p for p in people if personal_account(p[0]) not in locked])
+        locked = await locked_balances(list(codes))
+    return {codes[code]: fen for code, fen in locked.items()}
 
 
 async def locked_balances(codes: list[str]) -> dict[str, int]:
-    """The accounts' balances, locked together in the ledger's order until the caller's
+    """Kept accounts' balances, locked together in the ledger's order until the caller's
     transaction ends (an account that was never opened is left out)."""
     rows = await Account.raw(
         "SELECT code, balance_fen FROM ledger_account WHERE code = ANY({}::text[]) "
@@ -205,10 +242,18 @@ async def locked_balances(codes: list[str]) -> dict[str, int]:
     return {row["code"]: int(row["balance_fen"]) for row in rows}
 
 
+# A kept account's balance is on its row; a shared one's is the sum of its entries.
+_BALANCE = """
+    SELECT a.code, coalesce(a.balance_fen,
+        (SELECT coalesce(sum(e.amount_fen), 0) FROM ledger_entry e WHERE e.account_id = a.id)) AS balance
+    FROM ledger_account a
+"""
+
+
 async def balance(code: str, default: int = 0) -> int:
     """The account's balance; `default` when it was never opened."""
-    rows = await Account.select(Account.balance_fen).where(Account.code == code)
-    return int(rows[0]["balance_fen"]) if rows else default
+    rows = await Account.raw(_BALANCE + "WHERE a.code = {}", code)
+    return int(rows[0]["balance"]) if rows else default
 
 
 async def moved_by_reference(account_kind: str) -> dict[str, int]:
@@ -227,8 +272,8 @@ async def moved_by_reference(account_kind: str) -> dict[str, int]:
 
 async def balances(account_kind: str) -> dict[str, int]:
     """Every account of a kind, by code, with its balance."""
-    rows = await Account.select(Account.code, Account.balance_fen).where(Account.kind == account_kind)
-    return {row["code"]: int(row["balance_fen"]) for row in rows}
+    rows = await Account.raw(_BALANCE + "WHERE a.kind = {}", account_kind)
+    return {row["code"]: int(row["balance"]) for row in rows}
 
 
 async def audit() -> tuple[list[str], dict[str, int]]:
@@ -252,7 +297,7 @@ async def audit() -> tuple[list[str], dict[str, int]]:
         FROM ledger_account a
         LEFT JOIN (SELECT account_id, sum(amount_fen) AS total FROM ledger_entry GROUP BY account_id) s
           ON s.account_id = a.id
-        WHERE a.balance_fen <> coalesce(s.total, 0)
+        WHERE a.balance_fen IS NOT NULL AND a.balance_fen <> coalesce(s.total, 0)
         ORDER BY a.code
         """
     ):

@@ -1,18 +1,28 @@
-"""The double-entry ledger: accounts with balances, journals, and the entries that move money."""
+"""The double-entry ledger: accounts, journals, and the entries that move money."""
 
 from piccolo.columns import BigInt, BigSerial, ForeignKey, Serial, Timestamptz, Varchar
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
+
+# Accounts whose balance is kept on their row, updated by every posting under the row's lock: one
+# person's or one line's, where a limit applies (a personal account never below zero). Every other
+# account (a region's fund pool, a hospital's receivable, a channel's clearing, a bank's) is shared
+# by every payment of its region, hospital or channel at once: its balance is the sum of its
+# entries, read when asked, so no payment waits on another's lock on it (docs/ledger.md).
+KEPT_KINDS = ("personal_account", "credit_debt")
+_KEPT = ", ".join(f"'{kind}'" for kind in KEPT_KINDS)
 
 
 class Account(Table, tablename="ledger_account"):
     id = Serial(primary_key=True)
     code = Varchar(length=100, unique=True)  # "<kind>:<owner>", e.g. "personal_account:42"
     kind = Varchar(length=32)
-    balance_fen = BigInt(default=0)  # always the sum of the account's entries
+    # Kept kinds: always the sum of the account's entries. Shared ones: NULL (summed when read).
+    balance_fen = BigInt(null=True, default=None)
     created_at = Timestamptz()
 
     personal_account_not_negative = Check("kind <> 'personal_account' OR balance_fen >= 0")
+    balance_kept_by_kind = Check(f"(kind IN ({_KEPT})) = (balance_fen IS NOT NULL)")
 
 
 class Journal(Table, tablename="ledger_journal"):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from contextlib import redirect_stdout
 
+import asyncpg
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
@@ -18,11 +20,25 @@ def use_database(url: str) -> None:
     DB.config = {"dsn": url}
 
 
-async def open_pool(settings: DatabaseSettings) -> None:
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a connection given back to the pool needs beyond asyncpg's own clean-up (which rolls
+    back a transaction left open): nothing. asyncpg's default also sends `SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release, a round trip
+    after each query run outside a transaction, undoing session state this code never makes: its
+    advisory locks are transaction-scoped (`pg_advisory_xact_lock`), it declares no cursors,
+    listens to nothing and sets nothing beyond the transaction (`SET TRANSACTION`)."""
+
+
+async def open_pool(
+    settings: DatabaseSettings, *, on_connect: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+) -> None:
+    """Open the engine's pool; `on_connect` runs on each new connection (tests count queries with it)."""
     if settings.url:
         use_database(settings.url)
     if DB.pool is None:
-        await DB.start_connection_pool(min_size=settings.pool_min, max_size=settings.pool_max)
+        await DB.start_connection_pool(
+            min_size=settings.pool_min, max_size=settings.pool_max, reset=_keep_session, init=on_connect
+        )
 
 
 async def close_pool() -> None:

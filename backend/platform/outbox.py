@@ -1,7 +1,10 @@
 """The transactional outbox: jobs written with the change that causes them, sent after commit.
 
-A service calls `add` inside its transaction, then `send` after commit. If Redis is down or loses
-the job, the sweeper (`send_pending`, run by a worker cron) sends it again; jobs are idempotent.
+A service calls `add` inside its transaction, then `send` after commit. A message is written as
+sent (`enqueued_at`), since `send` almost always succeeds, which spares a write per change; a send
+that fails marks it unsent again, for the sweeper (`send_pending`, run by a worker cron) to send
+at its next run. One that Redis lost, or whose process died between commit and send, is sent
+again once `outbox_redeliver_seconds` have passed; jobs are idempotent.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ async def add(task: Task, payload: dict[str, Any]) -> int:
             task=task.name,
             payload=payload,
             correlation_id=current_correlation_id(),
-            created_at=datetime.now(UTC),
+            created_at=(now := datetime.now(UTC)),
+            enqueued_at=now,
         )
     ).returning(OutboxMessage.id)
     return int(rows[0]["id"])
@@ -48,7 +52,13 @@ async def add_many(task: Task, payloads: list[dict[str, Any]]) -> list[int]:
     now, correlation_id = datetime.now(UTC), current_correlation_id()
     rows = await OutboxMessage.insert(
         *(
-            OutboxMessage(task=task.name, payload=payload, correlation_id=correlation_id, created_at=now)
+            OutboxMessage(
+                task=task.name,
+                payload=payload,
+                correlation_id=correlation_id,
+                created_at=now,
+                enqueued_at=now,
+            )
             for payload in payloads
         )
     ).returning(OutboxMessage.id)
@@ -56,17 +66,20 @@ async def add_many(task: Task, payloads: list[dict[str, Any]]) -> list[int]:
 
 
 async def send(redis: ArqRedis, message_ids: list[int]) -> None:
-    """Enqueue committed messages now; whatever fails here the sweeper sends later."""
-    if not message_ids:
-        return
-    try:
-        for message_id in message_ids:
+    """Enqueue committed messages now; whatever fails here is marked unsent, for the sweeper."""
+    for position, message_id in enumerate(message_ids):
+        try:
             await redis.enqueue_job(JOB, message_id, _job_id=job_id(message_id))
-        await OutboxMessage.update({OutboxMessage.enqueued_at: datetime.now(UTC)}).where(
-            OutboxMessage.id.is_in(message_ids)
-        )
-    except Exception as exc:
-        log.warning("outbox send deferred to the sweeper", error=str(exc), ids=message_ids)
+        except Exception as exc:
+            unsent = message_ids[position:]
+            log.warning("outbox send deferred to the sweeper", error=str(exc), ids=unsent)
+            try:
+                await OutboxMessage.update({OutboxMessage.enqueued_at: None}).where(
+                    OutboxMessage.id.is_in(unsent)
+                )
+            except Exception as failed:  # then the sweeper resends them after outbox_redeliver_seconds
+                log.warning("outbox messages left marked sent", error=str(failed), ids=unsent)
+            return
 
 
 async def send_pending(redis: ArqRedis, redeliver_after: timedelta, limit: int = 500) -> int:

@@ -1,5 +1,6 @@
 """Access tokens, refresh-token rotation and reuse detection."""
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
@@ -198,3 +199,21 @@ async def test_a_validly_signed_partner_token_with_odd_claims_is_401(client: Cli
 
     assert answer.status_code == 401, answer.text
     assert answer.json()["error"]["code"] == "TOKEN_INVALID"
+
+
+async def test_a_token_checked_once_is_still_refused_once_it_expires(settings) -> None:
+    """Verified tokens are remembered (a phone sends the same one with every request), their
+    expiry checked on every use; a token for another audience is not taken from memory."""
+    keys = TokenKeys(settings.auth)
+    token = keys.sign({"sub": "7", "channel": "wechat"}, 1, PATIENT_AUDIENCE)
+    assert keys.verify(token, PATIENT_AUDIENCE)["sub"] == "7"
+    assert keys.verify(token, PATIENT_AUDIENCE)["sub"] == "7"  # from memory
+    with pytest.raises(Unauthorized):
+        keys.verify(token, PARTNER_AUDIENCE)
+
+    await asyncio.sleep(1.1)
+
+    with pytest.raises(Unauthorized):
+        keys.verify(token, PATIENT_AUDIENCE)
+    with pytest.raises(Unauthorized):
+        keys.verify(token, PATIENT_AUDIENCE)  # and not remembered as good again

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from backend.audit import full_audit
 from backend.billing.tables import Bill, CashPayment, InsuredYearUsage
+from backend.ledger import service as ledger
 from backend.ledger.tables import Account, Entry
 from tests.billing.factories import (
     paid_in_cash,
@@ -31,16 +33,29 @@ async def test_medpay_audit_reports_clean_books_and_exits_nonzero_naming_a_probl
     assert clean.stdout.startswith("audit clean: ")
     assert "1 bills" in clean.stdout
 
-    await Account.update({Account.balance_fen: Account.balance_fen + 1}).where(
-        Account.kind == "hospital_receivable"
+    # A kept balance that its entries do not explain: a personal account holding a fen from nowhere.
+    await Account.raw(
+        "INSERT INTO ledger_account (code, kind, balance_fen, created_at) "
+        "VALUES ('personal_account:999', 'personal_account', 1, now())"
     )
     damaged = await asyncio.to_thread(medpay, "audit", env=env)
-    await Account.update({Account.balance_fen: Account.balance_fen - 1}).where(
-        Account.kind == "hospital_receivable"
-    )
+    await Account.delete().where(Account.code == "personal_account:999")
 
     assert damaged.returncode == 1
-    assert "account hospital_receivable:H33010001 holds 73001 but its entries sum to 73000" in damaged.stderr
+    assert "account personal_account:999 holds 1 but its entries sum to 0" in damaged.stderr
+
+
+async def test_shared_accounts_keep_no_balance_on_their_rows(client, sandbox_http, settings, run_worker):
+    """A region's fund pool and a hospital's receivable are summed from their entries, never
+    locked or updated by a payment; the database refuses a balance on their rows."""
+    await paid_bills(client, sandbox_http, settings, run_worker)
+    kinds = {"fund_pool", "hospital_receivable", "channel_clearing"}
+    shared = await Account.select(Account.code, Account.balance_fen).where(Account.kind.is_in(list(kinds)))
+    assert {row["code"].split(":")[0] for row in shared} == kinds
+    assert all(row["balance_fen"] is None for row in shared)
+    assert await ledger.balance("hospital_receivable:H33010001") == 73000
+    with pytest.raises(asyncpg.CheckViolationError):
+        await Account.update({Account.balance_fen: 73000}).where(Account.kind == "hospital_receivable")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import asyncio
 from datetime import timedelta
 
-from arq import func
+from arq import ArqRedis, func
 
 from backend.auth.jobs import SESSION_REVOKED
 from backend.auth.tables import SecurityEvent, User
@@ -54,13 +54,30 @@ async def test_a_job_redis_lost_is_sent_again_by_the_sweeper(runtime, run_worker
     assert message.done_at is not None and message.attempts == 1
 
 
-async def test_a_message_never_sent_is_picked_up_by_the_cron(runtime, run_worker) -> None:
+async def test_a_message_never_sent_is_picked_up_by_the_sweeper_once_due(runtime, run_worker) -> None:
     await revoked_session_message()  # committed, but the process died before `send`
 
-    sent = await sweep_outbox(runtime)
+    # Written as sent (a send almost always follows): due again only after the redelivery delay.
+    assert await sweep_outbox(runtime) == 0
+    sent = await outbox.send_pending(runtime.redis, timedelta(0))
     worker = await run_worker()
 
     assert sent == 1 and worker.jobs_complete == 1
+    assert await SecurityEvent.count() == 1
+
+
+async def test_a_send_that_fails_leaves_the_message_to_the_next_sweep(runtime, run_worker) -> None:
+    message_id = await revoked_session_message()
+    away = ArqRedis.from_url("redis://127.0.0.1:1/0")  # nothing listens there: every call fails
+    try:
+        await outbox.send(away, [message_id])  # logged, not raised: the change is committed
+    finally:
+        await away.aclose()
+
+    assert (await OutboxMessage.objects().first()).enqueued_at is None
+    assert await sweep_outbox(runtime) == 1
+    worker = await run_worker()
+    assert worker.jobs_complete == 1
     assert await SecurityEvent.count() == 1
 
 
