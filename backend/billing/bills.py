@@ -165,11 +165,14 @@ async def schedule_expiry(rt: Runtime, bill_id: uuid.UUID, at: datetime) -> None
 # -- reading -------------------------------------------------------------------------------
 
 
-async def owned_bill(patient: Patient, bill_id: uuid.UUID) -> None:
-    """Passes if this patient may see the bill; 404 otherwise, never another person's data."""
+async def owned_bill(patient: Patient, bill_id: uuid.UUID) -> bool:
+    """Passes if this patient may see the bill: True when it is their own, False when a relative's
+    in their care; 404 otherwise, never another person's data."""
     row = await Bill.select(Bill.insured_id).where(Bill.id == bill_id).first()
-    if row is None or row["insured_id"] not in await family.in_care_of(patient.user_id):
+    own = None if row is None else await family.may_act_for(patient.user_id, row["insured_id"])
+    if own is None:
         raise NotFound("no such bill", code="BILL_NOT_FOUND")
+    return own
 
 
 async def partner_bill(partner: Partner, bill_id: uuid.UUID) -> None:

@@ -106,8 +106,8 @@ class InPerson:
 async def pay(
     rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest, in_person: InPerson | None = None
 ) -> PaymentRead:
-    await bills.owned_bill(patient, bill_id)
-    started = await _settle(rt, patient, bill_id, request, in_person)
+    own = await bills.owned_bill(patient, bill_id)
+    started = await _settle(rt, patient, bill_id, own, request, in_person)
     if started is not None:
         return started
     # The payment in progress, launched again outside any transaction: the channel is never
@@ -118,14 +118,20 @@ async def pay(
 
 
 async def _settle(
-    rt: Runtime, patient: Patient, bill_id: uuid.UUID, request: PayRequest, in_person: InPerson | None
+    rt: Runtime,
+    patient: Patient,
+    bill_id: uuid.UUID,
+    own: bool,
+    request: PayRequest,
+    in_person: InPerson | None,
 ) -> PaymentRead | None:
-    """Settle the bill and open its cash part; None when this payment was already in progress."""
+    """Settle the bill (the patient's `own`, or a relative's) and open its cash part; None when
+    this payment was already in progress."""
     messages: list[int] = []
     settled: BillRecord | None = None  # the bill as this payment left it, when it settled it
     async with DB.transaction():
         bill = await locked_bill(bill_id)
-        if request.family_account and bill.insured_id in await ecert.insured_of_user(patient.user_id):
+        if request.family_account and own:
             raise _aid_refused("family mutual aid pays for a relative's bill, not your own")
         if in_person is not None and bill.state == BillState.PAYING:
             raise Conflict(
@@ -134,18 +140,23 @@ async def _settle(
                 detail={"state": bill.state},
             )
         if bill.state == BillState.PAYING and bill.cash_method is None:
-            await _reopen_cash(rt, patient, bill, request)  # its cash part failed: open another
+            await _reopen_cash(rt, patient, bill, own, request)  # its cash part failed: open another
         elif bill.state == BillState.PAYING:
             _check_resumable(patient, bill, request)
             return None
         else:
-            messages, settled = await _settle_created(rt, patient, bill, request, in_person)
+            messages, settled = await _settle_created(rt, patient, bill, own, request, in_person)
     await outbox.send(rt.redis, messages)
     return await _opened(rt, settled or await records.bill(bill_id))
 
 
 async def _settle_created(
-    rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest, in_person: InPerson | None = None
+    rt: Runtime,
+    patient: Patient,
+    bill: BillRecord,
+    own: bool,
+    request: PayRequest,
+    in_person: InPerson | None = None,
 ) -> tuple[list[int], BillRecord]:
     """Inside `_settle`'s transaction: the split settled, the cash part reserved and recorded;
     the outbox messages to send after commit, and the bill as it now stands."""
@@ -158,7 +169,7 @@ async def _settle_created(
     await orders.lock(bill)  # what the bill pays for (an appointment and its session) first
     # A relative's bill is paid under a live link, held until commit: one ended a moment ago
     # opens nothing, and one ended now waits for this payment.
-    aid = await _family_aid(patient, bill, request.family_account, lock=True)
+    aid = await _family_aid(patient, bill, own, request.family_account, lock=True)
     year = policy_year()
     parties = await parties_of(bill)
     split, _, _ = await split_for(
@@ -242,11 +253,14 @@ def _aid_refused(why: str) -> AppError:
     )
 
 
-async def _family_aid(patient: Patient, bill: BillRecord, wanted: bool, *, lock: bool) -> FamilyAid | None:
-    """Whether this payment of the bill may use the payer's personal account for the relative
-    whose bill it is (family mutual aid, 家庭共济); with `lock`, inside the paying transaction, the
-    link is held until commit. A relative's bill with no live link is 404, as anyone else's is."""
-    if bill.insured_id in await ecert.insured_of_user(patient.user_id):
+async def _family_aid(
+    patient: Patient, bill: BillRecord, own: bool, wanted: bool, *, lock: bool
+) -> FamilyAid | None:
+    """Whether this payment of the bill (the patient's `own`, as `bills.owned_bill` found it, or a
+    relative's) may use the payer's personal account for the relative whose bill it is (family
+    mutual aid, 家庭共济); with `lock`, inside the paying transaction, the link is held until
+    commit. A relative's bill with no live link is 404, as anyone else's is."""
+    if own:
         if wanted:
             raise _aid_refused("family mutual aid pays for a relative's bill, not your own")
         return None
@@ -290,11 +304,13 @@ async def _insert_cash(
     )
 
 
-async def _reopen_cash(rt: Runtime, patient: Patient, bill: BillRecord, request: PayRequest) -> None:
+async def _reopen_cash(
+    rt: Runtime, patient: Patient, bill: BillRecord, own: bool, request: PayRequest
+) -> None:
     """A bill whose cash part failed (a declined drawdown), paid again: the split stands, the cash
     part opens anew by the method now chosen, once `_settle`'s transaction (the bill locked) commits."""
     _check_resumable(patient, bill, request)
-    await _family_aid(patient, bill, False, lock=True)  # a relative's bill: still under a live link
+    await _family_aid(patient, bill, own, False, lock=True)  # a relative's bill: still under a live link
     settled = bill.settled
     method = request.cash_method
     if (problem := _method_problem(patient, method, settled.cash_fen)) is not None:
@@ -422,7 +438,7 @@ async def _balances(people: list[InsuredPerson], *, lock: bool) -> dict[int, int
 
 
 async def presettle_bill(patient: Patient, bill_id: uuid.UUID, request: PresettleRequest) -> PresettleRead:
-    await bills.owned_bill(patient, bill_id)
+    own = await bills.owned_bill(patient, bill_id)
     bill = await records.bill(bill_id)
     assert bill is not None
     if bill.state != BillState.CREATED:
@@ -432,7 +448,7 @@ async def presettle_bill(patient: Patient, bill_id: uuid.UUID, request: Presettl
             status_code=409,
             detail={"state": bill.state},
         )
-    aid = await _family_aid(patient, bill, request.family_account, lock=False)
+    aid = await _family_aid(patient, bill, own, request.family_account, lock=False)
     parties = await parties_of(bill)
     split, balance, aid_balance = await split_for(
         bill,

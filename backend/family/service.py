@@ -26,6 +26,33 @@ async def in_care_of(user_id: int) -> list[int]:
     return own + [int(r["relative_id"]) for r in rows if r["relative_id"] not in own]
 
 
+async def may_act_for(user_id: int, insured_id: int) -> bool | None:
+    """`in_care_of` for one person, in one statement: True when they are the user's own, False
+    when a relative in their care, None when neither. (It reads e-certificate bindings beside the
+    links, the rule `ecert.insured_of_user` keeps: a live binding.)"""
+    rows = await FamilyLink.raw(
+        """
+        SELECT EXISTS (
+                 SELECT FROM ecert_binding
+                 WHERE user_id = {} AND insured_id = {} AND unbound_at IS NULL
+               ) AS own,
+               EXISTS (
+                 SELECT FROM family_link l
+                 JOIN ecert_binding b ON b.insured_id = l.holder_id AND b.unbound_at IS NULL
+                 WHERE b.user_id = {} AND l.relative_id = {} AND l.state = {} AND l.grant_manage
+               ) AS managed
+        """,
+        user_id,
+        insured_id,
+        user_id,
+        insured_id,
+        LinkState.ACTIVE.value,
+    )
+    if rows[0]["own"]:
+        return True
+    return False if rows[0]["managed"] else None
+
+
 async def managed_relative(user_id: int, link_id: int) -> int | None:
     """The relative of this user's live link that grants `manage`, if it is one."""
     own = await ecert.insured_of_user(user_id)
