@@ -41,7 +41,10 @@ async def notify(
     """Record a notification; inside the caller's transaction. Returns the outbox message to
     send after commit, or None when this (user, template, subject, milestone) was notified before."""
     tpl = TEMPLATES[template]
-    rows = await Notification.raw(
+    # The notification and its outbox message in one statement.
+    messages = await outbox.add_for_each(
+        jobs.DELIVER,
+        "notification_id",
         """
         INSERT INTO notification (user_id, template, subject, milestone, params, rendered, title,
                                   body, status, attempts, created_at)
@@ -58,9 +61,7 @@ async def notify(
         tpl.title,
         tpl.inbox_text(params),
     )
-    if not rows:
-        return None
-    return await outbox.add(jobs.DELIVER, {"notification_id": rows[0]["id"]})
+    return messages[0] if messages else None
 
 
 @dataclass(frozen=True)

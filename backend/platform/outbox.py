@@ -65,6 +65,28 @@ async def add_many(task: Task, payloads: list[dict[str, Any]]) -> list[int]:
     return [int(row["id"]) for row in rows]
 
 
+async def add_for_each(task: Task, key: str, statement: str, *args: Any) -> list[int]:
+    """`add` for each row a data-modifying `statement` returns (`RETURNING id`), in the same round
+    trip: each message's payload is `{key: id}`. Call inside the business transaction."""
+    now = datetime.now(UTC)
+    rows = await OutboxMessage.raw(
+        # `statement` is the caller's SQL text, never data: its values are parameters like these.
+        "WITH source AS (" + statement + ")"  # noqa: S608
+        """
+        INSERT INTO outbox_message (task, payload, correlation_id, created_at, enqueued_at, attempts)
+        SELECT {}, jsonb_build_object({}::text, source.id), {}, {}, {}, 0 FROM source
+        RETURNING id
+        """,
+        *args,
+        task.name,
+        key,
+        current_correlation_id(),
+        now,
+        now,
+    )
+    return [int(row["id"]) for row in rows]
+
+
 async def send(redis: ArqRedis, message_ids: list[int]) -> None:
     """Enqueue committed messages now; whatever fails here is marked unsent, for the sweeper."""
     for position, message_id in enumerate(message_ids):
