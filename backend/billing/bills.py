@@ -169,7 +169,12 @@ async def owned_bill(patient: Patient, bill_id: uuid.UUID) -> bool:
     """Passes if this patient may see the bill: True when it is their own, False when a relative's
     in their care; 404 otherwise, never another person's data."""
     row = await Bill.select(Bill.insured_id).where(Bill.id == bill_id).first()
-    own = None if row is None else await family.may_act_for(patient.user_id, row["insured_id"])
+    return await owned(patient, None if row is None else row["insured_id"])
+
+
+async def owned(patient: Patient, insured_id: int | None) -> bool:
+    """`owned_bill` for a bill already read (None: there is no such bill)."""
+    own = None if insured_id is None else await family.may_act_for(patient.user_id, insured_id)
     if own is None:
         raise NotFound("no such bill", code="BILL_NOT_FOUND")
     return own

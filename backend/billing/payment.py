@@ -438,8 +438,8 @@ async def _balances(people: list[InsuredPerson], *, lock: bool) -> dict[int, int
 
 
 async def presettle_bill(patient: Patient, bill_id: uuid.UUID, request: PresettleRequest) -> PresettleRead:
-    own = await bills.owned_bill(patient, bill_id)
     bill = await records.bill(bill_id)
+    own = await bills.owned(patient, None if bill is None else bill.insured_id)
     assert bill is not None
     if bill.state != BillState.CREATED:
         raise AppError(
