@@ -137,7 +137,7 @@ WITH line AS (
     RETURNING account_id, amount_fen
 ), kept AS (
     UPDATE ledger_account a SET balance_fen = a.balance_fen + entry.amount_fen
-    FROM entry WHERE a.id = entry.account_id AND a.balance_fen IS NOT NULL
+    FROM entry WHERE a.id = entry.account_id AND a.kind = ANY({}::text[])
 )
 SELECT (SELECT id FROM journal) AS journal_id
 """
@@ -157,10 +157,13 @@ async def _post_one(kind: str, reference: str, amounts: dict[str, int]) -> int |
                 reference,
                 current_correlation_id(),
                 datetime.now(UTC),
+                list(KEPT_KINDS),
             )
         except asyncpg.UniqueViolationError as exc:
             raise AlreadyPosted(f"{kind} {reference}") from exc
         except asyncpg.CheckViolationError as exc:
+            if exc.constraint_name != "personal_account_not_negative":
+                raise
             raise Conflict(
                 "the personal account does not hold enough for this payment",
                 code="PERSONAL_ACCOUNT_INSUFFICIENT",
@@ -224,35 +227,45 @@ async def locked_personal_accounts(people: list[tuple[int, str, int]]) -> dict[i
     if not people:
         return {}
     codes = {personal_account(insured_id): insured_id for insured_id, _, _ in people}
-    locked = await locked_balances(list(codes))
-    if len(locked) < len(codes):
-        await open_personal_accounts([p for p in people if personal_account(p[0]) not in locked])
+    # Locked only if every one is open: locking some, then waiting to open another, could wait in
+    # a cycle with a payment opening that one and waiting for these.
+    locked = await locked_balances(list(codes), only_all=True)
+    if not locked:
+        await open_personal_accounts(people)  # every row first, in code order, then the locks
         locked = await locked_balances(list(codes))
     return {codes[code]: fen for code, fen in locked.items()}
 
 
-async def locked_balances(codes: list[str]) -> dict[str, int]:
+async def locked_balances(codes: list[str], *, only_all: bool = False) -> dict[str, int]:
     """Kept accounts' balances, locked together in the ledger's order until the caller's
-    transaction ends (an account that was never opened is left out)."""
+    transaction ends (an account that was never opened is left out); with `only_all`, none locked
+    (and nothing answered) unless every one is open."""
     rows = await Account.raw(
-        "SELECT code, balance_fen FROM ledger_account WHERE code = ANY({}::text[]) "
-        "ORDER BY kind <> 'personal_account', code FOR UPDATE",
+        """
+        SELECT code, balance_fen FROM ledger_account WHERE code = ANY({}::text[])
+          AND (NOT {} OR (SELECT count(*) FROM ledger_account WHERE code = ANY({}::text[])) = {})
+        ORDER BY kind <> 'personal_account', code FOR UPDATE
+        """,
         codes,
+        only_all,
+        codes,
+        len(codes),
     )
     return {row["code"]: int(row["balance_fen"]) for row in rows}
 
 
 # A kept account's balance is on its row; a shared one's is the sum of its entries.
 _BALANCE = """
-    SELECT a.code, coalesce(a.balance_fen,
-        (SELECT coalesce(sum(e.amount_fen), 0) FROM ledger_entry e WHERE e.account_id = a.id)) AS balance
+    SELECT a.code, CASE WHEN a.kind = ANY({}::text[]) THEN a.balance_fen
+        ELSE (SELECT coalesce(sum(e.amount_fen), 0) FROM ledger_entry e WHERE e.account_id = a.id)
+    END AS balance
     FROM ledger_account a
 """
 
 
 async def balance(code: str, default: int = 0) -> int:
     """The account's balance; `default` when it was never opened."""
-    rows = await Account.raw(_BALANCE + "WHERE a.code = {}", code)
+    rows = await Account.raw(_BALANCE + "WHERE a.code = {}", list(KEPT_KINDS), code)
     return int(rows[0]["balance"]) if rows else default
 
 
@@ -272,7 +285,7 @@ async def moved_by_reference(account_kind: str) -> dict[str, int]:
 
 async def balances(account_kind: str) -> dict[str, int]:
     """Every account of a kind, by code, with its balance."""
-    rows = await Account.raw(_BALANCE + "WHERE a.kind = {}", account_kind)
+    rows = await Account.raw(_BALANCE + "WHERE a.kind = {}", list(KEPT_KINDS), account_kind)
     return {row["code"]: int(row["balance"]) for row in rows}
 
 
@@ -297,9 +310,10 @@ async def audit() -> tuple[list[str], dict[str, int]]:
         FROM ledger_account a
         LEFT JOIN (SELECT account_id, sum(amount_fen) AS total FROM ledger_entry GROUP BY account_id) s
           ON s.account_id = a.id
-        WHERE a.balance_fen IS NOT NULL AND a.balance_fen <> coalesce(s.total, 0)
+        WHERE a.kind = ANY({}::text[]) AND a.balance_fen IS DISTINCT FROM coalesce(s.total, 0)
         ORDER BY a.code
-        """
+        """,
+        list(KEPT_KINDS),
     ):
         problems.append(
             f"account {row['code']} holds {row['balance_fen']} but its entries sum to {row['total']}"

@@ -1,27 +1,27 @@
--- Run by `medpay bench` (tests/bench/system.py) on a copy of the bench database, after the
--- scenarios and before `pay.pgbench`. PLACEHOLDER: to be replaced with what the SQL of one pay
--- request needs.
+-- Run by `medpay bench` (tests/bench/ceilings.py) on a copy of the bench database, after the
+-- scenarios, before pay.pgbench: one row per bill the `pay` scenario paid by personal account,
+-- with what its statements name (the bill, its person, their user, the accounts its journal
+-- moved), so that each pgbench transaction pays a bill picked at random as the API paid it.
 --
--- Convention: each row of a table `bench_pgbench_vars (name, value)` left here is given to
--- pgbench as `-D name=value`.
-
--- What to pay with where the scenarios left none: a personal account and a receivable of its own.
-INSERT INTO ledger_account (code, kind, balance_fen, created_at)
-VALUES ('personal_account:pgbench', 'personal_account', 1000000000000, now()),
-       ('hospital_receivable:pgbench', 'hospital_receivable', NULL, now())
-ON CONFLICT (code) DO NOTHING;
+-- Each row of `bench_pgbench_vars (name, value)` is given to pgbench as `-D name=value`.
 
 DROP TABLE IF EXISTS bench_pay_target;
 CREATE TABLE bench_pay_target AS
-SELECT row_number() OVER (ORDER BY b.id) AS k, b.id AS bill_id,
-       coalesce(personal.id, spare_personal.id) AS personal_id,
-       coalesce(receivable.id, spare_receivable.id) AS receivable_id
+SELECT row_number() OVER (ORDER BY b.id) AS k,
+       b.id AS bill_id, b.insured_id, b.institution_id, b.payer_user_id AS user_id,
+       b.policy_year AS year, b.state,
+       max(a.code) FILTER (WHERE a.kind = 'personal_account') AS pa_code,
+       max(a.code) FILTER (WHERE a.kind = 'fund_pool') AS fund_code,
+       max(a.code) FILTER (WHERE a.kind = 'hospital_receivable') AS receivable_code
 FROM bill b
-JOIN institution i ON i.id = b.institution_id
-LEFT JOIN ledger_account personal ON personal.code = 'personal_account:' || b.insured_id
-LEFT JOIN ledger_account receivable ON receivable.code = 'hospital_receivable:' || i.code
-CROSS JOIN (SELECT id FROM ledger_account WHERE code = 'personal_account:pgbench') spare_personal
-CROSS JOIN (SELECT id FROM ledger_account WHERE code = 'hospital_receivable:pgbench') spare_receivable;
+JOIN ledger_journal j ON j.kind = 'bill.settled' AND j.reference = 'bill:' || b.id
+JOIN ledger_entry e ON e.journal_id = j.id
+JOIN ledger_account a ON a.id = e.account_id
+WHERE b.state = 'PAID' AND b.cash_fen = 0 AND b.personal_account_fen > 0 AND b.fund_fen > 0
+GROUP BY b.id;
+ALTER TABLE bench_pay_target ADD COLUMN policy_region text, ADD COLUMN insurance_type text;
+UPDATE bench_pay_target
+SET policy_region = split_part(fund_code, ':', 2), insurance_type = split_part(fund_code, ':', 3);
 CREATE UNIQUE INDEX ON bench_pay_target (k);
 ANALYZE bench_pay_target;
 
