@@ -8,7 +8,7 @@ from piccolo.table import Table
 # person's or one line's, where a limit applies (a personal account never below zero). Every other
 # account (a region's fund pool, a hospital's receivable, a channel's clearing, a bank's) is shared
 # by every payment of its region, hospital or channel at once: its balance is the sum of its
-# entries, read when asked, so no payment waits on another's lock on it (docs/ledger.md).
+# entries, read when asked, so no payment waits on another's lock on it (docs/billing.md).
 KEPT_KINDS = ("personal_account", "credit_debt")
 
 
