@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_quietly)
     # One process: faults, recorded calls and login codes live in its memory.
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    # Keep-alive longer than clients' (httpx: 5 s), as partners' servers have it: a client then
+    # never reuses a connection the server is closing.
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
     return 0
 
 

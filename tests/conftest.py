@@ -76,7 +76,10 @@ async def session_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 async def sandbox_http(urls: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=urls["sandbox"], timeout=10) as client:
+    # Idle connections are dropped well before the sandbox's server closes them (30 s), so a test
+    # never sends on one the server is closing at that moment.
+    limits = httpx.Limits(keepalive_expiry=5)
+    async with httpx.AsyncClient(base_url=urls["sandbox"], timeout=10, limits=limits) as client:
         yield client
 
 

@@ -30,7 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_quietly)
     # One process: the books, faults, deliveries and recorded calls live in its memory.
-    uvicorn.run(create_app(args.callback_url), host=args.host, port=args.port, log_level="warning")
+    # Keep-alive longer than clients' (httpx: 5 s), as the sandbox's is.
+    uvicorn.run(
+        create_app(args.callback_url),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_keep_alive=30,
+    )
     return 0
 
 
