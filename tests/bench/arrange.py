@@ -45,6 +45,7 @@ class Patient:
     cert_no: str
     kind: str  # "employee", "resident" or "credit"
     bills: int = 0  # bills made for it so far
+    user: str = ""  # who the sandbox platform knows it as (its subscribe dialog's user)
 
 
 @dataclass
@@ -113,14 +114,15 @@ async def new_patient(w: World, kind: str, run: str) -> Patient:
     """Logged in by a sandbox login code, the e-certificate bound, a visit opened at the demo
     hospital (its terminal decodes the patient's QR code), so the hospital may bill the cert_no."""
     n = next(w.numbers)
-    code = await login_code(w.sandbox, w.settings, "wechat", f"bench-{run}-{n}")
+    user = f"bench-{run}-{n}"
+    code = await login_code(w.sandbox, w.settings, "wechat", user)
     tokens = await w.api.auth.login(m.LoginRequest(channel="wechat", code=code))
     phone = w.api.as_token(tokens.access_token)
     bound = await phone.ecert.bind(
         m.BindRequest(name=f"测试压测{n}", id_type="resident_id", id_number=identity(n, kind != "resident"))
     )
     await w.terminal.ecert.decode((await phone.ecert.qrcode()).payload)
-    return Patient(n, tokens.access_token, bound.cert_no, kind)
+    return Patient(n, tokens.access_token, bound.cert_no, kind, user=user)
 
 
 async def ensure_patients(w: World, kind: str, count: int) -> list[Patient]:

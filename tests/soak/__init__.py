@@ -1,0 +1,1 @@
+"""`./run soak`: the chaos soak (see __main__.py)."""
