@@ -249,7 +249,9 @@ class WorkerSettings(Group):
     prefix: ClassVar[str] = "MEDPAY_WORKER_"
     concurrency: int = 10
     poll_delay_seconds: Annotated[float, msgspec.Meta(ge=0.001, le=5)] = 0.05  # between polls of the queue
-    outbox_redeliver_seconds: int = 300
+    # A job Redis lost (a crash, a failover) is enqueued again after this; one it still holds is
+    # refused by arq, and one still running is held by its lease: a resend never runs it twice.
+    outbox_redeliver_seconds: Annotated[int, msgspec.Meta(ge=5)] = 60
 
 
 class DevSettings(Group):
