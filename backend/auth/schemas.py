@@ -8,7 +8,7 @@ import msgspec
 from backend.platform.schemas import IDENTIFIER, Wire
 
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=IDENTIFIER)]
-Token = Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
+Token = Annotated[str, msgspec.Meta(min_length=16, max_length=256, pattern=IDENTIFIER)]
 Channel = Literal["wechat", "alipay"]
 
 

@@ -32,10 +32,11 @@ from backend.oauth.service import Partner
 from backend.piccolo_conf import DB
 from backend.platform.errors import AppError, Forbidden, NotFound
 from backend.platform.runtime import Runtime
+from backend.platform.schemas import MAX_FEN
 
 log = structlog.get_logger(__name__)
 
-MAX_TOTAL_FEN = 10**12
+MAX_TOTAL_FEN = MAX_FEN
 
 
 def _field_error(field: str, message: str) -> AppError:

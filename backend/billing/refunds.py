@@ -127,7 +127,7 @@ async def record_within(
             f"{left} fen are left to refund on this bill",
             code="REFUND_EXCEEDS_REMAINING",
             status_code=422,
-            detail={"field": "amount_fen", "refundable_fen": left},
+            detail={"field": "amount_fen", "refundable_fen": int(left)},
         )
     parts = refund_parts(amount, remaining, left)
     refund_id = uuid.uuid4()

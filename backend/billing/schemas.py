@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from backend.ecert.schemas import MaskedIdentity
-from backend.platform.schemas import END, IDENTIFIER, TEXT, Wire
+from backend.ecert.schemas import MaskedIdentity, VisitToken
+from backend.platform.schemas import END, IDENTIFIER, TEXT, Fen, Wire
 
 OrderType = Literal["REG", "DIAG", "PHARMACY", "IN_HOSP"]
 Category = Literal["A", "B", "C"]
@@ -33,7 +33,7 @@ class BillCreate(Wire):
 
     order_type: OrderType
     items: Annotated[list[ItemIn], msgspec.Meta(min_length=1, max_length=200)]
-    visit_token: Annotated[str, msgspec.Meta(min_length=16, max_length=128)] | None = None
+    visit_token: VisitToken | None = None
     cert_no: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=IDENTIFIER)] | None = None
 
 
@@ -166,13 +166,13 @@ class PaymentRead(Wire, omit_defaults=False):
 
 class RefundCreate(Wire):
     reason: Name
-    amount_fen: Annotated[int, msgspec.Meta(ge=1)] | None = None  # all that is left when absent
+    amount_fen: Fen | None = None  # all that is left when absent
 
 
 class CounterPaymentCreate(Wire):
     """What the hospital's cashier took for a bill's cash part left for the counter."""
 
-    amount_fen: Annotated[int, msgspec.Meta(ge=1)]  # the whole cash part
+    amount_fen: Fen  # the whole cash part
     receipt_no: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=IDENTIFIER)]
     tender: Tender
 

@@ -10,12 +10,16 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.billing.schemas import Category
-from backend.platform.schemas import END, TEXT, Wire
+from backend.ecert.schemas import VisitToken
+from backend.platform.schemas import END, PROSE, TEXT, Wire
 
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=rf"^[A-Za-z0-9._:/-]+{END}")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=TEXT)]
-Prose = Annotated[str, msgspec.Meta(max_length=2000)]
-Clock = Annotated[str, msgspec.Meta(pattern=rf"^([01][0-9]|2[0-3]):[0-5][0-9]{END}")]  # HH:MM, Beijing time
+Prose = Annotated[str, msgspec.Meta(max_length=2000, pattern=PROSE)]
+# HH:MM, Beijing time
+Clock = Annotated[
+    str, msgspec.Meta(min_length=5, max_length=5, pattern=rf"^([01][0-9]|2[0-3]):[0-5][0-9]{END}")
+]
 Title = Literal["CHIEF", "ASSOCIATE_CHIEF", "ATTENDING", "RESIDENT"]  # 主任 / 副主任 / 主治 / 住院医师
 PeriodName = Literal["MORNING", "AFTERNOON", "EVENING"]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
@@ -182,7 +186,7 @@ class AppointmentPage(Wire, omit_defaults=False):
 
 
 class CheckIn(Wire):
-    visit_token: Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+    visit_token: VisitToken
 
 
 class WaitlistRead(Wire, omit_defaults=False):
@@ -195,8 +199,6 @@ class WaitlistRead(Wire, omit_defaults=False):
 
 
 # -- walk-ins at a kiosk ---------------------------------------------------------------------
-
-VisitToken = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
 
 
 class WalkInCreate(Wire):

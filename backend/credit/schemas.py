@@ -9,14 +9,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from backend.platform.schemas import Wire
+from backend.platform.schemas import PRINTED, PROSE, TEXT, Fen, FenOrZero, Wire
 
-Fen = Annotated[int, msgspec.Meta(ge=1, le=10**12)]
-Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=PRINTED)]
+Reason = Annotated[str, msgspec.Meta(max_length=100, pattern=PROSE)]
 
 
 class Consent(Wire):
-    terms_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    terms_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=TEXT)]
     accepted: bool
 
 
@@ -113,7 +113,7 @@ class LineApproved(msgspec.Struct, frozen=True):
 
 class LineDeclined(msgspec.Struct, frozen=True):
     application_id: uuid.UUID
-    reason: Annotated[str, msgspec.Meta(max_length=100)]
+    reason: Reason
 
 
 class DrawdownDisbursed(msgspec.Struct, frozen=True):
@@ -127,15 +127,15 @@ class DrawdownDisbursed(msgspec.Struct, frozen=True):
 
 class DrawdownFailed(msgspec.Struct, frozen=True):
     drawdown_id: uuid.UUID
-    reason: Annotated[str, msgspec.Meta(max_length=100)]
+    reason: Reason
 
 
 class RepaymentPosted(msgspec.Struct, frozen=True):
     repayment_id: Ref
     drawdown_id: uuid.UUID
     amount_fen: Fen
-    principal_fen: Annotated[int, msgspec.Meta(ge=0)]
-    interest_fen: Annotated[int, msgspec.Meta(ge=0)]
+    principal_fen: FenOrZero
+    interest_fen: FenOrZero
     source: Literal["patient", "auto_debit"]
     posted_at: datetime
 
@@ -143,13 +143,13 @@ class RepaymentPosted(msgspec.Struct, frozen=True):
 class RepaymentFailed(msgspec.Struct, frozen=True):
     repayment_id: Ref
     drawdown_id: uuid.UUID
-    reason: Annotated[str, msgspec.Meta(max_length=100)]
+    reason: Reason
 
 
 class RefundPosted(msgspec.Struct, frozen=True):
     refund_id: Ref
     drawdown_id: uuid.UUID
     amount_fen: Fen
-    reduced_owed_fen: Annotated[int, msgspec.Meta(ge=0)]
-    returned_fen: Annotated[int, msgspec.Meta(ge=0)]
+    reduced_owed_fen: FenOrZero
+    returned_fen: FenOrZero
     posted_at: datetime

@@ -6,12 +6,16 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.ecert.documents import IdType
-from backend.platform.schemas import TEXT, Wire
+from backend.platform.schemas import IDENTIFIER, PRINTED, TEXT, Wire
 
-# No surrounding blanks, no control characters: what the platform compares is what was typed.
+# No surrounding blanks, no control or invisible characters: what the platform compares is what
+# was typed, and what a screen shows is all there is.
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=TEXT)]
-DocumentNumber = Annotated[str, msgspec.Meta(min_length=6, max_length=32)]
-Assertion = Annotated[str, msgspec.Meta(min_length=20, max_length=4096)]
+# Full-width digits and letters are made ASCII before the document is checked (`documents.normalize`);
+# anything hidden is refused here, so one document has one spelling.
+DocumentNumber = Annotated[str, msgspec.Meta(min_length=6, max_length=32, pattern=PRINTED)]
+Assertion = Annotated[str, msgspec.Meta(min_length=20, max_length=4096, pattern=IDENTIFIER)]
+VisitToken = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=IDENTIFIER)]
 
 
 class BindRequest(Wire):
@@ -43,7 +47,7 @@ class QrCodeRead(Wire):
 
 
 class DecodeRequest(Wire):
-    qr: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    qr: Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=PRINTED)]
 
 
 class FaceRequest(Wire):
@@ -59,7 +63,7 @@ class VisitOpened(Wire):
 
 
 class VisitLookup(Wire):
-    visit_token: Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+    visit_token: VisitToken
 
 
 class VisitRead(Wire):

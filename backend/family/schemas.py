@@ -10,7 +10,7 @@ import msgspec
 
 from backend.ecert.documents import IdType
 from backend.ecert.schemas import Assertion, DocumentNumber, MaskedIdentity, Name
-from backend.platform.schemas import Wire
+from backend.platform.schemas import PRINTED, Wire
 
 RelationName = Literal["SPOUSE", "PARENT", "CHILD", "SIBLING", "GRANDPARENT", "GRANDCHILD"]
 
@@ -29,7 +29,7 @@ class InvitationRead(Wire, omit_defaults=False):
 
 
 class InvitationAccept(Wire):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=PRINTED)]  # as typed
     relation: RelationName  # what the one who invited is to you
 
 
@@ -47,7 +47,8 @@ class RelativeCreate(Wire):
 class NewbornCreate(Wire):
     """A newborn, enrolled in resident insurance by the e-certificate platform on the parent's word."""
 
-    birth_certificate_no: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]  # 出生医学证明编号
+    # 出生医学证明编号
+    birth_certificate_no: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=PRINTED)]
     name: Name
     birth_date: date
 

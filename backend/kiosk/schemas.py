@@ -9,9 +9,10 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.billing.schemas import PresettleRead
-from backend.platform.schemas import Wire
+from backend.ecert.schemas import VisitToken
+from backend.platform.schemas import IDENTIFIER, FenOrZero, RowId, Wire
 
-Assertion = Annotated[str, msgspec.Meta(min_length=16, max_length=4096)]
+Assertion = Annotated[str, msgspec.Meta(min_length=16, max_length=4096, pattern=IDENTIFIER)]
 
 
 class KioskPay(Wire):
@@ -20,13 +21,13 @@ class KioskPay(Wire):
     what the patient's own money, or a relative's, pays)."""
 
     face_assertion: Assertion
-    amount_fen: Annotated[int, msgspec.Meta(ge=0)]
+    amount_fen: FenOrZero
     use_personal_account: bool = True
     # Who pays beyond the fund and the patient's own personal account: the patient (their credit
     # line, or the counter), or a relative whose link grants `kiosk` (their personal account by
     # `pay`, their credit line by `credit`, else the counter).
     payer: Literal["patient", "relative"] = "patient"
-    relative_link_id: Annotated[int, msgspec.Meta(ge=1)] | None = None  # which relative; default: the first
+    relative_link_id: RowId | None = None  # which relative; default: the first
     cash: Literal["credit", "counter"] = "counter"  # how the cash part is paid
 
 
@@ -51,10 +52,10 @@ class KioskPresettle(Wire):
     """What a face payment would pay, to show before the face is taken, to the patient standing at
     the kiosk (`visit_token`, from their face check): as `KioskPay` says who pays and how."""
 
-    visit_token: Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+    visit_token: VisitToken
     use_personal_account: bool = True
     payer: Literal["patient", "relative"] = "patient"
-    relative_link_id: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    relative_link_id: RowId | None = None
     cash: Literal["credit", "counter"] = "counter"
 
 

@@ -5,10 +5,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from backend.platform.schemas import Wire
+from backend.platform.schemas import IDENTIFIER, Wire
 
 Decision = Literal["accept", "reject", "ban", "filter"]
-TemplateId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+TemplateId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=IDENTIFIER)]
 
 
 class SubscriptionResults(Wire):
