@@ -35,7 +35,7 @@ class PatientAuthentication(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         runtime: Runtime = connection.app.state.runtime
-        patient = service.authenticate(runtime, connection.headers.get("authorization"))
+        patient = await service.authenticate(runtime, connection.headers.get("authorization"))
         return AuthenticationResult(user=patient, auth=None)
 
 
@@ -86,7 +86,7 @@ class AuthController(Controller):
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, operation_id="logout")
     async def logout(self, data: JSONBody[RefreshRequest], runtime: RuntimeDep) -> None:
-        """Revoke this login's refresh tokens."""
+        """End this login: its refresh tokens, and its access tokens at once."""
         await service.logout(runtime, data.refresh_token)
 
 

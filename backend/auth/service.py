@@ -1,4 +1,8 @@
-"""Login from the mini-programs, refresh-token rotation with reuse detection, the current user."""
+"""Login from the mini-programs, refresh-token rotation with reuse detection, the current user.
+
+An access token names its login (`sid`, the refresh family). Ending a login (logout, or a reused
+refresh token) puts it on a list in Redis for as long as any of its access tokens can live, so
+they stop at once instead of at their expiry; PostgreSQL keeps the truth (`refresh_family`)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 import structlog
+from redis.exceptions import RedisError
 
 from backend.auth import jobs
 from backend.auth.schemas import Channel, SecurityEventRead, TokenPair, UserRead
@@ -20,7 +25,7 @@ from backend.platform import outbox
 from backend.platform.errors import NotFound, Unauthorized
 from backend.platform.logging import current_correlation_id
 from backend.platform.runtime import Runtime
-from backend.platform.tokens import PATIENT_AUDIENCE, bearer_token
+from backend.platform.tokens import PATIENT_AUDIENCE, bearer_token, invalid_token
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +88,9 @@ async def _issue(rt: Runtime, user_id: int, channel: str, family_id: uuid.UUID) 
         )
     )
     access = rt.tokens.sign(
-        {"sub": str(user_id), "channel": channel}, auth.access_ttl_seconds, PATIENT_AUDIENCE
+        {"sub": str(user_id), "channel": channel, "sid": str(family_id)},
+        auth.access_ttl_seconds,
+        PATIENT_AUDIENCE,
     )
     return TokenPair(
         access_token=access,
@@ -122,6 +129,10 @@ async def refresh(rt: Runtime, refresh_token: str) -> TokenPair:
             return await _issue(rt, family["user_id"], family["channel"], family["id"])
     if not reused or family is None:
         raise invalid
+    try:
+        await end_access(rt, str(family["id"]))
+    except (RedisError, OSError) as exc:  # the job of the message below puts it on the list too
+        log.warning("revoked login not listed yet", family_id=str(family["id"]), error=str(exc))
     await outbox.send(rt.redis, [message_id])
     log.warning("refresh token reuse: family revoked", user_id=family["user_id"])
     raise Unauthorized(
@@ -158,13 +169,44 @@ async def _revoke(family: dict[str, Any], reason: str) -> int:
 
 
 async def logout(rt: Runtime, refresh_token: str) -> None:
-    """Revoke this login; unknown or spent tokens are ignored (nothing to reveal)."""
+    """Revoke this login and its access tokens; unknown or spent tokens are ignored (nothing to
+    reveal). The access tokens end now, or, when Redis does not answer, by the job once it does."""
+    messages: list[int] = []
     async with DB.transaction():
         family = await _lock_family(refresh_token)
         if family is not None and family["revoked_at"] is None:
             await RefreshFamily.update(
                 {RefreshFamily.revoked_at: datetime.now(UTC), RefreshFamily.revoked_reason: "logout"}
             ).where(RefreshFamily.id == family["id"])
+            messages.append(await outbox.add(jobs.LOGIN_ENDED, {"family_id": str(family["id"])}))
+    if family is None:
+        return
+    try:
+        await end_access(rt, str(family["id"]))
+    except (RedisError, OSError) as exc:
+        log.warning("ended login not listed yet", family_id=str(family["id"]), error=str(exc))
+    await outbox.send(rt.redis, messages)
+
+
+def _ended_key(family_id: str) -> str:
+    return f"auth:ended-login:{family_id}"
+
+
+async def end_access(rt: Runtime, family_id: str) -> None:
+    """Refuse the access tokens of this login from now on: listed as long as the last can live."""
+    await rt.redis.set(_ended_key(family_id), 1, ex=rt.settings.auth.access_ttl_seconds)
+
+
+async def _ended(rt: Runtime, family_id: str) -> bool:
+    try:
+        return bool(await rt.redis.exists(_ended_key(family_id)))
+    except (RedisError, OSError) as exc:  # the list is the fast way to the answer, PostgreSQL the sure one
+        log.warning("ended logins looked up in PostgreSQL", error=str(exc))
+        return bool(
+            await RefreshFamily.exists().where(
+                (RefreshFamily.id == family_id) & RefreshFamily.revoked_at.is_not_null()
+            )
+        )
 
 
 async def record_session_revoked(user_id: int, family_id: str, reason: str) -> None:
@@ -192,18 +234,23 @@ async def security_events(patient: Patient) -> list[SecurityEventRead]:
 
 
 class PatientClaims(msgspec.Struct):
-    """What a patient's access token says: the user (an `app_user` id, as text) and their channel."""
+    """What a patient's access token says: the user (an `app_user` id, as text), their channel and
+    the login it belongs to (a refresh family's id)."""
 
     sub: Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,9}\Z")]
     channel: Channel
+    sid: uuid.UUID
 
     def __post_init__(self) -> None:
         if int(self.sub) > MAX_USER_ID:
             raise ValueError("sub is beyond any user id")
 
 
-def authenticate(rt: Runtime, authorization: str | None) -> Patient:
+async def authenticate(rt: Runtime, authorization: str | None) -> Patient:
+    """The patient of a valid access token of a login that has not ended; otherwise 401."""
     claims = rt.tokens.claims(bearer_token(authorization), PATIENT_AUDIENCE, PatientClaims)
+    if await _ended(rt, str(claims.sid)):
+        raise invalid_token()
     return Patient(user_id=int(claims.sub), channel=claims.channel)
 
 

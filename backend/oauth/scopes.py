@@ -16,3 +16,5 @@ Kind = Literal["hospital", "terminal", "kiosk", "bank"]
 # and billing, refunding and recording the counter's cash a hospital's system alone.
 SCOPE_KINDS = {"kiosk:pay": ("kiosk",), "bills:write": ("hospital",)}
 KINDS: tuple[str, ...] = get_args(Kind)
+# Kinds that belong to an institution (a bank does not).
+INSTITUTION_KINDS = ("hospital", "terminal", "kiosk")

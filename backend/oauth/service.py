@@ -13,7 +13,7 @@ import structlog
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from backend.hospitals import service as hospitals
-from backend.oauth.scopes import KINDS, SCOPE_KINDS, SCOPES, Kind
+from backend.oauth.scopes import INSTITUTION_KINDS, KINDS, SCOPE_KINDS, SCOPES, Kind
 from backend.oauth.server import (
     PartnerAuthorizationServer,
     PartnerClientModel,
@@ -70,7 +70,7 @@ async def create_client(
         if institution is None:
             raise AppError(f"no institution {institution_code}", detail={"field": "institution"})
         institution_id = institution.id
-    elif kind in ("hospital", "terminal", "kiosk"):
+    elif kind in INSTITUTION_KINDS:
         raise AppError(
             "hospitals, terminals and kiosks belong to an institution", detail={"field": "institution"}
         )
@@ -102,8 +102,8 @@ def _claimed_client_id(headers: Mapping[str, str], form: dict[str, str]) -> str 
 
 
 async def _load_client(client_id: str | None) -> PartnerClientModel | None:
-    if not client_id:
-        return None
+    if not client_id or len(client_id) > 64 or not (client_id.isascii() and client_id.isprintable()):
+        return None  # no client has such an id (and PostgreSQL cannot hold a NUL to look it up)
     row = (
         await PartnerClient.select(
             PartnerClient.client_id,
@@ -146,12 +146,19 @@ async def issue_token(
 
 
 class PartnerClaims(msgspec.Struct):
-    """What a partner's access token says (see `server._token_generator`)."""
+    """What a partner's access token says (see `server._token_generator`): only what `create_client`
+    lets a client hold, so a token signed with anything else (a key leaked, a bug) admits no one."""
 
     client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     kind: Kind
     scope: str = ""
-    institution: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    institution: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+
+    def __post_init__(self) -> None:
+        if any(self.kind not in SCOPE_KINDS.get(s, (self.kind,)) for s in self.scope.split()):
+            raise ValueError(f"a scope a {self.kind} may not hold")
+        if self.kind in INSTITUTION_KINDS and self.institution is None:
+            raise ValueError(f"a {self.kind} without an institution")
 
 
 def authenticate(rt: Runtime, authorization: str | None, scope: str | None) -> Partner:

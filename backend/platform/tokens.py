@@ -24,11 +24,17 @@ from backend.settings import AuthSettings
 PATIENT_AUDIENCE = "medpay:patient"
 PARTNER_AUDIENCE = "medpay:partner"
 ALGORITHMS = ["ES256", "RS256"]
+TOKEN_TYPE = "at+jwt"
 C = TypeVar("C", bound=msgspec.Struct)
 # Tokens whose signature and claims were checked, with their claims: a phone sends the same token
 # with every request for its lifetime, and checking an ES256 signature costs about 250 µs. Only
 # expiry can change a valid token's answer, and it is checked on every use.
 VERIFIED_CACHE_SIZE = 10_000
+
+
+def invalid_token() -> Unauthorized:
+    """The one refusal of a token that is not good, whatever is wrong with it: a forger learns nothing."""
+    return Unauthorized("the access token is invalid or expired", code="TOKEN_INVALID")
 
 
 def _load(pem: bytes) -> ECKey | RSAKey:
@@ -71,7 +77,7 @@ class TokenKeys:
             "jti": uuid.uuid4().hex,
             **claims,
         }
-        header = {"alg": self.algorithm, "kid": self.kid, "typ": "at+jwt"}
+        header = {"alg": self.algorithm, "kid": self.kid, "typ": TOKEN_TYPE}
         return jwt.encode(header, payload, self.signing_key)
 
     def verify(self, token: str, audience: str) -> dict[str, Any]:
@@ -80,7 +86,7 @@ class TokenKeys:
             if claims["exp"] > time.time():
                 return claims
             del self._verified[(token, audience)]
-            raise Unauthorized("the access token is invalid or expired", code="TOKEN_INVALID")
+            raise invalid_token()
         claims = self._verify(token, audience)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]  # the oldest
@@ -88,16 +94,27 @@ class TokenKeys:
         return claims
 
     def _verify(self, token: str, audience: str) -> dict[str, Any]:
+        """A token exactly as `sign` makes them, or 401 with nothing said of what is wrong with it.
+
+        Only ES256/RS256 verify (no `none`, no HMAC keyed by a public key); the header must name one
+        of our keys by `kid` (a token without one is not ours, whatever key it verifies with) and say
+        `at+jwt` (RFC 9068: an access token, not some other JWT); one audience, never a list."""
         try:
             decoded = jwt.decode(token, self.verify_keys, algorithms=ALGORITHMS)
+            if not decoded.header.get("kid") or decoded.header.get("typ") != TOKEN_TYPE:
+                raise ValueError("not a medpay access token header")
+            if not isinstance(decoded.claims.get("aud"), str):
+                raise ValueError("one audience")
             jwt.JWTClaimsRegistry(
                 iss={"essential": True, "value": self.issuer},
                 aud={"essential": True, "value": audience},
                 exp={"essential": True},
+                iat={"essential": True},
+                jti={"essential": True},
                 sub={"essential": True},
             ).validate(decoded.claims)
         except (JoseError, ValueError) as exc:
-            raise Unauthorized("the access token is invalid or expired", code="TOKEN_INVALID") from exc
+            raise invalid_token() from exc
         return decoded.claims
 
     def claims(self, token: str, audience: str, shape: type[C]) -> C:
@@ -107,7 +124,7 @@ class TokenKeys:
         try:
             return msgspec.convert(self.verify(token, audience), shape)
         except msgspec.ValidationError as exc:
-            raise Unauthorized("the access token is invalid or expired", code="TOKEN_INVALID") from exc
+            raise invalid_token() from exc
 
 
 def bearer_token(authorization: str | None) -> str:

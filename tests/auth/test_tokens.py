@@ -62,7 +62,10 @@ async def test_a_reused_refresh_token_revokes_the_family_and_records_why(
     assert worker.jobs_complete == 1
     events = await SecurityEvent.select()
     assert [(e["kind"], e["correlation_id"]) for e in events] == [("session_revoked", "reuse-attempt-0001")]
-    listed = await client.get("/api/v1/me/security-events", headers=bearer(legit["access_token"]))
+    # Signed out everywhere, access tokens too: the patient logs in again and is told why.
+    assert (await client.get("/api/v1/me", headers=bearer(legit["access_token"]))).status_code == 401
+    again = await login(client, sandbox_http, settings)
+    listed = await client.get("/api/v1/me/security-events", headers=bearer(again["access_token"]))
     assert [e["kind"] for e in listed.json()] == ["session_revoked"]
     assert await OutboxMessage.count().where(OutboxMessage.done_at.is_not_null()) == 1
 

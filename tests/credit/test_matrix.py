@@ -6,21 +6,19 @@ actor around one insured person: the owner; holders of links to them granting `m
 get 404 and nothing of the owner's, and change nothing; the others get in. The caller's own lists
 and singletons are called by everyone, and show the owner's things only to whom they are opened.
 An operation that names no one's object says why. An operation without an entry, or an entry
-whose operation is gone, fails the test. It lives with credit for the bank the owner's line needs.
+whose operation is gone, fails the test. It lives with credit for the bank the owner's line needs;
+its machinery is tests/matrix.py, which tests/family/test_matrix.py shares.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from litestar import Litestar
 
 from backend.booking.tables import ClinicSession
-from backend.ecert.tables import QrCode
 from backend.settings import Settings
 from tests.billing.factories import (
     ITEMS,
@@ -36,34 +34,14 @@ from tests.family.test_acting_for import linked
 from tests.family.test_mutual_aid import grant
 from tests.helpers import bind_ecert, login
 from tests.identities import employee_id
+from tests.matrix import Client, Matrix, Names, Own, World, patient_operations
 
-Client = httpx.AsyncClient
 ACTORS = ("owner", "manage", "pay", "credit", "ungranted", "ended", "stranger")
 HOLDERS = ACTORS[1:-1]
 OWNER = frozenset({"owner"})
 OWNER_AND_MANAGE = frozenset({"owner", "manage"})
 MANAGE = frozenset({"manage"})
 OWNER_NAME = "测试矩阵本人"  # the sandbox verifies names with this prefix; no other patient has it
-
-
-@dataclass(frozen=True)
-class Names:
-    """An operation naming one of the owner's objects; `allowed` get in, everyone else 404."""
-
-    operation: str  # "METHOD /path" as the OpenAPI document has it; {placeholders} are the owner's
-    allowed: frozenset[str]
-    body: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Own:
-    """The caller's own list or singleton: it shows `shows` of the owner's to the owner and to an
-    actor who may see them (`manage`: the bills and appointments), nothing of theirs to anyone."""
-
-    operation: str
-    shows: tuple[str, ...] = ()
-    body: dict[str, Any] | None = None
-    last: bool = False  # changes the caller's own state: called once everything else is done
 
 
 # In the order the allowed actors call them: reads, then what changes things, ending the link last.
@@ -124,17 +102,6 @@ NAMES_NO_ONE = {
 }
 
 
-def patient_operations(app: Litestar) -> set[str]:
-    document = app.openapi_schema.to_schema()
-    return {
-        f"{method.upper()} {path}"
-        for path, item in document["paths"].items()
-        for method, operation in item.items()
-        if isinstance(operation, dict)
-        and any("patient" in requirement for requirement in operation.get("security") or [])
-    }
-
-
 async def test_every_patient_operation_has_an_entry_in_the_matrix(app: Litestar) -> None:
     entries = [row.operation for row in NAMES_AN_OBJECT] + [row.operation for row in OWN] + [*NAMES_NO_ONE]
     published = patient_operations(app)
@@ -147,85 +114,6 @@ async def test_every_patient_operation_has_an_entry_in_the_matrix(app: Litestar)
         f"patient operations without an entry in the matrix: {missing}; "
         f"entries whose operation is gone: {gone}; entries given twice: {twice}"
     )
-
-
-def fill(value: Any, ids: dict[str, Any]) -> Any:
-    """A body's "{name}" is the object of that name."""
-    return ids[value[1:-1]] if isinstance(value, str) and value.startswith("{") else value
-
-
-# Objects that do not exist: someone else's must be refused just as these are, or refusals tell.
-GHOSTS = {
-    "bill_id": str(uuid.uuid4()),
-    "appointment_id": str(uuid.uuid4()),
-    "notification_id": 2**31 - 1,
-    "entry_id": 2**31 - 1,
-    "link_id": 2**31 - 1,
-    "drawdown_id": str(uuid.uuid4()),
-}
-
-
-def body_of(answer: httpx.Response) -> Any:
-    try:
-        return answer.json()
-    except ValueError:  # a picture, or no content
-        return answer.text
-
-
-def ids_in(body: Any) -> set[Any]:
-    """Every `id` in a JSON answer, however deep."""
-    if isinstance(body, list):
-        return set().union(*(ids_in(item) for item in body))
-    if isinstance(body, dict):
-        found = {body["id"]} if "id" in body else set()
-        return found.union(*(ids_in(value) for value in body.values()))
-    return set()
-
-
-@dataclass
-class World:
-    """The owner's objects, the actors around them, and what of the owner's only some may see."""
-
-    client: Client
-    actors: dict[str, Insured]
-    ids: dict[str, Any]  # the placeholders in operations and bodies
-    secrets: dict[str, str | int]  # strings are looked for anywhere; ids only where a row shows them
-    knows: dict[str, set[str]]  # the secrets an actor besides the owner may see
-
-    async def call(
-        self, operation: str, actor: str, body: dict[str, Any] | None = None, *, ghost: bool = False
-    ) -> httpx.Response:
-        """Call as the actor, naming the owner's objects, or with `ghost` objects that do not exist."""
-        ids = {**self.ids, **GHOSTS} if ghost else self.ids
-        method, template = operation.split(" ", 1)
-        headers = self.actors[actor].headers
-        if method != "GET":
-            headers = {**headers, "Idempotency-Key": uuid.uuid4().hex}
-        filled = None if body is None else {k: fill(v, ids) for k, v in body.items()}
-        return await self.client.request(method, template.format(**ids), json=filled, headers=headers)
-
-    def seen(self, answer: httpx.Response, secret: str) -> bool:
-        value = self.secrets[secret]
-        if isinstance(value, str):
-            return value in answer.text
-        return value in ids_in(body_of(answer))
-
-    async def views_of_the_owner(self) -> dict[str, Any]:
-        """What the owner sees of their things: whatever others are refused must leave it as it was."""
-        views = {}
-        for path in (
-            "/api/v1/bills/{bill_id}",
-            "/api/v1/appointments",
-            "/api/v1/waitlist",
-            "/api/v1/notifications",
-            "/api/v1/family",
-            "/api/v1/credit",
-            "/api/v1/ecert",
-        ):
-            answer = await self.call(f"GET {path}", "owner")
-            views[path] = (answer.status_code, answer.json())
-        views["codes issued under a link"] = await QrCode.count().where(QrCode.link_id.is_not_null())
-        return views
 
 
 async def an_owner_with_a_line(
@@ -302,100 +190,10 @@ async def arrange(
     return World(client, actors, ids, secrets, knows)
 
 
-def refusal_problems(world: World, answer: httpx.Response, ghost: httpx.Response) -> list[str]:
-    """A refusal is 404 with the error envelope only, none of the owner's strings, and the same as
-    for an object that does not exist."""
-    problems = []
-    if (answer.status_code, body_of(answer)) != (ghost.status_code, body_of(ghost)):
-        problems.append(
-            f"unlike a missing one's ({ghost.status_code} {ghost.text[:200]}): {answer.text[:200]}"
-        )
-    if answer.status_code != 404:
-        problems.append(f"answered {answer.status_code}, not 404: {answer.text[:300]}")
-    elif (
-        not isinstance(body := body_of(answer), dict)
-        or set(body) != {"error"}
-        or (set(body["error"]) - {"code", "message", "detail"})
-    ):
-        problems.append(f"404 with more than the error envelope: {answer.text[:300]}")
-    problems += [
-        f"shows the owner's {s}"
-        for s, v in world.secrets.items()
-        if isinstance(v, str) and world.seen(answer, s)
-    ]
-    return problems
-
-
-def let_in(operation: str, answer: httpx.Response) -> bool:
-    """Reads answer 200; a change may also be refused on its merits (403, 409, 422), never as not found."""
-    if operation.startswith("GET "):
-        return answer.status_code == 200
-    return 200 <= answer.status_code < 300 or answer.status_code in (403, 409, 422)
-
-
-def own_problems(world: World, row: Own, actor: str, answer: httpx.Response) -> list[str]:
-    if not 200 <= answer.status_code < 300:
-        return [f"answered {answer.status_code}: {answer.text[:300]}"]
-    problems = []
-    for secret, value in world.secrets.items():
-        if isinstance(value, int) and secret not in row.shows:
-            continue  # small ids of other tables are no one's secret here
-        may = actor == "owner" or secret in world.knows[actor]
-        present = world.seen(answer, secret)
-        if may and secret in row.shows and not present:
-            problems.append(f"does not show the owner's {secret}")
-        elif present and not may:
-            problems.append(f"shows the owner's {secret}")
-    return problems
-
-
-class Matrix:
-    """The cells called so far, and every problem found, reported together at the end."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.cells = 0
-        self.problems: list[str] = []
-
-    def note(self, operation: str, actor: str, answer: httpx.Response, found: list[str]) -> None:
-        self.cells += 1
-        self.problems.extend(f"{operation} as {actor} ({answer.status_code}): {p}" for p in found)
-
-    async def unchanged_for_the_owner(self, what: str, calls: Any) -> None:
-        before = await self.world.views_of_the_owner()
-        await calls
-        after = await self.world.views_of_the_owner()
-        self.problems += [
-            f"{what} changed what the owner sees at {view}: {before[view]} -> {after[view]}"
-            for view in before
-            if before[view] != after[view]
-        ]
-
-    async def refusals(self) -> None:
-        for row in NAMES_AN_OBJECT:
-            for actor in (a for a in ACTORS if a not in row.allowed):
-                answer = await self.world.call(row.operation, actor, row.body)
-                ghost = await self.world.call(row.operation, actor, row.body, ghost=True)
-                self.note(row.operation, actor, answer, refusal_problems(self.world, answer, ghost))
-
-    async def own(self, rows: list[Own], actors: tuple[str, ...]) -> None:
-        for row in rows:
-            for actor in actors:
-                answer = await self.world.call(row.operation, actor, row.body)
-                self.note(row.operation, actor, answer, own_problems(self.world, row, actor, answer))
-
-    async def let_in(self) -> None:
-        for row in NAMES_AN_OBJECT:
-            for actor in (a for a in ACTORS if a in row.allowed):
-                answer = await self.world.call(row.operation, actor, row.body)
-                found = [] if let_in(row.operation, answer) else [f"not let in: {answer.text[:300]}"]
-                self.note(row.operation, actor, answer, found)
-
-
 async def test_the_matrix_over_every_operation_that_names_the_owners_object(
     client: Client, sandbox_http: Client, settings: Settings, bank_http: Client, run_worker: Any
 ) -> None:
-    matrix = Matrix(await arrange(client, sandbox_http, settings, bank_http, run_worker))
+    matrix = Matrix(await arrange(client, sandbox_http, settings, bank_http, run_worker), NAMES_AN_OBJECT)
     reads = [row for row in OWN if not row.last]
 
     # The refused first, and everyone's own lists: none of it touches the owner's things.
