@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Awaitable, Callable
 from contextlib import redirect_stdout
+from typing import Any
 
 import asyncpg
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
@@ -12,6 +13,7 @@ from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
 
 from backend.piccolo_conf import APP_REGISTRY, DB
+from backend.platform.errors import DatabaseUnavailable
 from backend.settings import DatabaseSettings
 
 
@@ -29,6 +31,16 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     listens to nothing and sets nothing beyond the transaction (`SET TRANSACTION`)."""
 
 
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """A new connection for the pool. One that cannot be opened (refused, unreachable, timed out) is
+    DatabaseUnavailable, which a request answers as a 503: asyncpg raises these as plain OSErrors,
+    which say nothing of where they came from."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except OSError as exc:  # TimeoutError too
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc!r}") from exc
+
+
 async def open_pool(
     settings: DatabaseSettings, *, on_connect: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 ) -> None:
@@ -37,7 +49,11 @@ async def open_pool(
         use_database(settings.url)
     if DB.pool is None:
         await DB.start_connection_pool(
-            min_size=settings.pool_min, max_size=settings.pool_max, reset=_keep_session, init=on_connect
+            min_size=settings.pool_min,
+            max_size=settings.pool_max,
+            reset=_keep_session,
+            init=on_connect,
+            connect=_connect,
         )
 
 

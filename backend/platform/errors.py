@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import asyncpg
+import redis.exceptions
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -62,6 +63,14 @@ class PartnerUnavailable(AppError):
 
     status_code = 503
     code = "PARTNER_UNAVAILABLE"
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached: raised by the pool for a connection it could not open."""
+
+
+# How long a client is asked to wait when PostgreSQL or Redis is out of reach.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 
 # Litestar's own HTTP errors, by status, under our stable codes.
@@ -152,9 +161,69 @@ def contention_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[di
     )
 
 
+# What asyncpg raises when the server went away under a connection, or will not take one now: the
+# server shutting down (57P01) or crashed (57P02), starting up (57P03), out of connections (53300),
+# the connection lost (class 08). A connection that could not be opened at all is raised as
+# DatabaseUnavailable by the pool (`database._connect`).
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+# asyncpg's InterfaceError is mostly a misuse (wrong argument count, a busy connection): only these
+# messages say the connection itself is gone.
+_CLOSED = ("connection is closed", "the underlying connection is closed", "pool is closing")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says PostgreSQL is out of reach (not that a statement was wrong): a connection
+    error, or an asyncpg interface error raised while handling one (Piccolo keeps a transaction
+    whose rollback failed as the task's current one: the request's next statement is refused)."""
+    if isinstance(exc, (DatabaseUnavailable, *CONNECTION_LOST)):
+        return True
+    if not isinstance(exc, asyncpg.InterfaceError):
+        return False
+    if any(text in str(exc) for text in _CLOSED):
+        return True
+    before = exc.__cause__ or exc.__context__
+    return before is not None and database_unavailable(before)
+
+
+def connection_lost_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # A transaction the connection was in is rolled back by PostgreSQL: nothing of it stays.
+    if not database_unavailable(exc):
+        return internal_error_handler(request, exc)
+    log.warning("database unavailable", error=repr(exc))
+    return envelope(
+        503,
+        "DATABASE_UNAVAILABLE",
+        "the database is unavailable; send the same request again shortly",
+        {"dependency": "postgres"},
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def redis_unavailable_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # Most requests only send through Redis what the outbox keeps (and never fail for it); the few
+    # that count in Redis (bind attempts, proxy checks) cannot go on without it.
+    log.warning("redis unavailable", error=repr(exc))
+    return envelope(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "a service this request needs is unavailable; send the same request again shortly",
+        {"dependency": "redis"},
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+    )
+
+
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     asyncpg.DeadlockDetectedError: contention_handler,
     asyncpg.SerializationError: contention_handler,
+    **dict.fromkeys((DatabaseUnavailable, *CONNECTION_LOST, asyncpg.InterfaceError), connection_lost_handler),
+    redis.exceptions.ConnectionError: redis_unavailable_handler,
+    redis.exceptions.TimeoutError: redis_unavailable_handler,
     AppError: app_error_handler,
     HTTPException: http_error_handler,
     RecursionError: too_deep_handler,

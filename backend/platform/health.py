@@ -7,7 +7,7 @@ from litestar import Controller, Response, get
 
 from backend.platform import database
 from backend.platform.deps import RuntimeDep
-from backend.platform.errors import envelope
+from backend.platform.errors import UNAVAILABLE_RETRY_AFTER_SECONDS, DatabaseUnavailable, envelope
 from backend.platform.openapi import errors, returns
 from backend.platform.schemas import Wire
 
@@ -20,8 +20,12 @@ class Readiness(Wire):
 
 
 async def _check(probe: Any) -> str:
+    """`ok`, or the error that kept the dependency from answering (for a connection the pool could
+    not open, the connection's own: `ConnectionRefusedError`)."""
     try:
         await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+    except DatabaseUnavailable as exc:
+        return f"error: {type(exc.__cause__ or exc).__name__}"
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     return "ok"
@@ -40,7 +44,7 @@ class HealthController(Controller):
         operation_id="ready",
         responses={
             200: returns(Readiness, "PostgreSQL and Redis answer."),
-            **errors((503, "`NOT_READY`: `detail.checks` names the dependency that is down.")),
+            **errors((503, "`NOT_READY`: `detail.checks` names the dependency that is down; `Retry-After`.")),
         },
     )
     async def ready(self, runtime: RuntimeDep) -> Response[Any]:
@@ -53,4 +57,10 @@ class HealthController(Controller):
         )
         if all(value == "ok" for value in checks.values()):
             return Response(Readiness(status="ok", checks=checks))
-        return envelope(503, "NOT_READY", "a dependency is unavailable", {"checks": checks})
+        return envelope(
+            503,
+            "NOT_READY",
+            "a dependency is unavailable",
+            {"checks": checks},
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+        )

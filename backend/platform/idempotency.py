@@ -3,21 +3,26 @@
 The first request with a key claims it and runs; its response (2xx or 4xx) is stored and
 replayed to every repeat with the same body. A repeat with another body is refused with 422
 `IDEMPOTENCY_KEY_REUSED`. A repeat that arrives while the first still runs waits for it and
-replays its answer. A 5xx, or a crash, releases the key, so a retry runs again: the work must
-find what a first run committed (bills and refunds are recorded under their key; a payment
-resumes). Keys are kept for `KEEP` (at least a day), then purged by a worker cron.
+replays its answer. A 5xx releases the key, so a retry runs again: the work must find what a first
+run committed (bills and refunds are recorded under their key; a payment resumes). The first
+request holds the key under a lease it renews while it runs: one whose process died (or that could
+not release the key, PostgreSQL being down) stops renewing, and a repeat takes the key over once
+the lease lapses, within `LEASE`, shorter than a repeat's `WAIT`. Keys are kept for `KEEP` (at
+least a day), then purged by a worker cron.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
+import structlog
 from litestar import Request, Response
 from litestar.params import HeaderParameter
 
@@ -25,9 +30,12 @@ from backend.platform.errors import AppError
 from backend.platform.schemas import END
 from backend.platform.tables import IdempotencyKey
 
+log = structlog.get_logger(__name__)
+
 HEADER = "Idempotency-Key"
 KEEP = timedelta(hours=48)
-LEASE = timedelta(seconds=60)  # a first request that ran longer than this is presumed dead
+LEASE = timedelta(seconds=10)  # a first request that left its lease unrenewed this long is presumed dead
+RENEW_EVERY = 3.0  # seconds between a running first request's renewals of its lease
 WAIT = 15.0  # how long a repeat waits for the first request before answering 409
 KEY_PATTERN = re.compile(rf"^[\x21-\x7e]{{1,255}}{END}")
 
@@ -77,7 +85,8 @@ async def run_once(
     if isinstance(claimed, Response):
         return claimed
     try:
-        status_code, body = await work()
+        async with _renewing(claimed):
+            status_code, body = await work()
     except AppError as exc:
         if exc.status_code >= 500:
             await _release(claimed)
@@ -96,6 +105,32 @@ async def run_once(
 # A claim is (row id, the time it was taken): a request whose lease lapsed and was taken over
 # by a repeat can no longer store or release what is now the repeat's.
 Claim = tuple[int, datetime]
+
+
+@contextlib.asynccontextmanager
+async def _renewing(claim: Claim) -> AsyncIterator[None]:
+    """Renew the claim's lease while the body runs (only a request running past `RENEW_EVERY` writes)."""
+    done = asyncio.Event()
+
+    async def renew() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), RENEW_EVERY)
+            if done.is_set():
+                return
+            try:
+                await IdempotencyKey.update({IdempotencyKey.locked_until: datetime.now(UTC) + LEASE}).where(
+                    (IdempotencyKey.id == claim[0]) & (IdempotencyKey.created_at == claim[1])
+                )
+            except Exception as exc:  # PostgreSQL out of reach: the request fails, or the next renewal works
+                log.warning("idempotency lease not renewed", error=repr(exc))
+
+    renewal = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        done.set()
+        await renewal  # a renewal under way ends first, rather than be cut off mid-statement
 
 
 async def _store(claim: Claim, status_code: int, body: bytes) -> None:

@@ -1,7 +1,12 @@
 """Liveness, readiness and the API's self-description."""
 
-import asyncio
+import dataclasses
+from pathlib import Path
 
+from litestar import Litestar
+
+from backend.platform.runtime import Runtime, open_redis
+from tests import servers
 from tests.helpers import Client
 
 
@@ -14,13 +19,20 @@ async def test_live_and_ready_check_postgres_and_redis(client: Client) -> None:
     assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok"}}
 
 
-async def test_ready_answers_503_in_the_envelope_when_redis_does_not_answer(client: Client, runtime) -> None:
-    # CLIENT PAUSE makes Redis hold every command: to a client it is down.
-    await runtime.redis.execute_command("CLIENT", "PAUSE", "2500", "ALL")
-    try:
-        ready = await client.get("/health/ready")
-    finally:
-        await asyncio.sleep(0.6)  # let the pause lapse before the next test touches Redis
+async def test_ready_answers_503_in_the_envelope_when_redis_does_not_answer(
+    client: Client, app: Litestar, runtime: Runtime, tmp_path: Path
+) -> None:
+    """Against a Redis of its own, held by CLIENT PAUSE (to a client it is down): pausing the
+    session's would hold every other test's Redis too, the other pytest worker's included."""
+    with servers.redis_of_its_own(tmp_path) as url:
+        frozen = await open_redis(url)
+        await frozen.execute_command("CLIENT", "PAUSE", "10000", "ALL")
+        app.state.runtime = dataclasses.replace(runtime, redis=frozen)
+        try:
+            ready = await client.get("/health/ready")
+        finally:
+            app.state.runtime = runtime
+            await frozen.aclose()
     assert ready.status_code == 503
     error = ready.json()["error"]
     assert error["code"] == "NOT_READY"
