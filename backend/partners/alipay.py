@@ -184,10 +184,13 @@ class AlipayClient:
         params = self._signed(TEMPLATE_MESSAGE, {"biz_content": json.dumps(biz, ensure_ascii=False)})
         try:
             response = await self.http.post(self.settings.gateway, data=params)
-            is_error, answer = self._verified(response, TEMPLATE_MESSAGE)
         except httpx.TransportError as exc:
             name = type(exc).__name__
             return Delivery("retry" if name in NOT_SENT_ERRORS else "in_doubt", name)
+        if response.status_code in (502, 504):  # a gateway's: the platform may have acted
+            return Delivery("in_doubt", f"HTTP {response.status_code}")
+        try:
+            is_error, answer = self._verified(response, TEMPLATE_MESSAGE)
         except TransientPartnerError as exc:
             return Delivery("retry", exc.reason)
         except AppError as exc:  # an answer we cannot trust: it may say it was delivered

@@ -65,7 +65,8 @@ async def with_retries(
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(settings.retries + 1),
-        wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
+        # 0.1, 0.3, 0.9 s (then 1 s), plus up to 0.05 s of jitter: each wait longer than the last.
+        wait=wait_exponential_jitter(multiplier=0.1, exp_base=3, max=1.0, jitter=0.05),
         retry=retry_if_exception_type(TransientPartnerError),
         reraise=True,
     )

@@ -55,7 +55,8 @@ class _TokenAnswer(msgspec.Struct):
 
 
 class _SendAnswer(msgspec.Struct):
-    errcode: int = 0
+    # Required: an answer without it is not the platform's (a proxy's JSON), not a delivery.
+    errcode: int
     errmsg: str = ""
     msgid: int | None = None
 

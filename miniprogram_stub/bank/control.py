@@ -9,7 +9,7 @@ from litestar.di import Provide
 
 from miniprogram_stub.bank import cashier
 from miniprogram_stub.bank.delivery import Delivery
-from miniprogram_stub.bank.faults import Fault, KeyName
+from miniprogram_stub.bank.faults import ApiFault, Fault, KeyName
 from miniprogram_stub.bank.records import BankError, LineStatus, Rules
 from miniprogram_stub.bank.schemas import BooksView, Id, LineRow, RepaymentView
 from miniprogram_stub.bank.state import Bank, Call, convert, decode, provide_bank
@@ -112,6 +112,24 @@ async def clear_faults(bank: Bank) -> None:
     bank.courier.release_held()
 
 
+@post("/api-faults", operation_id="bankArmApiFault")
+async def arm_api_fault(request: AnyRequest, bank: Bank) -> ApiFault:
+    """The next `times` requests to one of the bank's APIs are answered as the fault says."""
+    fault = decode(await request.body(), ApiFault)
+    bank.api_faults.arm(fault)
+    return fault
+
+
+@get("/api-faults", operation_id="bankListApiFaults")
+async def list_api_faults(bank: Bank) -> list[ApiFault]:
+    return bank.api_faults.armed()
+
+
+@delete("/api-faults", operation_id="bankClearApiFaults")
+async def clear_api_faults(bank: Bank) -> None:
+    bank.api_faults.clear()
+
+
 @post("/auto-debit", status_code=200, operation_id="bankAutoDebit")
 async def auto_debit(request: AnyRequest, bank: Bank) -> RepaymentView:
     """The bank debits the patient's account: booked at once, `repayment.posted` from `auto_debit`."""
@@ -170,6 +188,9 @@ router = Router(
         arm_fault,
         list_faults,
         clear_faults,
+        arm_api_fault,
+        list_api_faults,
+        clear_api_faults,
         auto_debit,
         set_line,
         books,

@@ -1,4 +1,5 @@
-"""Faulty callbacks: `POST /_bank/faults` arms one; the next `times` matching callbacks carry it."""
+"""Faults of the bank: `POST /_bank/faults` arms one for its callbacks (the next `times` matching
+callbacks carry it), `POST /_bank/api-faults` one for its API (the next `times` requests to it)."""
 
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -94,3 +95,83 @@ class FaultBook:
             if armed.left == 0:
                 self._armed.remove(armed)
         return taken
+
+
+# -- the bank's API ---------------------------------------------------------------------------
+
+BankApi = Literal[
+    "applications",
+    "disbursements",
+    "disbursement-query",
+    "repayments",
+    "repayment-query",
+    "refunds",
+    "refund-query",
+]
+Garbage = Literal["html", "truncated", "empty", "json"]
+_HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+class ApiFault(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """The next `times` requests to `api` are answered this way.
+
+    With `acts` (the default unless an `http_status` is given) the bank does what was asked first,
+    as it would, and only its answer is late (`delay_ms`), of another status, or garbled (`body`):
+    the request was seen. Without, it waits `delay_ms` and answers `http_status` having done nothing.
+    """
+
+    api: BankApi
+    times: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
+    http_status: Annotated[int, msgspec.Meta(ge=400, le=599)] | None = None
+    delay_ms: Annotated[int, msgspec.Meta(ge=0, le=120_000)] | None = None
+    body: Garbage | None = None
+    acts: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.http_status is None and self.delay_ms is None and self.body is None:
+            raise ValueError("give http_status, delay_ms or body")
+        if self.acts is None:
+            self.acts = self.http_status is None
+        elif not self.acts and self.http_status is None:
+            raise ValueError("acts: false needs an http_status (what a request it never took is answered)")
+
+
+def garbage(kind: Garbage, real: bytes) -> tuple[bytes, str]:
+    """What a `body` fault answers instead of `real`, and its media type."""
+    if kind == "html":
+        return _HTML, "text/html"
+    if kind == "truncated":
+        return real[: len(real) // 2], "application/json"
+    if kind == "json":
+        return b'{"garbage":true}', "application/json"
+    return b"", "application/json"
+
+
+@dataclass
+class _ArmedApi:
+    fault: ApiFault
+    left: int
+
+
+@dataclass
+class ApiFaultBook:
+    _armed: list[_ArmedApi] = field(default_factory=list)
+
+    def arm(self, fault: ApiFault) -> None:
+        self._armed.append(_ArmedApi(fault, fault.times))
+
+    def armed(self) -> list[ApiFault]:
+        return [msgspec.structs.replace(a.fault, times=a.left) for a in self._armed]
+
+    def clear(self) -> None:
+        self._armed.clear()
+
+    def take(self, api: str) -> ApiFault | None:
+        """The oldest fault armed for this API, one use of it spent."""
+        for armed in self._armed:
+            if armed.fault.api == api:
+                armed.left -= 1
+                if armed.left == 0:
+                    self._armed.remove(armed)
+                return armed.fault
+        return None

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 
 from miniprogram_stub.bank.books import Books
 from miniprogram_stub.bank.delivery import Courier
+from miniprogram_stub.bank.faults import ApiFaultBook
 from miniprogram_stub.bank.records import BankError, Event
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class Bank:
     courier: Courier
     books: Books = field(default_factory=Books)
     calls: deque[Call] = field(default_factory=lambda: deque(maxlen=_MAX_CALLS))
+    api_faults: ApiFaultBook = field(default_factory=ApiFaultBook)
     _seen: dict[str, dict[str, _Seen]] = field(default_factory=dict)  # by API, then by id
 
     def emit(self, event: Event) -> None:
@@ -85,6 +87,7 @@ class Bank:
     def reset(self) -> None:
         """Everything but the callback URL back to how the process started."""
         self.courier.reset()
+        self.api_faults.clear()
         self.books = Books()
         self.calls.clear()
         self._seen.clear()

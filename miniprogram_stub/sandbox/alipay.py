@@ -32,7 +32,7 @@ from miniprogram_stub.sandbox.codes import (
     OneTimeCodes,
     stable_digest,
 )
-from miniprogram_stub.sandbox.faults import FaultBook, Partner, delay_or_http_failure
+from miniprogram_stub.sandbox.faults import FaultBook, Partner, answered, delay_or_http_failure, garbled
 from miniprogram_stub.sandbox.subscribe import Subscriptions, templates
 
 NAME = "alipay"
@@ -220,8 +220,8 @@ async def gateway(request: Request[Any, Any, Any], book: FaultBook, platform: Al
         key = method.replace(".", "_") + "_response" if business else "error_response"
         body = signed_envelope(key, exc.payload())
         outcome = exc.sub_code or exc.code
-    book.record(NAME, method, params, outcome, fault is not None)
-    return Response(body, media_type=JSON_UTF8)
+    book.record(NAME, method, params, answered(fault, outcome), fault is not None)
+    return garbled(fault, Response(body, media_type=JSON_UTF8), body)
 
 
 router = Router(

@@ -31,7 +31,7 @@ from miniprogram_stub.sandbox.ecert_protocol import (
     sign_ok,
 )
 from miniprogram_stub.sandbox.face import FaceClaims, IdType, InvalidAssertionError, Payment, verify_assertion
-from miniprogram_stub.sandbox.faults import FaultBook, Partner, delay_or_http_failure
+from miniprogram_stub.sandbox.faults import FaultBook, Partner, answered, delay_or_http_failure, garbled
 from miniprogram_stub.sandbox.insured import NameMismatchError, NotInsuredError, Person
 
 NAME = "ecert"
@@ -258,8 +258,10 @@ async def call_api(
         answer = _answer(api, raw, platform)
     except EcertError as exc:
         answer = reply(exc.code, exc.message, nonce=_claimed(raw).nonce[:64])
-    book.record(NAME, api, params, "ok" if answer.code == OK else answer.code, fault is not None)
-    return Response(answer)
+    outcome = "ok" if answer.code == OK else answer.code
+    book.record(NAME, api, params, answered(fault, outcome), fault is not None)
+    content = msgspec.json.encode(answer)
+    return garbled(fault, Response(content, media_type="application/json"), content)
 
 
 router = Router(

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import MediaType, Response, Router, delete, get, post
@@ -20,6 +20,10 @@ _SECRET_PARAMS = frozenset(
 # A dev server may run for days; keep the newest calls only.
 _MAX_CALLS = 10_000
 _ERROR_FIELDS = ("errcode", "code", "sub_code")
+# What a `body` fault answers instead of the partner's own answer: `bad_signature` keeps the body
+# and breaks its signature (a partner that signs answers in headers: WeChat Pay).
+Garbage = Literal["html", "truncated", "empty", "json", "bad_signature"]
+_HTML = "<!DOCTYPE html><html><head><title>系统维护中</title></head><body><h1>系统维护中</h1></body></html>"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Partner:
     error_fields: frozenset[str]  # which of the Fault's error fields this partner can answer with
     router: Router
     new_state: Callable[[], Any]  # per-app state, stored in app.state[name]
+    signs_answers: bool = False  # signs its answers in headers: a `bad_signature` fault applies
 
 
 class Fault(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -44,6 +49,9 @@ class Fault(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     sub_code: str | None = None
     http_status: Annotated[int, msgspec.Meta(ge=400, le=599)] | None = None
     delay_ms: Annotated[int, msgspec.Meta(ge=0, le=120_000)] | None = None
+    # The answer's body is not the partner's: served as usual, then garbled (with an http_status,
+    # that status with this body, the call not served).
+    body: Garbage | None = None
 
 
 class Call(msgspec.Struct):
@@ -54,7 +62,7 @@ class Call(msgspec.Struct):
     partner: str
     api: str
     params: dict[str, str]  # secrets redacted
-    outcome: str  # "ok", the partner's error code, or "http:<status>"
+    outcome: str  # "ok", the partner's error code, "http:<status>", or "body:<garbage>"
     injected: bool  # a queued fault shaped this answer
 
 
@@ -84,9 +92,13 @@ class FaultBook:
                 raise ValidationException(f"{field}: not an error field of {fault.partner}")
         if fault.sub_code is not None and fault.code is None:
             raise ValidationException("sub_code: needs code")
-        shaped = (fault.errcode, fault.code, fault.http_status, fault.delay_ms)
+        shaped = (fault.errcode, fault.code, fault.http_status, fault.delay_ms, fault.body)
         if all(v is None for v in shaped):
-            raise ValidationException("fault: give errcode, code, http_status or delay_ms")
+            raise ValidationException("fault: give errcode, code, http_status, delay_ms or body")
+        if fault.body is not None and (fault.errcode is not None or fault.code is not None):
+            raise ValidationException("body: not with an error code (the answer is garbage, not an error)")
+        if fault.body == "bad_signature" and not (partner.signs_answers and fault.http_status is None):
+            raise ValidationException("body: bad_signature is for WeChat Pay's own answers (no http_status)")
         self._armed.append(_Armed(fault, fault.times))
 
     def armed(self) -> list[Fault]:
@@ -122,7 +134,7 @@ class FaultBook:
         self._calls.clear()
 
 
-async def delay_or_http_failure(fault: Fault | None) -> Response[str] | None:
+async def delay_or_http_failure(fault: Fault | None) -> Response[bytes] | None:
     """Sleep as the fault asks; if it names an HTTP status, the plain answer to send instead."""
     if fault is None:
         return None
@@ -134,7 +146,34 @@ async def delay_or_http_failure(fault: Fault | None) -> Response[str] | None:
         text = f"{fault.http_status} {HTTPStatus(fault.http_status).phrase}"
     except ValueError:
         text = f"{fault.http_status} Error"
-    return Response(text, status_code=fault.http_status, media_type=MediaType.TEXT)
+    content, media_type = text.encode(), MediaType.TEXT.value
+    if fault.body is not None:
+        content, media_type = garbage(fault.body, content)
+    return Response(content, status_code=fault.http_status, media_type=media_type)
+
+
+def garbage(kind: Garbage, real: bytes) -> tuple[bytes, str]:
+    """What a `body` fault answers instead of `real`, and its media type."""
+    if kind == "html":  # a proxy's or a maintenance page, answered with the partner's status
+        return _HTML.encode(), MediaType.HTML.value
+    if kind == "truncated":  # the connection cut mid-answer
+        return real[: len(real) // 2], MediaType.JSON.value
+    if kind == "json":  # JSON, but not of the partner's shape
+        return b'{"garbage":true}', MediaType.JSON.value
+    return (real if kind == "bad_signature" else b""), MediaType.JSON.value
+
+
+def answered(fault: Fault | None, outcome: str) -> str:
+    """The outcome a call is recorded with: `body:<garbage>` when a `body` fault replaced its answer."""
+    return f"body:{fault.body}" if fault is not None and fault.body is not None else outcome
+
+
+def garbled(fault: Fault | None, response: Response[Any], content: bytes) -> Response[Any]:
+    """`response` (whose body is `content`) as a `body` fault answers it: status kept, body replaced."""
+    if fault is None or fault.body is None:
+        return response
+    replaced, media_type = garbage(fault.body, content)
+    return Response(replaced, status_code=response.status_code, media_type=media_type)
 
 
 def provide_book(state: State) -> FaultBook:

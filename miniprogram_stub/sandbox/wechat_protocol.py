@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar import Response
 
-from miniprogram_stub.sandbox.faults import FaultBook, delay_or_http_failure
+from miniprogram_stub.sandbox.faults import FaultBook, answered, delay_or_http_failure, garbled
 
 NAME = "wechat"
 
@@ -47,7 +48,8 @@ def error(errcode: int, errmsg: str | None = None) -> dict[str, Any]:
 async def answer(
     book: FaultBook, api: str, params: dict[str, str], run: Callable[[], dict[str, Any]]
 ) -> Response[Any]:
-    """One server API call: a queued fault first (a delay alone lets the call go on), then `run`."""
+    """One server API call: a queued fault first (a delay alone lets the call go on, a garbled body
+    is answered once it has), then `run`."""
     fault = book.take(NAME, api)
     plain = await delay_or_http_failure(fault)
     if plain is not None:
@@ -56,8 +58,10 @@ async def answer(
     # A faulted call fails before anything is looked at: no code, grant or token is spent.
     body = error(fault.errcode) if fault is not None and fault.errcode is not None else run()
     errcode = body.get("errcode", 0)
-    book.record(NAME, api, params, "ok" if errcode == 0 else str(errcode), fault is not None)
-    return Response(body)
+    outcome = "ok" if errcode == 0 else str(errcode)
+    book.record(NAME, api, params, answered(fault, outcome), fault is not None)
+    content = msgspec.json.encode(body)
+    return garbled(fault, Response(content, media_type="application/json"), content)
 
 
 @dataclass

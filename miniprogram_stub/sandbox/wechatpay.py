@@ -24,7 +24,14 @@ from litestar.di import Provide
 
 from miniprogram_stub.sandbox import config
 from miniprogram_stub.sandbox.alipay_openapi import SHANGHAI
-from miniprogram_stub.sandbox.faults import FaultBook, Partner, delay_or_http_failure
+from miniprogram_stub.sandbox.faults import (
+    FaultBook,
+    Garbage,
+    Partner,
+    answered,
+    delay_or_http_failure,
+    garbage,
+)
 from miniprogram_stub.sandbox.notify_delivery import Courier
 from miniprogram_stub.sandbox.wechatpay_protocol import (
     WechatNotice,
@@ -32,6 +39,7 @@ from miniprogram_stub.sandbox.wechatpay_protocol import (
     authorization_problem,
     error,
     now,
+    signed_headers,
 )
 
 NAME = "wechatpay"
@@ -424,8 +432,19 @@ async def _call(
         outcome = "ok"
     except Refused as exc:
         response, outcome = error(exc.status, exc.code, exc.message), exc.code
-    book.record(NAME, api, shown, outcome, fault is not None)
+    if fault is not None and fault.body is not None:
+        response = _garbled(fault.body, response)
+    book.record(NAME, api, shown, answered(fault, outcome), fault is not None)
     return response
+
+
+def _garbled(kind: Garbage, response: Response[bytes]) -> Response[bytes]:
+    """The answer as a `body` fault leaves it: WeChat Pay signs whatever it answers, so garbage
+    comes correctly signed; `bad_signature` is the true answer under a signature of other bytes."""
+    real = response.content
+    content, media_type = garbage(kind, real)
+    signed = signed_headers(b"not " + content if kind == "bad_signature" else content)
+    return Response(content, status_code=response.status_code, media_type=media_type, headers=signed)
 
 
 @post("/v3/pay/transactions/jsapi", operation_id="wechatpayJsapi")
@@ -477,4 +496,4 @@ router = Router("/wechatpay", route_handlers=_HANDLERS, dependencies=_DEPENDENCI
 # SDK (wechatpayv3) signs `/v3/...` whatever its gateway, so only there do its signatures hold.
 root_router = Router("/", route_handlers=_HANDLERS, dependencies=_DEPENDENCIES)
 
-PARTNER = Partner(NAME, APIS, frozenset({"code"}), router, WechatPayState)
+PARTNER = Partner(NAME, APIS, frozenset({"code"}), router, WechatPayState, signs_answers=True)
