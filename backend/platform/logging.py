@@ -16,17 +16,47 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 CORRELATION_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+# Values that never belong in a log line, whoever passes them: a key of these is logged redacted.
+SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "apiv3_key",
+        "auth_code",
+        "authorization",
+        "client_secret",
+        "id_number",
+        "js_code",
+        "password",
+        "private_key",
+        "refresh_token",
+        "secret",
+        "session_key",
+    }
+)
+REDACTED = "[redacted]"
+
+
+def redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: the value of a key in SECRET_KEYS is replaced, never rendered."""
+    for key in SECRET_KEYS.intersection(event_dict):
+        event_dict[key] = REDACTED
+    return event_dict
 
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
+    """Every line through structlog's renderer. Exceptions are plain tracebacks, never a frame's
+    local variables (rich's default shows them, and a job's `ctx` holds the settings' keys)."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[
@@ -41,7 +71,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.processors.format_exc_info],  # a library's too
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
