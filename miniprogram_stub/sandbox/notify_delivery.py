@@ -1,5 +1,6 @@
 """Notifications a payment channel sends the merchant: POSTed in the background, again until the
-merchant gives the channel's success answer; every rendering carries a fresh signature."""
+merchant gives the channel's success answer. A WeChat Pay notification is signed afresh at each
+sending (its Wechatpay-Timestamp is the sending's); an Alipay one is the same form every time."""
 
 import asyncio
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from miniprogram_stub.sandbox import config
 
 
 class Notice(Protocol):
-    """One built notification: its content is fixed, its signature is made when it is sent."""
+    """One built notification: its content is fixed; `request` gives what one sending posts."""
 
     kind: str  # "payment" | "refund"
     event_id: str
@@ -20,11 +21,11 @@ class Notice(Protocol):
     url: str
 
     def rendered(self) -> dict[str, Any]:
-        """What the test side shows: the url and the exact request, freshly signed."""
+        """What the test side shows: the url and the exact request, as a sending now would post it."""
         ...
 
     def request(self) -> dict[str, Any]:
-        """`httpx.AsyncClient.post` keyword arguments, freshly signed."""
+        """`httpx.AsyncClient.post` keyword arguments for one sending."""
         ...
 
     def accepted(self, response: httpx.Response) -> bool: ...

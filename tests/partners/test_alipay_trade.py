@@ -1,19 +1,39 @@
 """Alipay trades over real HTTP against the sandbox: create, query, close, refunds, RSA2-signed
-notifications, and yuan <-> fen."""
+notifications (taken however late, as Alipay sends them again for a day), and yuan <-> fen."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backend.audit import full_audit
+from backend.billing.tables import Bill
+from backend.ledger import service as ledger
+from backend.ledger.tables import Journal
+from backend.notify.tables import Notification
 from backend.partners.alipay_trade import AlipayTradeClient, fen_to_yuan, notify_sign_content, yuan_to_fen
 from backend.partners.channels import Answer, NotificationInvalid
 from backend.platform.errors import AppError
+from backend.platform.tables import InboxEvent
+from backend.seed import seed
+from tests.billing.factories import (
+    WITH_CT,
+    his_headers,
+    insured_patient,
+    new_bill,
+    pay,
+    payer_pays,
+    post_notification,
+)
+from tests.books import disagreements_with_the_channels
 from tests.helpers import inject_fault, sandbox_calls
 from tests.partners.channels import (
     ALIPAY_USER,
@@ -110,7 +130,8 @@ async def test_alipay_notifications_that_cannot_be_trusted_are_refused(
         return fields | {"sign": sign_as(key, notify_sign_content(fields).encode())}
 
     assert alipay.verify_notification({}, form_body(resigned({}))).state == "PAID"
-    stale = (datetime.now(CHINA) - timedelta(minutes=6)).strftime("%Y-%m-%d %H:%M:%S")
+    without_time = {k: v for k, v in resigned({}).items() if k != "notify_time"}
+    without_time["sign"] = sign_as(key, notify_sign_content(without_time).encode())
     gateway_rule = form | {
         "sign": sign_as(key, "&".join(f"{k}={v}" for k, v in sorted(form.items()) if k != "sign").encode())
     }
@@ -119,7 +140,9 @@ async def test_alipay_notifications_that_cannot_be_trusted_are_refused(
         ({k: v for k, v in form.items() if k != "sign"}, "unsigned"),
         (form | {"sign_type": "RSA"}, "unsigned"),
         (gateway_rule, "does not verify"),  # signed over sign_type too: not the notification rule
-        (resigned({"notify_time": stale}), "window"),
+        (without_time, "malformed"),
+        (resigned({"notify_time": "2026/12/01 10:00:00"}), "malformed"),
+        (resigned({"notify_time": "1764554400"}), "malformed"),
         (resigned({"seller_id": "2088999999999999"}), "another seller"),
         (resigned({"total_amount": "1.001"}), "malformed"),
         (resigned({"trade_status": "WAIT_BUYER_PAY"}), "malformed"),
@@ -254,3 +277,90 @@ async def test_alipay_5xx_and_busy_answers_are_retried(
     assert [c["outcome"] for c in creates][-2:] == ["http:502", "ok"]
     queries = await sandbox_calls(sandbox_http, "alipay", "alipay.trade.query")
     assert [c["outcome"] for c in queries][-2:] == ["20000", "ok"]
+
+
+async def test_a_genuine_alipay_notification_twenty_hours_old_is_applied_once(
+    client, sandbox_http: Sandbox, settings, run_worker
+) -> None:
+    """Alipay sends an unacknowledged notification again for about 25 hours, its notify_time
+    unchanged: a late one is taken, and a replay of it changes nothing."""
+    await seed()
+    patient = await insured_patient(client, sandbox_http, settings, insurance="resident", channel="alipay")
+    bill = await new_bill(client, await his_headers(client), patient, WITH_CT)
+    started = (await pay(client, patient, bill["id"], cash_method="alipay")).json()
+    form = (await payer_pays(sandbox_http, "alipay", started["out_trade_no"]))["form"]
+    key = load_key("miniprogram_stub/keys/alipay-platform-private.pem")
+    late = {k: v for k, v in form.items() if k != "sign"}
+    late["notify_time"] = (datetime.now(CHINA) - timedelta(hours=20)).strftime("%Y-%m-%d %H:%M:%S")
+    late["sign"] = sign_as(key, notify_sign_content(late).encode())
+
+    first = await post_notification(client, "alipay", {"form": late})
+    await run_worker()
+
+    async def books() -> tuple[object, ...]:
+        return (
+            await InboxEvent.count(),
+            await Journal.count(),
+            await ledger.balance(ledger.channel_clearing("alipay")),
+            await Notification.count(),
+            (await Bill.select(Bill.state, Bill.paid_at).first()),
+        )
+
+    assert (first.status_code, first.text) == (200, "success")
+    applied = await books()
+    assert applied[0] == 1 and applied[2] == -started["cash_fen"] and applied[4]["state"] == "PAID"
+    assert await Journal.count().where(Journal.kind == "bill.cash_paid") == 1
+
+    replays = [await post_notification(client, "alipay", {"form": late}) for _ in range(3)]
+    await run_worker()
+
+    assert {(r.status_code, r.text) for r in replays} == {(200, "success")}
+    assert await books() == applied
+    problems, _ = await full_audit()
+    assert problems + await disagreements_with_the_channels(sandbox_http) == []
+
+
+async def test_the_sandbox_sends_an_alipay_notification_again_unchanged(
+    alipay: AlipayTradeClient, sandbox_http: Sandbox
+) -> None:
+    """A refused notification comes again as the very same form: notify_id, notify_time, sign."""
+    bodies: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            length = int(value) if name.strip().lower() == "content-length" else length
+        bodies.append(await reader.readexactly(length))
+        answer = alipay.refuse("busy") if len(bodies) == 1 else alipay.acknowledge()
+        writer.write(
+            f"HTTP/1.1 {answer.status_code} X\r\nContent-Length: {len(answer.body)}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+            + answer.body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v1/payments/notify/alipay"
+    try:
+        request = order(payer=ALIPAY_USER, notify_url=url)
+        await alipay.create_order(request)
+        await confirm(sandbox_http, "alipay", request.out_trade_no, deliver=True)
+        deadline = time.monotonic() + 15
+        while not (await sandbox_order(sandbox_http, "alipay", request.out_trade_no))["deliveries"][0][
+            "delivered"
+        ]:
+            assert time.monotonic() < deadline, bodies
+            await asyncio.sleep(0.1)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    [delivery] = (await sandbox_order(sandbox_http, "alipay", request.out_trade_no))["deliveries"]
+    assert delivery["attempts"] == ["HTTP 400", "HTTP 200"]
+    assert len(bodies) == 2 and bodies[0] == bodies[1]  # a second later: a fresh notify_time would differ
+    form = dict(parse_qsl(bodies[1].decode()))
+    assert form["notify_id"] == delivery["event_id"] and form["notify_time"]
+    assert alipay.verify_notification({}, bodies[1]).event_id == delivery["event_id"]
