@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from backend.platform.schemas import PRINTED, PROSE, TEXT, Fen, FenOrZero, Wire
+from backend.platform.schemas import PARTNER_TEXT, PRINTED, TEXT, Fen, FenOrZero, Wire
 
 Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=PRINTED)]
-Reason = Annotated[str, msgspec.Meta(max_length=100, pattern=PROSE)]
+Reason = Annotated[str, msgspec.Meta(max_length=100, pattern=PARTNER_TEXT)]  # the bank's words
 
 
 class Consent(Wire):

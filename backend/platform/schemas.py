@@ -25,6 +25,10 @@ PROSE = rf"^(?:[^{_CONTROLS}{_INVISIBLE}]*[^\s{_CONTROLS}{_INVISIBLE}])?{END}"
 PRINTED = rf"^[^{HIDDEN}]+{END}"
 # An identifier or token another system (or medpay) gave out: visible ASCII.
 IDENTIFIER = rf"^[\x21-\x7e]+{END}"
+# Free text a partner wrote (a bank's reason for declining): kept as it came, blanks and invisible
+# characters included, since refusing the event over its wording would leave its money waiting;
+# only NUL, which PostgreSQL cannot store, is refused.
+PARTNER_TEXT = rf"^[^\x00]*{END}"
 
 # The most any amount on the wire may be: 10 billion yuan, a bill's largest total.
 MAX_FEN = 10**12

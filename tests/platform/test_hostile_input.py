@@ -515,7 +515,14 @@ def test_every_value_a_body_may_hold_is_bounded() -> None:
                 if "maxLength" not in field.schema:
                     problems.append(f"{where}: a string without a maximum length")
                 valid = sample(field.schema)
-                if let_through := [k for k, c in HIDDEN.items() if accepts(field.schema, tricked(valid, c))]:
+                if field.name == "reason":
+                    if accepts(field.schema, tricked(valid, "\x00")):
+                        problems.append(f"{where}: a reason that lets NUL through")
+                    if not accepts(field.schema, " 额度不足\u200b，\u00ad请稍后 \n"):
+                        problems.append(f"{where}: a reason refused for its blanks or invisible characters")
+                elif let_through := [
+                    k for k, c in HIDDEN.items() if accepts(field.schema, tricked(valid, c))
+                ]:
                     problems.append(f"{where}: a string that lets {let_through} through")
     assert not problems, "\n".join(problems)
 
@@ -811,7 +818,9 @@ async def test_signed_events_holding_hostile_data_are_stored_then_flagged_never_
 
 def test_every_value_a_bank_event_may_hold_is_bounded() -> None:
     """The events banks sign are checked by the worker against their types: amounts within
-    0..MAX_FEN, references and reasons bounded and free of hidden characters."""
+    0..MAX_FEN, strings bounded, references free of hidden characters. A `reason` is the bank's own
+    words, kept as written (refusing the event over them would leave its money waiting): only NUL,
+    which PostgreSQL cannot store, is refused there."""
     problems = []
     for kind, (shape, _) in sorted(BANK_EVENTS.items()):
         schema, defs = enforced(shape)
@@ -825,7 +834,14 @@ def test_every_value_a_bank_event_may_hold_is_bounded() -> None:
                 valid = sample(field.schema)
                 if "maxLength" not in field.schema:
                     problems.append(f"{where}: a string without a maximum length")
-                if let_through := [k for k, c in HIDDEN.items() if accepts(field.schema, tricked(valid, c))]:
+                if field.name == "reason":
+                    if accepts(field.schema, tricked(valid, "\x00")):
+                        problems.append(f"{where}: a reason that lets NUL through")
+                    if not accepts(field.schema, " 额度不足\u200b，\u00ad请稍后 \n"):
+                        problems.append(f"{where}: a reason refused for its blanks or invisible characters")
+                elif let_through := [
+                    k for k, c in HIDDEN.items() if accepts(field.schema, tricked(valid, c))
+                ]:
                     problems.append(f"{where}: a string that lets {let_through} through")
     assert not problems, "\n".join(problems)
 
