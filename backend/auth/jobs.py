@@ -1,5 +1,4 @@
-"""Auth's background work: ending a revoked login's access tokens, its security event; purging
-spent refresh tokens."""
+"""Auth's background work: a forced sign-out's security event; purging spent refresh tokens."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ from backend.platform.runtime import Runtime
 from backend.platform.work import Cron, Task
 
 
-async def _record_session_revoked(rt: Runtime, payload: dict[str, Any]) -> None:
-    # The request ended the login's access tokens unless Redis failed it: again, to be sure.
-    await service.end_access(rt, payload["family_id"])
+async def _record_session_revoked(_: Runtime, payload: dict[str, Any]) -> None:
     await service.record_session_revoked(**payload)
 
 
@@ -21,14 +18,15 @@ async def purge_refresh_tokens(_: Runtime) -> int:
     return await service.purge_expired_refresh_tokens()
 
 
-async def _end_access(rt: Runtime, payload: dict[str, Any]) -> None:
-    await service.end_access(rt, payload["family_id"])
+async def _nothing_left_to_do(_: Runtime, __: dict[str, Any]) -> None:
+    """A login's end is read from PostgreSQL, which the logout already wrote."""
 
 
 SESSION_REVOKED = Task("auth.session_revoked", _record_session_revoked)
-# A logout's access tokens end when the request lists the login; this lists it again, for when
-# Redis did not answer the request (the outbox's sweeper sends it once Redis is back).
-LOGIN_ENDED = Task("auth.login_ended", _end_access)
+# Written by logouts of the release that listed ended logins in Redis; none is written any more.
+# Kept so that the rows web processes of that release write during a deploy complete rather than
+# fail for want of a handler; it can go a release later.
+LOGIN_ENDED = Task("auth.login_ended", _nothing_left_to_do)
 
 JOBS = [
     SESSION_REVOKED,

@@ -85,9 +85,9 @@ class AuthController(Controller):
         return await service.refresh(runtime, data.refresh_token)
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, operation_id="logout")
-    async def logout(self, data: JSONBody[RefreshRequest], runtime: RuntimeDep) -> None:
-        """End this login: its refresh tokens, and its access tokens at once."""
-        await service.logout(runtime, data.refresh_token)
+    async def logout(self, data: JSONBody[RefreshRequest]) -> None:
+        """End this login: its refresh tokens, and its access tokens within seconds."""
+        await service.logout(data.refresh_token)
 
 
 class MeController(PatientController):

@@ -1,8 +1,8 @@
 """Login from the mini-programs, refresh-token rotation with reuse detection, the current user.
 
 An access token names its login (`sid`, the refresh family). Ending a login (logout, or a reused
-refresh token) puts it on a list in Redis for as long as any of its access tokens can live, so
-they stop at once instead of at their expiry; PostgreSQL keeps the truth (`refresh_family`)."""
+refresh token) marks its family revoked in PostgreSQL, and every patient request asks that
+(`logins.py`), so its access tokens stop within seconds instead of at their expiry."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Annotated, Any
 
 import msgspec
 import structlog
-from redis.exceptions import RedisError
 
 from backend.auth import jobs
+from backend.auth.logins import ENDED_LOGINS
 from backend.auth.schemas import Channel, SecurityEventRead, TokenPair, UserRead
 from backend.auth.tables import RefreshFamily, RefreshToken, SecurityEvent, User
 from backend.piccolo_conf import DB
@@ -129,10 +129,7 @@ async def refresh(rt: Runtime, refresh_token: str) -> TokenPair:
             return await _issue(rt, family["user_id"], family["channel"], family["id"])
     if not reused or family is None:
         raise invalid
-    try:
-        await end_access(rt, str(family["id"]))
-    except (RedisError, OSError) as exc:  # the job of the message below puts it on the list too
-        log.warning("revoked login not listed yet", family_id=str(family["id"]), error=str(exc))
+    ENDED_LOGINS.end(family["id"])
     await outbox.send(rt.redis, [message_id])
     log.warning("refresh token reuse: family revoked", user_id=family["user_id"])
     raise Unauthorized(
@@ -168,45 +165,17 @@ async def _revoke(family: dict[str, Any], reason: str) -> int:
     )
 
 
-async def logout(rt: Runtime, refresh_token: str) -> None:
+async def logout(refresh_token: str) -> None:
     """Revoke this login and its access tokens; unknown or spent tokens are ignored (nothing to
-    reveal). The access tokens end now, or, when Redis does not answer, by the job once it does."""
-    messages: list[int] = []
+    reveal). The access tokens end at once on this process, within seconds on the others."""
     async with DB.transaction():
         family = await _lock_family(refresh_token)
         if family is not None and family["revoked_at"] is None:
             await RefreshFamily.update(
                 {RefreshFamily.revoked_at: datetime.now(UTC), RefreshFamily.revoked_reason: "logout"}
             ).where(RefreshFamily.id == family["id"])
-            messages.append(await outbox.add(jobs.LOGIN_ENDED, {"family_id": str(family["id"])}))
-    if family is None:
-        return
-    try:
-        await end_access(rt, str(family["id"]))
-    except (RedisError, OSError) as exc:
-        log.warning("ended login not listed yet", family_id=str(family["id"]), error=str(exc))
-    await outbox.send(rt.redis, messages)
-
-
-def _ended_key(family_id: str) -> str:
-    return f"auth:ended-login:{family_id}"
-
-
-async def end_access(rt: Runtime, family_id: str) -> None:
-    """Refuse the access tokens of this login from now on: listed as long as the last can live."""
-    await rt.redis.set(_ended_key(family_id), 1, ex=rt.settings.auth.access_ttl_seconds)
-
-
-async def _ended(rt: Runtime, family_id: str) -> bool:
-    try:
-        return bool(await rt.redis.exists(_ended_key(family_id)))
-    except (RedisError, OSError) as exc:  # the list is the fast way to the answer, PostgreSQL the sure one
-        log.warning("ended logins looked up in PostgreSQL", error=str(exc))
-        return bool(
-            await RefreshFamily.exists().where(
-                (RefreshFamily.id == family_id) & RefreshFamily.revoked_at.is_not_null()
-            )
-        )
+    if family is not None:
+        ENDED_LOGINS.end(family["id"])
 
 
 async def record_session_revoked(user_id: int, family_id: str, reason: str) -> None:
@@ -235,11 +204,12 @@ async def security_events(patient: Patient) -> list[SecurityEventRead]:
 
 class PatientClaims(msgspec.Struct):
     """What a patient's access token says: the user (an `app_user` id, as text), their channel and
-    the login it belongs to (a refresh family's id)."""
+    the login it belongs to (a refresh family's id). Tokens issued before logins were named have no
+    `sid`: nothing can end them early, and they lapse at their expiry (15 minutes)."""
 
     sub: Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,9}\Z")]
     channel: Channel
-    sid: uuid.UUID
+    sid: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
         if int(self.sub) > MAX_USER_ID:
@@ -249,7 +219,7 @@ class PatientClaims(msgspec.Struct):
 async def authenticate(rt: Runtime, authorization: str | None) -> Patient:
     """The patient of a valid access token of a login that has not ended; otherwise 401."""
     claims = rt.tokens.claims(bearer_token(authorization), PATIENT_AUDIENCE, PatientClaims)
-    if await _ended(rt, str(claims.sid)):
+    if claims.sid is not None and await ENDED_LOGINS.ended(claims.sid):
         raise invalid_token()
     return Patient(user_id=int(claims.sub), channel=claims.channel)
 

@@ -30,6 +30,10 @@ C = TypeVar("C", bound=msgspec.Struct)
 # with every request for its lifetime, and checking an ES256 signature costs about 250 µs. Only
 # expiry can change a valid token's answer, and it is checked on every use.
 VERIFIED_CACHE_SIZE = 10_000
+# Hosts' clocks differ by a little: a token signed on one whose clock is ahead is "issued in the
+# future" on another. `iat`, `nbf` and `exp` are believed this far either way (RFC 7519 allows "a few
+# minutes"); a token thus lives at most this much past its `exp`.
+LEEWAY_SECONDS = 30
 
 
 def invalid_token() -> Unauthorized:
@@ -83,7 +87,7 @@ class TokenKeys:
     def verify(self, token: str, audience: str) -> dict[str, Any]:
         """The claims of a valid, unexpired token for `audience`; otherwise 401."""
         if (claims := self._verified.get((token, audience))) is not None:
-            if claims["exp"] > time.time():
+            if claims["exp"] > time.time() - LEEWAY_SECONDS:
                 return claims
             del self._verified[(token, audience)]
             raise invalid_token()
@@ -106,6 +110,7 @@ class TokenKeys:
             if not isinstance(decoded.claims.get("aud"), str):
                 raise ValueError("one audience")
             jwt.JWTClaimsRegistry(
+                leeway=LEEWAY_SECONDS,
                 iss={"essential": True, "value": self.issuer},
                 aud={"essential": True, "value": audience},
                 exp={"essential": True},

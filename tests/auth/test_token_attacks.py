@@ -1,35 +1,43 @@
 """Tokens an attacker makes from a real one and what we publish (the JWKS): each is 401
 `TOKEN_INVALID`, answered exactly as a token that is not a JWT at all, so nothing tells what gave it
 away. Tokens of the wrong audience, or of a partner kind at another kind's routes, are refused as
-well; and the access tokens of a login that ended (logout, a reused refresh token) stop at once.
+well; and the access tokens of a login that ended (logout, a reused refresh token) stop, whatever
+Redis does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
 import hmac
 import json
+import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio
+from arq import ArqRedis
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
+from litestar import Litestar
 
-from backend.auth import service
+from backend.auth.logins import EndedLogins
+from backend.auth.tables import SecurityEvent
 from backend.oauth.scopes import SCOPES
 from backend.platform import outbox
-from backend.platform.errors import Unauthorized
-from backend.platform.runtime import Runtime
+from backend.platform.outbox import OutboxMessage
+from backend.platform.runtime import Runtime, open_redis
 from backend.seed import seed
 from backend.settings import Settings
+from tests import servers
 from tests.helpers import Client, bearer, login, partner_token
 from tests.platform.test_route_guards import guard_table, published, url_of
 from tests.servers import free_port
@@ -181,10 +189,10 @@ PARTNER_ONLY: dict[str, Callable[[Material], str]] = {
     "a kiosk of no institution": lambda m: m.with_claims(kind="kiosk", scope="kiosk:pay", institution=DROP),
     "an empty institution": lambda m: m.with_claims(institution=""),
 }
-# And patient tokens without what ours carry.
+# And patient tokens without what ours carry (a token without `sid` is admitted: see below).
 PATIENT_ONLY: dict[str, Callable[[Material], str]] = {
-    "no login (sid)": lambda m: m.with_claims(sid=DROP),
     "a login that is not a uuid": lambda m: m.with_claims(sid="1"),
+    "a login that never was": lambda m: m.with_claims(sid=str(uuid.uuid4())),
 }
 
 
@@ -416,26 +424,133 @@ async def test_after_logout_a_spent_refresh_token_is_invalid_not_a_new_reuse(
         assert (await client.get(PATIENT_ROUTE, headers=bearer(access))).status_code == 401
 
 
-async def test_when_redis_does_not_answer_a_logout_still_ends_the_login_and_lists_it_later(
-    client: Client, sandbox_http, settings: Settings, runtime: Runtime, run_worker
+async def test_a_token_without_a_login_is_admitted_and_lapses_at_its_expiry(
+    client: Client, sandbox_http, settings: Settings, runtime: Runtime
 ) -> None:
-    ended = await login(client, sandbox_http, settings, "wechat", "ended")
-    live = await login(client, sandbox_http, settings, "wechat", "live")
-    unreachable = redis.asyncio.Redis(port=free_port(), socket_connect_timeout=1, retry_on_timeout=False)
-    cut_off = dataclasses.replace(runtime, redis=unreachable)
+    """Tokens issued before they named their login (`sid`) still work through a deploy. Nothing can
+    end one early: a logout leaves it to its expiry, 15 minutes at most."""
+    tokens = await login(client, sandbox_http, settings, "wechat", "before-the-release")
+    m = await _material(client, runtime, tokens["access_token"], PATIENT_ROUTE)
+    unnamed = m.with_claims(sid=DROP)
+    assert (await client.get(PATIENT_ROUTE, headers=bearer(unnamed))).status_code == 200
+
+    await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+
+    assert (await client.get(PATIENT_ROUTE, headers=bearer(unnamed))).status_code == 200
+    reference = await the_refusal(client, PATIENT_ROUTE)
+    named = await client.get(PATIENT_ROUTE, headers=bearer(tokens["access_token"]))
+    assert refused_alike(named, reference) == []
+    expired = m.with_claims(sid=DROP, iat=now() - 3600, exp=now() - 60)
+    assert refused_alike(await client.get(PATIENT_ROUTE, headers=bearer(expired)), reference) == []
+
+
+def refresh_body(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"refresh_token": tokens["refresh_token"]}
+
+
+def login_of(tokens: dict[str, Any]) -> uuid.UUID:
+    return uuid.UUID(opened(tokens["access_token"])[1]["sid"])
+
+
+@asynccontextmanager
+async def serving_with(app: Litestar, runtime: Runtime, redis: ArqRedis) -> AsyncIterator[None]:
+    """The in-process app's requests use `redis` instead of the session's Redis."""
+    app.state.runtime = dataclasses.replace(runtime, redis=redis)
     try:
-        await service.logout(cut_off, ended["refresh_token"])
-        with pytest.raises(Unauthorized) as refused:  # PostgreSQL has it
-            await service.authenticate(cut_off, f"Bearer {ended['access_token']}")
-        admitted = await service.authenticate(cut_off, f"Bearer {live['access_token']}")
+        yield
+    finally:
+        app.state.runtime = runtime
+
+
+async def test_with_redis_out_of_reach_a_logout_and_a_reuse_end_their_logins_and_the_event_waits(
+    client: Client, app: Litestar, sandbox_http, settings: Settings, runtime: Runtime, run_worker
+) -> None:
+    logged_out = await login(client, sandbox_http, settings, "wechat", "logged-out")
+    robbed = await login(client, sandbox_http, settings, "wechat", "robbed")
+    live = await login(client, sandbox_http, settings, "wechat", "live")
+    unreachable = await open_redis(f"redis://127.0.0.1:{free_port()}")
+    try:
+        async with serving_with(app, runtime, unreachable):
+            out = await client.post("/api/v1/auth/logout", json=refresh_body(logged_out))
+            thief = await client.post("/api/v1/auth/refresh", json=refresh_body(robbed))
+            reuse = await client.post("/api/v1/auth/refresh", json=refresh_body(robbed))
+            answers = {
+                who: (await client.get(PATIENT_ROUTE, headers=bearer(tokens["access_token"]))).status_code
+                for who, tokens in [
+                    ("logged out", logged_out),
+                    ("robbed", robbed),
+                    ("thief", thief.json()),
+                    ("live", live),
+                ]
+            }
     finally:
         await unreachable.aclose()
 
-    assert refused.value.code == "TOKEN_INVALID"
-    me = await client.get(PATIENT_ROUTE, headers=bearer(live["access_token"]))
-    assert admitted.user_id == me.json()["id"]
-    # Redis is back: the sweeper sends the logout's message, and its job lists the login there.
+    assert (out.status_code, thief.status_code) == (204, 200)
+    assert reuse.json()["error"]["code"] == "REFRESH_TOKEN_REUSED"
+    assert answers == {"logged out": 401, "robbed": 401, "thief": 401, "live": 200}
+    # Another process, which never saw these requests, has the same answers from PostgreSQL.
+    elsewhere = EndedLogins()
+    assert [await elsewhere.ended(login_of(t)) for t in (logged_out, robbed, live)] == [True, True, False]
+    # The forced sign-out's security event waits in the outbox, the only message written, for Redis.
+    assert await OutboxMessage.select(OutboxMessage.task) == [{"task": "auth.session_revoked"}]
     assert await outbox.send_pending(runtime.redis, timedelta(0)) == 1
     await run_worker()
-    after = await client.get(PATIENT_ROUTE, headers=bearer(ended["access_token"]))
-    assert refused_alike(after, await the_refusal(client, PATIENT_ROUTE)) == []
+    assert await SecurityEvent.select(SecurityEvent.kind, SecurityEvent.subject) == [
+        {"kind": "session_revoked", "subject": str(login_of(robbed))}
+    ]
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[int]:
+    """The port of a Redis that takes connections and never answers (a hung server, a frozen host)."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        yield listening.getsockname()[1]
+
+
+async def test_a_hung_redis_costs_patient_requests_and_logouts_nothing(
+    client: Client, app: Litestar, sandbox_http, settings: Settings, runtime: Runtime, silent_redis: int
+) -> None:
+    ended = await login(client, sandbox_http, settings, "wechat", "ended")
+    live = await login(client, sandbox_http, settings, "wechat", "live")
+    hung = ArqRedis(port=silent_redis)  # no timeout: a call to it would never return
+    try:
+        async with serving_with(app, runtime, hung), asyncio.timeout(30):  # a hang guard only
+            out = await client.post("/api/v1/auth/logout", json={"refresh_token": ended["refresh_token"]})
+            answers = [
+                (await client.get(PATIENT_ROUTE, headers=bearer(t["access_token"]))).status_code
+                for t in (ended, live)
+            ]
+        with pytest.raises(TimeoutError):  # the Redis they were served with does hang
+            async with asyncio.timeout(0.5):
+                await hung.ping()
+    finally:
+        await hung.aclose()
+
+    assert out.status_code == 204
+    assert answers == [401, 200]
+
+
+@pytest.fixture(scope="module")
+def other_web(settings: Settings, migrated: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Another web process, as production runs it, on the same PostgreSQL and Redis."""
+    with servers.web(settings, tmp_path_factory.mktemp("web") / "web.log") as url:
+        yield url
+
+
+async def test_a_redis_emptied_after_a_logout_lets_its_token_in_on_no_process(
+    client: Client, sandbox_http, settings: Settings, runtime: Runtime, other_web: str
+) -> None:
+    ended = await login(client, sandbox_http, settings, "wechat", "ended")
+    live = await login(client, sandbox_http, settings, "wechat", "live")
+    out = await client.post("/api/v1/auth/logout", json={"refresh_token": ended["refresh_token"]})
+
+    await runtime.redis.flushdb()  # a restart without persistence, a failover, a FLUSHALL, eviction
+
+    assert out.status_code == 204
+    reference = await the_refusal(client, PATIENT_ROUTE)
+    async with httpx.AsyncClient(base_url=other_web, timeout=10) as elsewhere:
+        for web in (client, elsewhere):
+            answer = await web.get(PATIENT_ROUTE, headers=bearer(ended["access_token"]))
+            assert refused_alike(answer, reference) == [], web.base_url
+            assert (await web.get(PATIENT_ROUTE, headers=bearer(live["access_token"]))).status_code == 200

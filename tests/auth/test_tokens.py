@@ -3,7 +3,9 @@
 import asyncio
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -20,7 +22,7 @@ from backend.auth.tables import RefreshFamily, RefreshToken, SecurityEvent
 from backend.oauth.service import create_client
 from backend.platform.errors import Unauthorized
 from backend.platform.outbox import OutboxMessage
-from backend.platform.tokens import PARTNER_AUDIENCE, PATIENT_AUDIENCE, TokenKeys
+from backend.platform.tokens import LEEWAY_SECONDS, PARTNER_AUDIENCE, PATIENT_AUDIENCE, TokenKeys
 from tests.helpers import Client, bearer, login
 
 
@@ -206,9 +208,10 @@ async def test_a_validly_signed_partner_token_with_odd_claims_is_401(client: Cli
 
 async def test_a_token_checked_once_is_still_refused_once_it_expires(settings) -> None:
     """Verified tokens are remembered (a phone sends the same one with every request), their
-    expiry checked on every use; a token for another audience is not taken from memory."""
+    expiry checked on every use, with the same leeway; a token for another audience is not taken
+    from memory."""
     keys = TokenKeys(settings.auth)
-    token = keys.sign({"sub": "7", "channel": "wechat"}, 1, PATIENT_AUDIENCE)
+    token = keys.sign({"sub": "7", "channel": "wechat"}, 1 - LEEWAY_SECONDS, PATIENT_AUDIENCE)
     assert keys.verify(token, PATIENT_AUDIENCE)["sub"] == "7"
     assert keys.verify(token, PATIENT_AUDIENCE)["sub"] == "7"  # from memory
     with pytest.raises(Unauthorized):
@@ -220,3 +223,39 @@ async def test_a_token_checked_once_is_still_refused_once_it_expires(settings) -
         keys.verify(token, PATIENT_AUDIENCE)
     with pytest.raises(Unauthorized):
         keys.verify(token, PATIENT_AUDIENCE)  # and not remembered as good again
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return dict(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==")))
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+@pytest.mark.parametrize(("ahead", "admitted"), [(5, True), (300, False)])
+async def test_a_token_of_a_host_whose_clock_is_ahead_is_taken_within_30_seconds(
+    client: Client, sandbox_http, settings, runtime, claim: str, ahead: int, admitted: bool
+) -> None:
+    """Signed on a host whose clock is `ahead`: issued (or valid from) that far in the future here."""
+    real = claims_of((await login(client, sandbox_http, settings))["access_token"])
+    issued = int(time.time()) + ahead
+    token = runtime.tokens.sign(
+        {**real, claim: issued, "exp": issued + settings.auth.access_ttl_seconds}, 0, PATIENT_AUDIENCE
+    )
+
+    answer = await client.get("/api/v1/me", headers=bearer(token))
+
+    assert answer.status_code == (200 if admitted else 401), answer.text
+
+
+@pytest.mark.parametrize(("behind", "admitted"), [(5, True), (300, False)])
+async def test_a_token_of_a_host_whose_clock_is_behind_outlives_its_exp_by_30_seconds_at_most(
+    client: Client, sandbox_http, settings, runtime, behind: int, admitted: bool
+) -> None:
+    real = claims_of((await login(client, sandbox_http, settings))["access_token"])
+    issued = int(time.time()) - settings.auth.access_ttl_seconds - behind
+    token = runtime.tokens.sign(
+        {**real, "iat": issued, "exp": issued + settings.auth.access_ttl_seconds}, 0, PATIENT_AUDIENCE
+    )
+
+    for _ in range(2):  # checked, then taken from the memory of verified tokens
+        answer = await client.get("/api/v1/me", headers=bearer(token))
+        assert answer.status_code == (200 if admitted else 401), answer.text
