@@ -39,6 +39,7 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]], *, crea
     import asyncpg
 
     from backend.platform import database, embedded
+    from backend.platform.errors import DatabaseUnavailable
 
     server = None
     url = settings.database.url
@@ -58,12 +59,13 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]], *, crea
     async def run() -> T:
         database.use_database(url)
         try:
-            await database.open_pool(settings.database)
-        except asyncpg.InvalidCatalogNameError as exc:
-            raise click.ClickException(missing or f"cannot open {where}: {exc}") from None
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise click.ClickException(f"cannot open {where}: {exc}") from None
-        try:
+            try:
+                await database.open_pool(settings.database)
+                await database.ping()  # a pool keeping no connection (MEDPAY_DB_POOL_MIN=0) opens one here
+            except asyncpg.InvalidCatalogNameError as exc:
+                raise click.ClickException(missing or f"cannot open {where}: {exc}") from None
+            except (DatabaseUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise click.ClickException(f"cannot open {where}: {exc}") from None
             if not create and (pending := await database.pending_migrations()):
                 count = f"{len(pending)} migration{'s' * (len(pending) != 1)}"
                 raise click.ClickException(f"{where} is not migrated ({count} pending): run `medpay migrate`")

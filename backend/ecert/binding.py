@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+from redis.exceptions import RedisError
 
 from backend.auth.service import Patient
 from backend.ecert import documents, people, tables
@@ -116,9 +117,19 @@ async def bind_attempt(rt: Runtime, user_id: int) -> AsyncIterator[None]:
     except EcertRefusal:
         raise
     except BaseException:
-        await rt.redis.decr(key)
+        await _give_back(rt, key)
         raise
-    await rt.redis.decr(key)
+    await _give_back(rt, key)
+
+
+async def _give_back(rt: Runtime, key: str) -> None:
+    """Stop counting an attempt the platform did not refuse. One that Redis could not take back
+    counts on until its window ends (the key's TTL): an attempt more against the user, never a
+    bind the platform vouched for answered 503."""
+    try:
+        await rt.redis.decr(key)
+    except (RedisError, OSError) as exc:
+        log.warning("bind attempt not given back", error=repr(exc))
 
 
 async def _remember(rt: Runtime, identity: EcertIdentity) -> int:

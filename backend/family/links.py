@@ -152,9 +152,12 @@ async def _proxy_budget(rt: Runtime, user_id: int) -> None:
     whose name and document match: at most `MEDPAY_FAMILY_PROXY_CHECKS_PER_DAY` a day (China)."""
     today = datetime.now(UTC).astimezone(CHINA)
     key = f"family:proxy-checks:{user_id}:{today:%Y%m%d}"
-    count = await rt.redis.incr(key)
-    if count == 1:
-        await rt.redis.expire(key, 2 * 86400)
+    # One transaction, so no count is left without its expiry by an EXPIRE failing after the INCR;
+    # set again by each check, it ends two days after the day's last.
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 2 * 86400)
+        count, _ = await pipe.execute()
     if count > rt.settings.family.proxy_checks_per_day:
         midnight = datetime.combine(today.date() + timedelta(days=1), datetime.min.time(), tzinfo=CHINA)
         raise AppError(

@@ -154,7 +154,7 @@ def too_deep_handler(_: Request[Any, Any, Any], exc: RecursionError) -> Response
 
 
 def contention_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    # PostgreSQL broke a lock cycle or a serialization conflict: nothing was written; retry.
+    # PostgreSQL broke a lock cycle or a serialization conflict: the transaction was rolled back; retry.
     log.warning("transaction aborted by contention", error=type(exc).__name__)
     return envelope(
         503, "TRY_AGAIN", "the request collided with another; send it again", headers={"Retry-After": "1"}
@@ -172,6 +172,8 @@ CONNECTION_LOST: tuple[type[Exception], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
 )
+# Of class 08, a protocol violation (08P01) is what we sent, not the server being gone: a 500.
+NOT_CONNECTION_LOST: tuple[type[Exception], ...] = (asyncpg.ProtocolViolationError,)
 # asyncpg's InterfaceError is mostly a misuse (wrong argument count, a busy connection): only these
 # messages say the connection itself is gone.
 _CLOSED = ("connection is closed", "the underlying connection is closed", "pool is closing")
@@ -181,6 +183,8 @@ def database_unavailable(exc: BaseException) -> bool:
     """Whether `exc` says PostgreSQL is out of reach (not that a statement was wrong): a connection
     error, or an asyncpg interface error raised while handling one (Piccolo keeps a transaction
     whose rollback failed as the task's current one: the request's next statement is refused)."""
+    if isinstance(exc, NOT_CONNECTION_LOST):
+        return False
     if isinstance(exc, (DatabaseUnavailable, *CONNECTION_LOST)):
         return True
     if not isinstance(exc, asyncpg.InterfaceError):
@@ -192,7 +196,11 @@ def database_unavailable(exc: BaseException) -> bool:
 
 
 def connection_lost_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    # A transaction the connection was in is rolled back by PostgreSQL: nothing of it stays.
+    # The request may have written part of its work: a COMMIT whose answer was lost may have
+    # committed, and a request of several transactions keeps those that ended before. Sending it
+    # again is safe because the domains record their work under the request's key and resume it
+    # (a bill or refund found again, a payment continuing its channel order), not because
+    # PostgreSQL rolled anything back.
     if not database_unavailable(exc):
         return internal_error_handler(request, exc)
     log.warning("database unavailable", error=repr(exc))
@@ -205,9 +213,31 @@ def connection_lost_handler(request: Request[Any, Any, Any], exc: Exception) -> 
     )
 
 
-def redis_unavailable_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+# What redis-py raises when Redis is out of reach or cannot take writes now: no connection or no
+# answer, loading its data, a replica left read-only by a failover (READONLY). Refused credentials or
+# commands (AUTH, NOPERM) are connection errors to redis-py but a misconfiguration to us: a 500,
+# logged, which no retry fixes.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+REDIS_MISCONFIGURED: tuple[type[Exception], ...] = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthorizationError,
+)
+
+
+def redis_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says Redis is out of reach for now (not that it refuses our credentials)."""
+    return isinstance(exc, REDIS_UNAVAILABLE) and not isinstance(exc, REDIS_MISCONFIGURED)
+
+
+def redis_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # Most requests only send through Redis what the outbox keeps (and never fail for it); the few
     # that count in Redis (bind attempts, proxy checks) cannot go on without it.
+    if not redis_unavailable(exc):
+        return internal_error_handler(request, exc)
     log.warning("redis unavailable", error=repr(exc))
     return envelope(
         503,
@@ -222,8 +252,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     asyncpg.DeadlockDetectedError: contention_handler,
     asyncpg.SerializationError: contention_handler,
     **dict.fromkeys((DatabaseUnavailable, *CONNECTION_LOST, asyncpg.InterfaceError), connection_lost_handler),
-    redis.exceptions.ConnectionError: redis_unavailable_handler,
-    redis.exceptions.TimeoutError: redis_unavailable_handler,
+    **dict.fromkeys(REDIS_UNAVAILABLE, redis_unavailable_handler),
     AppError: app_error_handler,
     HTTPException: http_error_handler,
     RecursionError: too_deep_handler,

@@ -7,8 +7,9 @@ replays its answer. A 5xx releases the key, so a retry runs again: the work must
 run committed (bills and refunds are recorded under their key; a payment resumes). The first
 request holds the key under a lease it renews while it runs: one whose process died (or that could
 not release the key, PostgreSQL being down) stops renewing, and a repeat takes the key over once
-the lease lapses, within `LEASE`, shorter than a repeat's `WAIT`. Keys are kept for `KEEP` (at
-least a day), then purged by a worker cron.
+the lease lapses, within `LEASE`, shorter than a repeat's `WAIT`. Every lease time is PostgreSQL's
+(`now()`), never a web host's clock: hosts whose clocks disagree by seconds would otherwise take
+over each other's live keys. Keys are kept for `KEEP` (at least a day), then purged by a worker cron.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -102,8 +103,8 @@ async def run_once(
     return Response(encoded, status_code=status_code, media_type="application/json")
 
 
-# A claim is (row id, the time it was taken): a request whose lease lapsed and was taken over
-# by a repeat can no longer store or release what is now the repeat's.
+# A claim is (row id, the time it was taken, as PostgreSQL recorded it): a request whose lease
+# lapsed and was taken over by a repeat can no longer store or release what is now the repeat's.
 Claim = tuple[int, datetime]
 
 
@@ -119,8 +120,11 @@ async def _renewing(claim: Claim) -> AsyncIterator[None]:
             if done.is_set():
                 return
             try:
-                await IdempotencyKey.update({IdempotencyKey.locked_until: datetime.now(UTC) + LEASE}).where(
-                    (IdempotencyKey.id == claim[0]) & (IdempotencyKey.created_at == claim[1])
+                await IdempotencyKey.raw(
+                    "UPDATE idempotency_key SET locked_until = now() + {}::interval"
+                    " WHERE id = {} AND created_at = {}",
+                    LEASE,
+                    *claim,
                 )
             except Exception as exc:  # PostgreSQL out of reach: the request fails, or the next renewal works
                 log.warning("idempotency lease not renewed", error=repr(exc))
@@ -134,9 +138,19 @@ async def _renewing(claim: Claim) -> AsyncIterator[None]:
 
 
 async def _store(claim: Claim, status_code: int, body: bytes) -> None:
-    await IdempotencyKey.update({IdempotencyKey.status_code: status_code, IdempotencyKey.body: body}).where(
-        (IdempotencyKey.id == claim[0]) & (IdempotencyKey.created_at == claim[1])
+    """Keep the answer for repeats, unless the key was taken over meanwhile (this request's lease
+    lapsed, unrenewed): then the repeat's answer is the one kept, and this one is only logged."""
+    stored = (
+        await IdempotencyKey.update({IdempotencyKey.status_code: status_code, IdempotencyKey.body: body})
+        .where((IdempotencyKey.id == claim[0]) & (IdempotencyKey.created_at == claim[1]))
+        .returning(IdempotencyKey.id)
     )
+    if not stored:
+        log.error(
+            "idempotency key taken over while its first request ran: its answer is not kept",
+            idempotency_key_id=claim[0],
+            status_code=status_code,
+        )
 
 
 async def _release(claim: Claim) -> None:
@@ -149,27 +163,24 @@ async def _claim(scope: str, key: str, request_fingerprint: str) -> Claim | Resp
     """The claim on the key, or the response to replay."""
     deadline = asyncio.get_running_loop().time() + WAIT
     while True:
-        now = datetime.now(UTC)
         rows = await IdempotencyKey.raw(
             """
             INSERT INTO idempotency_key (scope, key, fingerprint, locked_until, created_at)
-            VALUES ({}, {}, {}, {}, {})
+            VALUES ({}, {}, {}, now() + {}::interval, now())
             ON CONFLICT (scope, key) DO UPDATE
               SET fingerprint = EXCLUDED.fingerprint, locked_until = EXCLUDED.locked_until,
                   created_at = EXCLUDED.created_at
-              WHERE idempotency_key.status_code IS NULL AND idempotency_key.locked_until < {}
+              WHERE idempotency_key.status_code IS NULL AND idempotency_key.locked_until < now()
                 AND idempotency_key.fingerprint = EXCLUDED.fingerprint
-            RETURNING id
+            RETURNING id, created_at
             """,
             scope,
             key,
             request_fingerprint,
-            now + LEASE,
-            now,
-            now,
+            LEASE,
         )
         if rows:
-            return int(rows[0]["id"]), now
+            return int(rows[0]["id"]), rows[0]["created_at"]
         existing = (
             await IdempotencyKey.select(
                 IdempotencyKey.fingerprint, IdempotencyKey.status_code, IdempotencyKey.body
@@ -201,10 +212,8 @@ async def _claim(scope: str, key: str, request_fingerprint: str) -> Claim | Resp
 
 async def purge(keep: timedelta = KEEP) -> int:
     """Drop keys older than `keep`; returns how many."""
-    rows = (
-        await IdempotencyKey.delete()
-        .where(IdempotencyKey.created_at < datetime.now(UTC) - keep)
-        .returning(IdempotencyKey.id)
+    rows = await IdempotencyKey.raw(
+        "DELETE FROM idempotency_key WHERE created_at < now() - {}::interval RETURNING id", keep
     )
     return len(rows)
 

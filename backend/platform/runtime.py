@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -53,10 +55,17 @@ WORKER_REDIS_OUTAGE_SECONDS = 60.0
 T = TypeVar("T")
 
 
+# The deadline of the retried call under way in this task: a reconnection retried inside one of a
+# command's attempts keeps to the command's deadline rather than start one of its own.
+_retry_deadline: ContextVar[float] = ContextVar("redis_retry_deadline", default=math.inf)
+
+
 class RetryFor(Retry):
     """redis-py's Retry bounded by time rather than by count: a call is retried with backoff until
-    `seconds` have passed since its first failure. Counted, the retries of a command and those of
-    the reconnection inside each of its attempts multiply (40 and 40: most of an hour)."""
+    `seconds` have passed since it began, the reconnections retried inside its attempts included.
+    Counted, the retries of a command and those of the reconnection inside each of its attempts
+    multiply (40 and 40: most of an hour); each timed from its own first failure, they add up (a
+    reconnection failing first in the command's last attempt takes a minute more)."""
 
     def __init__(self, seconds: float, backoff: AbstractBackoff, errors: tuple[type[Exception], ...]) -> None:
         super().__init__(backoff, -1, errors)  # type: ignore[arg-type]  # typed as RedisErrors only
@@ -68,18 +77,21 @@ class RetryFor(Retry):
 
     async def call_with_retry(self, do: Callable[[], Awaitable[T]], fail: Callable[[RedisError], Any]) -> T:
         self.pause.reset()  # type: ignore[no-untyped-call]
-        failures, deadline = 0, 0.0
-        while True:
-            try:
-                return await do()
-            except self.errors as error:
-                failures += 1
-                await fail(error)  # type: ignore[arg-type]
-                now = time.monotonic()
-                deadline = deadline or now + self.seconds
-                if now >= deadline:
-                    raise
-                await asyncio.sleep(self.pause.compute(failures))
+        failures, deadline = 0, min(time.monotonic() + self.seconds, _retry_deadline.get())
+        within = _retry_deadline.set(deadline)
+        try:
+            while True:
+                try:
+                    return await do()
+                except self.errors as error:
+                    failures += 1
+                    await fail(error)  # type: ignore[arg-type]
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise
+                    await asyncio.sleep(min(self.pause.compute(failures), left))
+        finally:
+            _retry_deadline.reset(within)
 
 
 def arq_redis_settings(url: str) -> ArqRedisSettings:

@@ -1,10 +1,12 @@
-"""The `medpay` commands refuse, in one line, a database that is missing or not migrated, and
-create nothing: an operator with the wrong MEDPAY_VAR_DIR or DATABASE_URL learns it at once."""
+"""The `medpay` commands refuse, in one line, a database that is missing, not migrated or out of
+reach, and create nothing: an operator with the wrong MEDPAY_VAR_DIR or DATABASE_URL learns it at once."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -110,3 +112,23 @@ async def test_a_database_that_does_not_exist_is_one_line(settings: Settings) ->
 
     assert "cannot open the database" in (line := one_line_error(done))
     assert '"medpay_nowhere" does not exist' in line
+
+
+@pytest.fixture
+def unreachable_database() -> Iterator[str]:
+    """A database URL whose port nothing listens on: a socket holds the port (bound, never
+    listening, so a connection is refused) for the test's length, so no other process takes it."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"postgresql://postgres:secret@127.0.0.1:{held.getsockname()[1]}/medpay"
+
+
+@pytest.mark.parametrize("command", [["audit"], ["migrate"], ["seed"]], ids=lambda c: c[0])
+async def test_a_database_that_cannot_be_reached_is_one_line(unreachable_database: str, command) -> None:
+    done = await asyncio.to_thread(medpay, *command, env={"DATABASE_URL": unreachable_database})
+
+    line = one_line_error(done)
+    port = urlsplit(unreachable_database).port
+    assert line.startswith(f"Error: cannot open the database 127.0.0.1:{port}/medpay: ")
+    assert "cannot connect to PostgreSQL" in line
+    assert "secret" not in line  # no credentials in the message
