@@ -53,11 +53,14 @@ async def sweep_bills(rt: Runtime) -> int:
     check_after = timedelta(seconds=rt.settings.billing.payment_check_after_seconds)
     expired, stale = await cash.overdue(check_after)
     requested, processing = await refunds.unfinished(check_after)
+    # Under ids of their own: the deferred job may still be held by a worker that died running it,
+    # which arq lets go only after the worker's longest job timeout (an hour). Running one twice
+    # is harmless: each re-reads what it acts on and changes it by guarded updates.
     due = [
-        *((EXPIRE_BILL, i, "") for i in expired),
+        *((EXPIRE_BILL, i, ":sweep") for i in expired),
         *((CHECK_PAYMENT, i, ":sweep") for i in stale),
-        *((SEND_REFUND, i, "") for i in requested),
-        *((CHECK_REFUND, i, "") for i in processing),
+        *((SEND_REFUND, i, ":sweep") for i in requested),
+        *((CHECK_REFUND, i, ":sweep") for i in processing),
     ]
     for job, subject, suffix in due:
         await job.enqueue(rt, str(subject), suffix=suffix)

@@ -30,7 +30,7 @@ async def sweep_booking(rt: Runtime) -> int:
     refused, asked for again (hourly)."""
     due = await cancellation.cancelled_with_live_appointments()
     for session_id in due:
-        await CANCEL_SESSION.enqueue(rt, str(session_id))
+        await CANCEL_SESSION.enqueue(rt, str(session_id), suffix=":sweep")  # see billing.jobs.sweep_bills
     closed = await places.close_started_waitlists()
     if closed:
         log.info("waitlists of started sessions closed", entries=closed)

@@ -40,7 +40,7 @@ async def sweep_credit(rt: Runtime) -> int:
     for inbox_id in waiting:
         await RETRY_BANK_EVENT.enqueue(rt, str(inbox_id), suffix=":sweep")
     for line_id in unanswered:
-        await RESEND_APPLICATION.enqueue(rt, str(line_id))
+        await RESEND_APPLICATION.enqueue(rt, str(line_id), suffix=":sweep")
     if waiting or unanswered or released:
         log.info("credit swept", waiting=len(waiting), applications=len(unanswered), released=released)
     return len(waiting) + len(unanswered) + released

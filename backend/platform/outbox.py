@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import structlog
 from arq import ArqRedis
+from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix
 
 from backend.piccolo_conf import DB
 from backend.platform.logging import current_correlation_id
@@ -105,26 +106,27 @@ async def send(redis: ArqRedis, message_ids: list[int]) -> None:
 
 
 async def send_pending(redis: ArqRedis, redeliver_after: timedelta, limit: int = 500) -> int:
-    """Enqueue messages never sent, or sent long ago and still not done (Redis lost them)."""
+    """Enqueue messages never sent, or sent long ago and still not done (Redis lost them, or the
+    worker running one died)."""
     cutoff = datetime.now(UTC) - redeliver_after
     async with DB.transaction():
-        # Two sweepers at once each take rows the other has not locked.
-        rows = (
-            await OutboxMessage.select(OutboxMessage.id)
-            .where(
-                OutboxMessage.done_at.is_null()
-                & OutboxMessage.failed_at.is_null()
-                & (OutboxMessage.enqueued_at.is_null() | (OutboxMessage.enqueued_at < cutoff))
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-            .lock_rows(skip_locked=True)
+        # Two sweepers at once each take rows the other has not locked. A message leased to a
+        # worker is that worker's until the lease lapses (then it is presumed dead).
+        rows = await OutboxMessage.raw(
+            """
+            SELECT id FROM outbox_message
+            WHERE done_at IS NULL AND failed_at IS NULL
+              AND (enqueued_at IS NULL OR enqueued_at < {})
+              AND (locked_until IS NULL OR locked_until < now())
+            ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED
+            """,
+            cutoff,
+            limit,
         )
         ids = [row["id"] for row in rows]
         sent = 0
         for message_id in ids:
-            # arq refuses a job id it still holds (queued or running): no doubles.
-            if await redis.enqueue_job(JOB, message_id, _job_id=job_id(message_id)):
+            if await _resend(redis, message_id):
                 sent += 1
         if ids:
             await OutboxMessage.update({OutboxMessage.enqueued_at: datetime.now(UTC)}).where(
@@ -133,6 +135,24 @@ async def send_pending(redis: ArqRedis, redeliver_after: timedelta, limit: int =
     if sent:
         log.info("outbox sweeper sent messages", count=sent)
     return sent
+
+
+async def _resend(redis: ArqRedis, message_id: int) -> bool:
+    """Enqueue the message's job again, or free it in the queue; whether it will now run.
+
+    arq refuses a job id it still holds, and a job whose worker died stays held: its in-progress
+    marker lives for the longest job timeout of the worker (an hour, a daily cron's), and its job
+    key for a day. The message's lease has lapsed, so no live worker runs it: the marker is the
+    dead one's and is dropped, and a job key left with no place in the queue is dropped too. A
+    worker that was only slow still holds nothing that matters: claiming decides who runs it."""
+    key = job_id(message_id)
+    freed = await redis.delete(in_progress_key_prefix + key)
+    if await redis.enqueue_job(JOB, message_id, _job_id=key):
+        return True
+    if await redis.zscore(default_queue_name, key) is not None:
+        return bool(freed)  # queued: the next free worker takes it, now that nobody holds it
+    await redis.delete(job_key_prefix + key)
+    return await redis.enqueue_job(JOB, message_id, _job_id=key) is not None
 
 
 @dataclass(frozen=True)
