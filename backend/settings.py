@@ -328,6 +328,10 @@ def _check_keys(settings: Settings) -> None:
 def refuse_sandbox_in_production(settings: Settings) -> None:
     """Production must name real partners over HTTPS, real servers, and keys of its own."""
     problems = []
+    # OAuth 2 is served over TLS only (authlib refuses a token endpoint whose URL is plain HTTP), and
+    # the channels post their notifications to this URL.
+    if urlsplit(settings.app.public_url).scheme != "https":
+        problems.append("MEDPAY_PUBLIC_URL is not an https URL")
     urls = (("wechat", "api_base"), ("alipay", "gateway"), ("wechatpay", "api_base"), ("ecert", "api_base"))
     for group, field in urls:
         url = getattr(getattr(settings, group), field)

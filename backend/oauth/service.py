@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 import structlog
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from backend.hospitals import service as hospitals
@@ -135,6 +136,10 @@ async def issue_token(
         status, body, answer_headers = server.create_token_response(TokenRequest(uri, headers, form))
     except UnicodeDecodeError:  # credentials that are not UTF-8 are nobody's credentials
         status, body, answer_headers = 401, {"error": "invalid_client"}, {}
+    except InsecureTransportError:  # production insists on an https MEDPAY_PUBLIC_URL (settings.py)
+        log.error("partner token refused: MEDPAY_PUBLIC_URL is plain HTTP and not loopback", uri=uri)
+        status, answer_headers = 400, {}
+        body = {"error": "insecure_transport", "error_description": "tokens are issued over https only"}
     log.info(
         "partner token request",
         client_id=client.client_id if client else None,

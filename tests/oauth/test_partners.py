@@ -1,7 +1,9 @@
 """Partners: client credentials with scopes at /oauth/token, and a guard per scope."""
 
 import base64
+import dataclasses
 
+import msgspec
 import pytest
 from litestar import get
 
@@ -130,3 +132,24 @@ async def test_basic_credentials_that_are_not_utf8_are_invalid_client(client: Cl
     )
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "INVALID_CLIENT"
+
+
+async def test_a_token_endpoint_reached_at_a_plain_http_url_refuses_in_the_envelope(
+    client: Client, app, runtime, settings
+) -> None:
+    """Outside production (which refuses such a MEDPAY_PUBLIC_URL at start) a public URL that is
+    plain HTTP and not loopback: OAuth 2 is served over TLS only, said as a 400, never a 500."""
+    await seed()
+    credentials = await create_client("hospital", "plain http", ["bills:write"], "H33010001")
+    lan = msgspec.structs.replace(settings.app, public_url="http://10.0.0.5:8000")
+    app.state.runtime = dataclasses.replace(runtime, settings=msgspec.structs.replace(settings, app=lan))
+    try:
+        answer = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(credentials.client_id, credentials.client_secret),
+        )
+    finally:
+        app.state.runtime = runtime
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "INSECURE_TRANSPORT"

@@ -90,6 +90,7 @@ def _write_key(path: Path, key, private: bool = True) -> Path:
 def production_env(tmp_path: Path) -> dict[str, str]:
     return {
         "MEDPAY_ENV": "production",
+        "MEDPAY_PUBLIC_URL": "https://pay.example-hospital.cn",
         "DATABASE_URL": "postgresql://medpay@db/medpay",
         "REDIS_URL": "redis://cache:6379/0",
         "MEDPAY_WECHAT_API_BASE": "https://api.weixin.qq.com",
@@ -149,9 +150,21 @@ def test_production_refuses_a_development_key_in_another_encoding(tmp_path: Path
             Settings.from_env(env)
 
 
-def test_production_refuses_plain_http_partners(tmp_path: Path) -> None:
-    env = {**production_env(tmp_path), "MEDPAY_WECHAT_API_BASE": "http://sandbox:8100/wechat"}
-    with pytest.raises(SettingsError, match="MEDPAY_WECHAT_API_BASE"):
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MEDPAY_WECHAT_API_BASE", "http://sandbox:8100/wechat"),
+        ("MEDPAY_PUBLIC_URL", "http://pay.example-hospital.cn"),
+        ("MEDPAY_PUBLIC_URL", None),
+    ],
+)
+def test_production_refuses_plain_http_partners_and_its_own_url(
+    tmp_path: Path, variable: str, value: str | None
+) -> None:
+    env = {**production_env(tmp_path), variable: value}
+    if value is None:
+        del env[variable]
+    with pytest.raises(SettingsError, match=variable):
         Settings.from_env(env)
 
 
