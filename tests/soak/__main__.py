@@ -60,7 +60,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=2, help="concurrent loops per flow (default 2)")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--arq-workers", type=int, default=2)
-    parser.add_argument("--patients", type=int, default=24, help="patients seeded of each kind")
+    parser.add_argument("--patients", type=int, default=64, help="patients seeded of each kind (default 64)")
     parser.add_argument("--settle-s", type=float, default=420.0, help="how long to wait for the catch-up")
     parser.add_argument("--seed", type=int, default=None, help="the faults' random seed (printed)")
     parser.add_argument("--no-faults", action="store_true", help="the load alone, as a control run")
