@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -126,7 +128,115 @@ def bank(callback_url: str | None = None, retry_delays: str = "0.2,0.4,0.8") -> 
         process.wait(10)
 
 
-def wait_until_up(url: str, timeout: float = 30.0) -> None:
+class Relay:
+    """A TCP relay in front of a partner, on a port of its own: requests go through to it, and its
+    answer to the first `times` requests whose request line starts with `request` (as
+    "POST /v1/credit/disbursements") is lost on the way back, as a network can lose it. The partner
+    has acted and answered; the caller hears nothing and waits until its own timeout or its death,
+    however slow the machine (no delay to race against)."""
+
+    def __init__(self, target: str, request: str, times: int = 1) -> None:
+        parts = urlsplit(target)
+        self._partner = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._request, self._left, self._lost = request.encode(), times, 0
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)  # so that `close` stops the accepting thread
+        self.port = int(self._listener.getsockname()[1])
+        self.url = urlunsplit(parts._replace(netloc=f"127.0.0.1:{self.port}"))
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    async def lost(self) -> int:
+        """How many answers the partner sent that were kept from their caller (for `until`)."""
+        with self._lock:
+            return self._lost
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                caller, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # closed
+                return
+            caller.settimeout(None)
+            try:
+                partner = socket.create_connection(self._partner)
+            except OSError:
+                caller.close()
+                continue
+            with self._lock:
+                self._sockets += [caller, partner]
+            held = threading.Event()
+            threading.Thread(target=self._requests, args=(caller, partner, held), daemon=True).start()
+            threading.Thread(target=self._answers, args=(partner, caller, held), daemon=True).start()
+
+    def _claims(self, data: bytes) -> bool:
+        """Whether this is the start of a request whose answer is to be lost (one of `times` spent)."""
+        n = len(self._request)
+        with self._lock:
+            if self._left and data.startswith(self._request) and data[n : n + 1] in (b" ", b"?"):
+                self._left -= 1
+                return True
+        return False
+
+    def _requests(self, caller: socket.socket, partner: socket.socket, held: threading.Event) -> None:
+        # A client sends its next request on a connection only once it has the answer before: a
+        # request's first bytes start what `recv` gives, and once one is held nothing follows it.
+        with contextlib.suppress(OSError):
+            while data := caller.recv(65536):
+                if not held.is_set() and self._claims(data):
+                    held.set()  # before the partner has it: its answer cannot slip through
+                partner.sendall(data)
+        self._drop(caller, partner)
+
+    def _answers(self, partner: socket.socket, caller: socket.socket, held: threading.Event) -> None:
+        counted = False
+        with contextlib.suppress(OSError):
+            while data := partner.recv(65536):
+                if not held.is_set():
+                    caller.sendall(data)
+                elif not counted:
+                    counted = True
+                    with self._lock:
+                        self._lost += 1
+        self._drop(caller, partner)
+
+    def _drop(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+# The partner timeout of a process to be killed while it waits for an answer a `Relay` lost: it
+# waits that long for it, far longer than a busy machine takes to kill it. As its environment:
+WAITING_SECONDS = 30
+WAITING_FOR_AN_ANSWER = {"MEDPAY_PARTNER_TIMEOUT_SECONDS": str(WAITING_SECONDS)}
+
+
+@contextmanager
+def relay(target: str, request: str, times: int = 1) -> Iterator[Relay]:
+    """A `Relay` to `target` (a URL: its scheme and host are kept, the port is the relay's)."""
+    relaying = Relay(target, request, times)
+    try:
+        yield relaying
+    finally:
+        relaying.close()
+
+
+def wait_until_up(url: str, timeout: float = 60.0) -> None:
+    """Until `url` answers 200: a guard against a process that never comes up, not a measurement."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -157,11 +267,14 @@ def medpay(
 
 
 @contextmanager
-def web(settings: Any, log: Path) -> Iterator[str]:
-    """The API as production serves it (`medpay web`: granian) on the tests' servers; its output
-    goes to `log`."""
+def web_process(
+    settings: Any, log: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The API as production serves it (`medpay web`: granian) on the tests' servers, at the
+    settings' log level (the tests': INFO, production's); its output goes to `log`. Gives its URL
+    and its process (granian's main one, whose worker serves the requests). `env` is added last."""
     port = free_port()
-    env = {
+    merged = {
         **os.environ,
         "MEDPAY_ENV": "test",
         "MEDPAY_HOST": "127.0.0.1",
@@ -170,31 +283,41 @@ def web(settings: Any, log: Path) -> Iterator[str]:
         "REDIS_URL": settings.redis.url,
         "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
         "MEDPAY_PARTNER_TIMEOUT_SECONDS": str(settings.partner_http.timeout_seconds),
-        "MEDPAY_LOG_LEVEL": "WARNING",
+        "MEDPAY_LOG_LEVEL": settings.app.log_level,
+        **(env or {}),
     }
     url = f"http://127.0.0.1:{port}"
     LOG_FILES.append(log)
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "web"], cwd=ROOT, env=env, stdout=output, stderr=output
+            [sys.executable, "-m", "backend.cli", "web"], cwd=ROOT, env=merged, stdout=output, stderr=output
         )
         try:
             wait_until_up(f"{url}/health/ready")
-            yield url
+            yield url, process
         finally:
             process.terminate()
             process.wait(10)
 
 
-def arq_worker(settings: Any) -> subprocess.Popen[bytes]:
-    """A real worker process (`arq workers.main.WorkerSettings`) on the tests' servers; its output
-    goes to a file under LOG_DIR (if set)."""
-    env = {
+@contextmanager
+def web(settings: Any, log: Path) -> Iterator[str]:
+    """`web_process`, by its URL."""
+    with web_process(settings, log) as (url, _):
+        yield url
+
+
+def arq_worker(settings: Any, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A real worker process (`arq workers.main.WorkerSettings`) on the tests' servers, at the
+    settings' log level; its output goes to a file under LOG_DIR (if set). `env` is added last."""
+    merged = {
         **os.environ,
         "DATABASE_URL": settings.database.url,
         "REDIS_URL": settings.redis.url,
         "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
         "MEDPAY_ENV": "test",
+        "MEDPAY_LOG_LEVEL": settings.app.log_level,
+        **(env or {}),
     }
     output: Any = subprocess.DEVNULL
     if LOG_DIR is not None:
@@ -205,7 +328,7 @@ def arq_worker(settings: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"],
             cwd=ROOT,
-            env=env,
+            env=merged,
             stdout=output,
             stderr=output,
         )

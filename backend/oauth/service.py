@@ -76,7 +76,8 @@ async def create_client(
             "hospitals, terminals and kiosks belong to an institution", detail={"field": "institution"}
         )
     credentials = Credentials(
-        client_id=client_id or f"{kind}-{secrets.token_hex(8)}",
+        # 20 hex digits: however they fall, never 16 to 19 decimal digits a log scanner takes for a card.
+        client_id=client_id or f"{kind}-{secrets.token_hex(10)}",
         client_secret=client_secret or secrets.token_urlsafe(32),
     )
     await PartnerClient.insert(

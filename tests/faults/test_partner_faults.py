@@ -2,10 +2,11 @@
 sandbox's `body` faults, and a WeChat Pay answer whose signature does not verify): the patient or
 the hospital gets a clean answer (a 4xx/502/503 error with a stable code, or a 202 left to the
 sweeper), or the background work asks again and finishes; the partner holds exactly one order,
-refund or message for it; a 5xx met by every try is retried further apart each time (the times
-the sandbox recorded answering). The books are audited and compared with the sandbox channels
-after every test (`audited_books`, in this directory's conftest). The bank's disbursements and
-refunds: tests/credit/test_partner_faults.py.
+refund or message for it; a 5xx met by every try is met by the first call and each of the client's
+retries, spaced by the client's wait policy (`backend.partners.http.WAIT`: each wait longer than the
+one before, up to a cap), which is tested on its own at the end, not timed. The books are audited
+and compared with the sandbox channels after every test (`audited_books`, in this directory's
+conftest). The bank's disbursements and refunds: tests/credit/test_partner_faults.py.
 
 A timeout is a `delay_ms` beyond the 2 s client timeout. A delayed call is still served after its
 delay, so every count is taken once the late call has landed. Timeouts cost seconds, so they are
@@ -40,13 +41,16 @@ from typing import Any
 
 import httpx
 import pytest
+from tenacity import AsyncRetrying, RetryCallState
 
 from backend.billing import cash
 from backend.billing.jobs import sweep_bills
 from backend.billing.tables import Bill, CashPayment, Refund
 from backend.ledger.tables import Journal
 from backend.notify.tables import Notification
-from backend.platform.errors import AppError
+from backend.partners import http
+from backend.partners.http import TransientPartnerError
+from backend.platform.errors import AppError, PartnerUnavailable
 from backend.platform.runtime import Runtime
 from backend.settings import Settings
 from tests.billing.factories import (
@@ -102,15 +106,11 @@ def refused(answer: httpx.Response, status: int, code: str) -> None:
     assert answer.json()["error"]["code"] == code
 
 
-def backed_off(calls: list[dict[str, Any]]) -> None:
-    """The 5xx answers a fault gave one request's tries (the first call and the client's retries)
-    came further apart each time, by the times the sandbox recorded answering them."""
-    tries = [
-        datetime.fromisoformat(c["at"]) for c in calls if c["injected"] and c["outcome"].startswith("http:5")
-    ]
-    assert len(tries) >= 3, "two retries at least, to compare their spacing"
-    spaces = [later - earlier for earlier, later in itertools.pairwise(tries)]
-    assert all(a < b for a, b in itertools.pairwise(spaces)), f"retries spaced {spaces}"
+def tried_every_time(calls: list[dict[str, Any]], settings: Settings) -> None:
+    """A 5xx lasting through every try met one request's first call and each of the client's
+    retries (how far apart: the wait policy, tested by `test_a_partner_call_waits_longer_...`)."""
+    failed = [c for c in calls if c["injected"] and c["outcome"].startswith("http:5")]
+    assert len(failed) == settings.partner_http.retries + 1, calls
 
 
 async def channel_order(sandbox: Client, channel: str, out_trade_no: str) -> dict[str, Any]:
@@ -171,7 +171,7 @@ async def test_a_payment_whose_order_failed_to_open_resumes_with_the_same_order(
     asked = await sandbox_calls(sandbox_http, PARTNER[channel], api)
     assert len(asked) == calls
     if fault.get("times") == EVERY_TRY:
-        backed_off(asked)
+        tried_every_time(asked, settings)
     assert {out_trade_no_of(call) for call in asked} == {out_trade_no}  # one order ever asked for
     assert await CashPayment.count() == 1
     order = await channel_order(sandbox_http, channel, out_trade_no)
@@ -219,7 +219,7 @@ async def test_a_payment_check_the_channel_failed_is_made_again_and_completes_on
     asked = await sandbox_calls(sandbox_http, PARTNER[channel], api)
     assert [c["injected"] for c in asked] == [True] * (len(asked) - 1) + [False]
     if fault.get("times") == EVERY_TRY:
-        backed_off(asked)
+        tried_every_time(asked, settings)
 
 
 # -- refunding through the channel -----------------------------------------------------------
@@ -255,7 +255,7 @@ async def test_a_refund_the_channel_failed_to_answer_is_refunded_once(
     asked = await landed(sandbox_http, PARTNER[channel], api, calls)
     assert len(asked) == calls
     if fault.get("times") == EVERY_TRY:
-        backed_off(asked)
+        tried_every_time(asked, settings)
     cash_fen = (await Refund.select(Refund.cash_fen).first())["cash_fen"]  # the cash part's share
     order = await channel_order(sandbox_http, channel, started["out_trade_no"])
     assert [r["amount_fen"] for r in order["refunds"]] == [cash_fen]
@@ -288,7 +288,7 @@ async def test_a_binding_the_platform_failed_is_refused_cleanly_and_binds_when_r
     assert again.status_code == 200, again.text
     assert again.json()["identity"]["insurance_type"] == "employee"
     if fault.get("times") == EVERY_TRY:
-        backed_off(await sandbox_calls(sandbox_http, "ecert", "verify_identity"))
+        tried_every_time(await sandbox_calls(sandbox_http, "ecert", "verify_identity"), settings)
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -348,3 +348,51 @@ async def test_the_sandbox_arms_only_garbage_a_partner_can_give(sandbox_http, fa
 
     assert refused.status_code == 400, refused.text
     assert (await sandbox_http.get("/_sandbox/faults")).json() == []
+
+
+# -- how far apart a call's tries are ---------------------------------------------------------
+
+
+def wait_before_retry(after_try: int) -> float:
+    """The client's wait (`http.WAIT`) once try number `after_try` of a call has failed."""
+    state = RetryCallState(AsyncRetrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = after_try
+    return float(http.WAIT(state))
+
+
+def test_a_partner_call_waits_longer_before_each_retry_up_to_a_second(settings):
+    # The shortest and the longest of many draws of each wait (the jitter is random).
+    spans = []
+    for after_try in range(1, 12):
+        waits = [wait_before_retry(after_try) for _ in range(500)]
+        spans.append((min(waits), max(waits)))
+    capped = spans.index((1.0, 1.0))  # the first wait at the cap
+
+    # Each wait before the cap is longer than the one before whatever their jitter: its shortest
+    # is longer than the other's longest. Every retry a call makes is among them.
+    assert spans[0][0] > 0
+    assert all(before[1] < after[0] for before, after in itertools.pairwise(spans[: capped + 1]))
+    assert capped >= settings.partner_http.retries
+    # From the cap on, a second each, however many tries.
+    assert all(span == (1.0, 1.0) for span in spans[capped:])
+
+
+async def test_a_call_failing_every_try_waits_by_that_policy_before_each_retry(settings, monkeypatch):
+    policy, waited, tries = http.WAIT, [], []
+
+    def observed(state: RetryCallState) -> float:
+        waited.append(state.attempt_number)
+        return float(policy(state))
+
+    async def busy() -> None:
+        tries.append(len(tries) + 1)
+        raise TransientPartnerError("wechatpay", "HTTP 503")
+
+    monkeypatch.setattr(http, "WAIT", observed)
+    with pytest.raises(PartnerUnavailable):
+        await http.with_retries(settings.partner_http, "wechatpay", busy)
+
+    assert tries == list(range(1, settings.partner_http.retries + 2))
+    # Asked after each try that is retried, for that try (tenacity asks after the last one too,
+    # and then stops without sleeping).
+    assert waited[: len(tries) - 1] == tries[:-1]

@@ -21,7 +21,7 @@ from tests import servers
 from tests.billing.factories import Insured, insured_patient, pay, payer_pays, post_notification
 from tests.booking.arrange import book, expire_now, held, one_session, pay_fee, places_left, show
 from tests.faults.conftest import due_now, holding, lapse, until
-from tests.helpers import Client, bearer, inject_fault, login, sandbox_calls, subscribe
+from tests.helpers import Client, bearer, login, sandbox_calls, subscribe
 from tests.notify.arrange import PAY, delivered, paid, user_id_of
 
 pytestmark = pytest.mark.processes
@@ -83,23 +83,25 @@ async def test_a_worker_killed_before_the_platform_was_asked_leaves_the_message_
 
 
 async def test_a_worker_killed_while_the_platform_answers_leaves_one_message_marked_unconfirmed(
-    client, sandbox_http, settings, runtime, run_worker
+    client, sandbox_http, settings, runtime, run_worker, urls
 ):
     tokens, user_id = await subscriber(client, sandbox_http, settings)
     message_id = await paid(user_id)
     assert message_id is not None
-    # The platform takes 2 s to answer the send: the worker is killed while it waits.
-    await inject_fault(sandbox_http, partner="wechat", api="subscribe_send", delay_ms=2000, times=1)
-    await outbox.send(runtime.redis, [message_id])
-    worker = servers.arq_worker(settings)
-    try:
-        # The fault is taken as the send arrives: the platform has the request and is answering.
-        await until(lambda: faults_left(sandbox_http, 0), "send reaching the platform")
-    finally:
-        worker.kill()
-        worker.wait(10)
+    # The platform shows the message and answers; its answer is lost on the way back, and the
+    # worker, which would wait 30 s for it, is killed waiting.
+    send = "POST /wechat/cgi-bin/message/subscribe/send"
+    with servers.relay(urls["sandbox"], send) as relay:
+        await outbox.send(runtime.redis, [message_id])
+        env = {**servers.WAITING_FOR_AN_ANSWER, "MEDPAY_SANDBOX_PORT": str(relay.port)}
+        worker = servers.arq_worker(settings, env)
+        try:
+            await until(relay.lost, "the platform's answer to the send")
+        finally:
+            worker.kill()
+            worker.wait(10)
     assert await delivery(client, tokens) == "sending"  # the answer never reached the worker
-    await until(lambda: delivered(sandbox_http), "message shown by the platform")  # the send it got
+    assert len(await delivered(sandbox_http)) == 1  # the send the platform got
 
     await lapse(runtime)
     await run_worker()
@@ -113,10 +115,6 @@ async def test_a_worker_killed_while_the_platform_answers_leaves_one_message_mar
     assert await one_time_grants() == 1
     message = await OutboxMessage.select(OutboxMessage.done_at).where(OutboxMessage.id == message_id).first()
     assert message["done_at"] is not None
-
-
-async def faults_left(sandbox_http: Client, count: int) -> bool:
-    return len((await sandbox_http.get("/_sandbox/faults")).json()) == count
 
 
 # -- confirming a paid appointment -----------------------------------------------------------

@@ -515,14 +515,7 @@ def test_every_value_a_body_may_hold_is_bounded() -> None:
                 if "maxLength" not in field.schema:
                     problems.append(f"{where}: a string without a maximum length")
                 valid = sample(field.schema)
-                if field.name == "reason":
-                    if accepts(field.schema, tricked(valid, "\x00")):
-                        problems.append(f"{where}: a reason that lets NUL through")
-                    if not accepts(field.schema, " 额度不足\u200b，\u00ad请稍后 \n"):
-                        problems.append(f"{where}: a reason refused for its blanks or invisible characters")
-                elif let_through := [
-                    k for k, c in HIDDEN.items() if accepts(field.schema, tricked(valid, c))
-                ]:
+                if let_through := [k for k, c in HIDDEN.items() if accepts(field.schema, tricked(valid, c))]:
                     problems.append(f"{where}: a string that lets {let_through} through")
     assert not problems, "\n".join(problems)
 
