@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromQuery, JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from backend.kiosk import face_pay
@@ -18,6 +18,7 @@ from backend.platform.deps import RuntimeDep
 from backend.platform.headers import NO_STORE
 from backend.platform.idempotency import IDEMPOTENT, KeyHeader
 from backend.platform.openapi import errors, partner_token, returns
+from backend.platform.schemas import IDENTIFIER
 
 BillId = Annotated[uuid.UUID, PathParameter(description="the bill's id")]
 NOT_A_KIOSK = (403, "`INSUFFICIENT_SCOPE`, or `NOT_A_KIOSK`: not an institution's kiosk.")
@@ -27,6 +28,16 @@ NOT_FOUND = (
     "account to pay from.",
 )
 WHO_PAYS = (422, "`FAMILY_KIOSK_NOT_GRANTED`: no relative allows their money at kiosks.")
+
+VisitToken = Annotated[
+    str,
+    QueryParameter(
+        description="the visit the patient's face check opened here",
+        min_length=16,
+        max_length=128,
+        pattern=IDENTIFIER,
+    ),
+]
 
 
 class KioskBillController(Controller):
@@ -45,7 +56,7 @@ class KioskBillController(Controller):
             (404, "`VISIT_NOT_FOUND`: no such visit, or it has ended."),
         ),
     )
-    async def bills(self, partner: PartnerDep, visit_token: FromQuery[str]) -> KioskBills:
+    async def bills(self, partner: PartnerDep, visit_token: VisitToken) -> KioskBills:
         """The unpaid bills of the patient identified at this kiosk (the visit of their face check)."""
         return await face_pay.unpaid_bills(partner, visit_token)
 
