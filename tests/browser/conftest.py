@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -63,7 +64,12 @@ def worker(settings: Settings, runtime: Runtime) -> Iterator[None]:
         yield
     finally:
         process.terminate()
-        process.wait(10)
+        try:  # a worker stops once its jobs are cancelled and its pools closed: give it a minute
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            raise
 
 
 @pytest.fixture(scope="session")
